@@ -1,0 +1,92 @@
+"""Fill the embedding cache: each distinct text (pattern description or event context)
+is embedded once ever, keyed by the sha256 of its text.
+
+Work is committed batch by batch, so an interrupted run keeps what it embedded and the
+next run only does the rest. Texts are sorted by length so batches pad little.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from engram.config import EMBEDDING_DIM
+from engram.progress import ProgressFactory
+from ingest.embedder import Embedder
+
+TEXTS_SQL = """
+    select description_hash as text_hash, description as text from raw.patterns
+    union all
+    select context_hash, context from raw.usage_events where context_hash is not null
+"""
+
+
+@dataclass(frozen=True)
+class EmbedStats:
+    texts_referenced: int  # distinct texts the warehouse refers to
+    texts_embedded: int  # computed by the model in this call
+    texts_cached: int  # already in raw.embeddings, no model time spent
+
+
+def embeddings_table(
+    hashes: list[str], texts: list[str], vectors: np.ndarray, model: str
+) -> pa.Table:
+    flat = pa.array(vectors.astype(np.float32, copy=False).reshape(-1), type=pa.float32())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return pa.table(
+        {
+            "text_hash": pa.array(hashes, type=pa.string()),
+            "text": pa.array(texts, type=pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, EMBEDDING_DIM),
+            "model": pa.array([model] * len(hashes), type=pa.string()),
+            "embedded_at": pa.array([now] * len(hashes), type=pa.timestamp("us")),
+        }
+    )
+
+
+def embed_missing(
+    con: duckdb.DuckDBPyConnection,
+    embedder: Embedder,
+    *,
+    batch_texts: int = 1024,
+    progress: ProgressFactory | None = None,
+) -> EmbedStats:
+    """Embed every referenced text that has no cached vector yet."""
+    con.execute(
+        f"""
+        create or replace temp table _texts_to_embed as
+        with referenced as (
+            select text_hash, any_value(text) as text from ({TEXTS_SQL}) group by text_hash
+        )
+        select r.text_hash, r.text, row_number() over (order by length(r.text), r.text_hash) as n
+        from referenced as r
+        anti join raw.embeddings as e on e.text_hash = r.text_hash
+        """
+    )
+    referenced = con.execute(f"select count(distinct text_hash) from ({TEXTS_SQL})").fetchone()[0]  # type: ignore[index]
+    missing = con.execute("select count(*) from _texts_to_embed").fetchone()[0]  # type: ignore[index]
+    bar = progress(missing, "embedding texts") if (progress and missing) else None
+    done = 0
+    while done < missing:
+        rows = con.execute(
+            "select text_hash, text from _texts_to_embed where n > ? and n <= ? order by n",
+            [done, done + batch_texts],
+        ).fetchall()
+        hashes = [row[0] for row in rows]
+        texts = [row[1] for row in rows]
+        vectors = embedder.encode(texts)
+        batch = embeddings_table(hashes, texts, vectors, embedder.model_name)
+        con.register("_embedding_batch", batch)
+        con.execute("insert into raw.embeddings select * from _embedding_batch")
+        con.unregister("_embedding_batch")
+        done += len(rows)
+        if bar:
+            bar.update(len(rows))
+    if bar:
+        bar.close()
+    con.execute("drop table if exists _texts_to_embed")
+    return EmbedStats(referenced, missing, referenced - missing)

@@ -1,0 +1,16 @@
+-- One row per (event, file): files are de-duplicated within an event.
+with
+
+source as (
+    select event_id, files_involved from {{ source('raw', 'usage_events') }}
+),
+
+unnested as (
+    select event_id, unnest(files_involved) as file_path from source
+),
+
+renamed as (
+    select distinct event_id, file_path from unnested
+)
+
+select * from renamed

@@ -1,0 +1,16 @@
+-- One row per (event, tool): tools are de-duplicated within an event.
+with
+
+source as (
+    select event_id, tools_used from {{ source('raw', 'usage_events') }}
+),
+
+unnested as (
+    select event_id, unnest(tools_used) as tool from source
+),
+
+renamed as (
+    select distinct event_id, tool from unnested
+)
+
+select * from renamed
