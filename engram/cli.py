@@ -1,0 +1,317 @@
+"""The `engram` command: a thin layer over the library, with manual-style help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engram.config import DB_ENV_VAR, DEFAULT_DB_RELATIVE, resolve_db_path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+
+DESCRIPTION = """\
+engram: a memory for coding agents that learns which approaches work.
+
+Agents record patterns (a debugging approach, a fix recipe) and usage events (a pattern
+used in a session, how well it went, which files and tools, the task text). engram loads
+that log into a DuckDB warehouse, embeds the texts, and builds dbt marts that answer:
+which patterns are similar, which are getting better or worse, which files travel
+together, and what works for a kind of task.
+
+Typical session:
+  engram ingest logs/            validate, load and embed new records
+  engram build                   run dbt: staging views, marts, and their tests
+  engram report                  print the headline answers
+"""
+
+EPILOG = f"""\
+The warehouse is one DuckDB file: --db PATH, else ${DB_ENV_VAR}, else
+{DEFAULT_DB_RELATIVE} in the project. dbt reads the same variable (profiles.yml).
+Run `engram COMMAND --help` for each command's manual.
+"""
+
+
+def _db_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--db",
+        metavar="PATH",
+        help=f"warehouse file (default: ${DB_ENV_VAR} or {DEFAULT_DB_RELATIVE})",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="engram", description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter
+    )
+    from engram import __version__
+
+    parser.add_argument("--version", action="version", version=f"engram {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    db = _db_parent()
+
+    ingest = commands.add_parser(
+        "ingest",
+        parents=[db],
+        formatter_class=formatter,
+        help="validate, load and embed pattern and event files",
+        description="""\
+Load patterns and usage events from JSON Lines (*.jsonl) or JSON array (*.json) files,
+or folders of them (searched recursively). Records are patterns or events by file name
+(patterns*, events*) or else by their fields; see README "Input contract".
+
+Every record read is either loaded, skipped as already present (duplicate event id,
+unchanged pattern, file ingested before) or rejected into raw.rejected_records with
+the file, line, field and reason. Each file is loaded in one transaction: an
+interrupted ingest leaves no partial file, and running it again completes the work.
+Texts (pattern descriptions, event contexts) are then embedded once each and cached.""",
+        epilog="""\
+exit status: 0 when something was read (even with rejections), 1 when nothing could
+be read, 2 on a usage error, 3 with --strict when any record was rejected.""",
+    )
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
+    ingest.add_argument("--strict", action="store_true", help="exit 3 if any record was rejected")
+    ingest.add_argument(
+        "--no-embed",
+        action="store_true",
+        help="load only; texts are embedded later (engram build does it first)",
+    )
+    ingest.add_argument(
+        "--quiet", action="store_true", help="print only the totals line and errors"
+    )
+
+    build = commands.add_parser(
+        "build",
+        parents=[db],
+        formatter_class=formatter,
+        help="run dbt build (models and tests) on the warehouse",
+        description="""\
+Embed any texts not yet embedded, then run `dbt build` on the warehouse: staging views,
+intermediate models, marts, and every dbt test. The same as `dbt build --profiles-dir .`
+from the project root with ENGRAM_DB set to the warehouse.""",
+    )
+    build.add_argument("--select", metavar="SELECTOR", help="dbt node selection, e.g. +marts")
+    build.add_argument(
+        "--full-refresh", action="store_true", help="rebuild incremental models from scratch"
+    )
+
+    report = commands.add_parser(
+        "report",
+        parents=[db],
+        formatter_class=formatter,
+        help="print the headline answers from the warehouse",
+        description="""\
+Row counts, the most-used patterns with their success rate, the most similar pattern
+pairs, and, once built, improving and declining patterns, files that travel together,
+the largest clusters, and the prediction backtest. Opens the warehouse read-only.""",
+    )
+    report.add_argument("--top", type=int, default=10, metavar="N", help="rows per section")
+
+    rejects = commands.add_parser(
+        "rejects",
+        parents=[db],
+        formatter_class=formatter,
+        help="show quarantined records and why they were rejected",
+        description="List records in raw.rejected_records: file, line, field and reason.",
+    )
+    rejects.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show")
+
+    generate = commands.add_parser(
+        "generate",
+        formatter_class=formatter,
+        help="write synthetic input files with planted structure",
+        description="""\
+Write OUTDIR/patterns.jsonl, OUTDIR/events.jsonl and OUTDIR/truth.json: contract-
+conforming synthetic data with planted structure (topic families of paraphrased
+patterns, per-topic best patterns, improving and declining patterns, file pairs that
+travel together), for tests and benchmarks. Streams: 1M patterns / 10M events fit in
+memory. The same arguments always give the same files.""",
+    )
+    generate.add_argument("outdir", type=Path, metavar="OUTDIR")
+    generate.add_argument("--patterns", type=int, required=True, metavar="N")
+    generate.add_argument("--events", type=int, required=True, metavar="M")
+    generate.add_argument("--seed", type=int, default=0, metavar="S")
+    generate.add_argument("--weeks", type=int, default=52, metavar="W", help="time span")
+    return parser
+
+
+def _positive(value: int, name: str) -> None:
+    if value <= 0:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+
+
+class UsageError(Exception):
+    pass
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from engram.progress import terminal_progress
+    from ingest.loader import FileReport, ingest_paths
+
+    db_path = resolve_db_path(args.db)
+    started = time.perf_counter()
+
+    def show(report: FileReport) -> None:
+        if args.quiet:
+            return
+        status = "already ingested" if report.already_ingested else "loaded"
+        print(
+            f"{report.path}: read {report.read}, loaded {report.loaded}, "
+            f"skipped {report.skipped}, rejected {report.rejected} ({status})"
+        )
+        for example in report.examples:
+            print(f"  {report.path.name}: {example}", file=sys.stderr)
+        if report.rejected > len(report.examples):
+            print(
+                f"  ... {report.rejected - len(report.examples)} more: `engram rejects`",
+                file=sys.stderr,
+            )
+
+    result = ingest_paths(
+        args.paths,
+        db_path,
+        embed=not args.no_embed,
+        progress=terminal_progress,
+        on_file=show,
+    )
+    read, loaded = result.total("read"), result.total("loaded")
+    skipped, rejected = result.total("skipped"), result.total("rejected")
+    print(
+        f"total: {len(result.files)} files, read {read}, loaded {loaded}, "
+        f"skipped {skipped}, rejected {rejected} -> {db_path} "
+        f"({time.perf_counter() - started:.1f}s, run {result.run_id})"
+    )
+    if result.embed:
+        print(
+            f"embeddings: {result.embed.texts_embedded} texts embedded, "
+            f"{result.embed.texts_cached} served from the cache"
+        )
+    if result.nothing_read:
+        print("error: no records could be read from the given paths", file=sys.stderr)
+        return EXIT_FAILED
+    if args.strict and rejected:
+        print(f"error: --strict and {rejected} records were rejected", file=sys.stderr)
+        return EXIT_REJECTED
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from engram.build import build
+    from engram.progress import terminal_progress
+
+    db_path = resolve_db_path(args.db)
+    started = time.perf_counter()
+    build(db_path, select=args.select, full_refresh=args.full_refresh, progress=terminal_progress)
+    print(f"build finished in {time.perf_counter() - started:.1f}s -> {db_path}")
+    return EXIT_OK
+
+
+def _existing_db(args: argparse.Namespace) -> Path:
+    db_path = resolve_db_path(args.db)
+    if not db_path.exists():
+        raise UsageError(
+            f"no warehouse at {db_path}: run `engram ingest PATH` and `engram build` first "
+            f"(or `make demo`), or point --db / ${DB_ENV_VAR} at one"
+        )
+    return db_path
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from engram.report import build_report
+
+    _positive(args.top, "--top")
+    for section in build_report(_existing_db(args), top=args.top):
+        print(section.render())
+        print()
+    return EXIT_OK
+
+
+def cmd_rejects(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from engram.tables import format_table
+
+    _positive(args.limit, "--limit")
+    con = duckdb.connect(str(_existing_db(args)), read_only=True)
+    try:
+        total = con.execute("select count(*) from raw.rejected_records").fetchone()[0]  # type: ignore[index]
+        rows = con.execute(
+            """
+            select source_file, line_number, coalesce(field, '-'), reason
+            from raw.rejected_records order by rejected_at desc, source_file, line_number
+            limit ?
+            """,
+            [args.limit],
+        ).fetchall()
+    finally:
+        con.close()
+    print(format_table(["file", "line", "field", "reason"], rows, max_width=90))
+    print(f"{total} rejected records in all")
+    return EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ingest.generate import generate
+
+    from engram.progress import terminal_progress
+
+    _positive(args.patterns, "--patterns")
+    if args.events < 0:
+        raise UsageError(f"--events must be zero or more, got {args.events}")
+    _positive(args.weeks, "--weeks")
+    bar = terminal_progress(args.events, "generating events")
+    try:
+        summary = generate(
+            args.outdir,
+            args.patterns,
+            args.events,
+            seed=args.seed,
+            weeks=args.weeks,
+            progress=bar.update,
+        )
+    finally:
+        bar.close()
+    print(
+        f"wrote {summary.n_patterns} patterns and {summary.n_events} events "
+        f"({summary.n_distinct_contexts} distinct task texts) to {summary.outdir} "
+        f"in {summary.seconds:.1f}s"
+    )
+    return EXIT_OK
+
+
+COMMANDS = {
+    "ingest": cmd_ingest,
+    "build": cmd_build,
+    "report": cmd_report,
+    "rejects": cmd_rejects,
+    "generate": cmd_generate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: known failures become one clear line on stderr and a non-zero exit."""
+    from engram.build import BuildError
+    from ingest.loader import WarehouseBusy
+    from ingest.reader import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, InputError, ValueError) as exc:
+        print(f"engram {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (BuildError, WarehouseBusy) as exc:
+        print(f"engram {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"engram {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The dbt project builds on a small fixture, and the CLI around it fails clearly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from engram.build import build
+from engram.config import PROJECT_ROOT
+from ingest.embedder import Embedder
+from ingest.loader import ingest_paths
+
+
+def engram(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engram.cli", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def small_fixture(folder: Path) -> Path:
+    folder.mkdir()
+    patterns = [
+        {"pattern_id": f"p{i}", "description": text}
+        for i, text in enumerate(
+            ["Add the missing .await", "Pin the dependency version", "Retry the flaky test"]
+        )
+    ]
+    events = [
+        {
+            "event_id": n,
+            "pattern_id": f"p{n % 3}" if n != 11 else "not-yet-known",
+            "session_id": f"s{n // 4}",
+            "timestamp": f"2025-01-{1 + n:02d}T08:00:00Z",
+            "outcome_quality": (n % 5) / 4,
+            "files_involved": ["src/a.py", "src/b.py"] if n % 2 else ["src/a.py"],
+            "tools_used": ["pytest"],
+            "context": ["tests fail on CI", "import error in app"][n % 2],
+        }
+        for n in range(24)
+    ]
+    (folder / "patterns.jsonl").write_text("\n".join(json.dumps(p) for p in patterns) + "\n")
+    (folder / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    return folder
+
+
+def test_dbt_build_passes_and_unknown_patterns_are_flagged_not_dropped(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    db = tmp_path / "wh.duckdb"
+    ingest_paths([small_fixture(tmp_path / "in")], db, embedder=embedder)
+
+    result = build(db, capture=True)
+
+    assert "Completed successfully" in result.stdout or "Completed with" in result.stdout
+    assert "relationships_stg_usage_events_pattern_id" in result.stdout
+    warned = [
+        line
+        for line in result.stdout.splitlines()
+        if "WARN 1 relationships_stg_usage_events_pattern_id" in line
+    ]
+    assert warned, result.stdout[-3000:]
+    con = duckdb.connect(str(db), read_only=True)
+    kept = con.execute(
+        "select count(*) from staging.stg_usage_events where pattern_id = 'not-yet-known'"
+    ).fetchone()[0]  # type: ignore[index]
+    assert kept == 1
+    pairs = con.execute("select count(*) from staging.stg_usage_event_files").fetchone()[0]  # type: ignore[index]
+    assert pairs == 12 * 1 + 12 * 2
+
+
+def test_plain_dbt_and_engram_build_use_the_same_file(tmp_path: Path, embedder: Embedder) -> None:
+    db = tmp_path / "wh.duckdb"
+    ingest_paths([small_fixture(tmp_path / "in")], db, embedder=embedder)
+    env = {**__import__("os").environ, "ENGRAM_DB": str(db)}
+    dbt = Path(sys.executable).parent / "dbt"
+
+    run = subprocess.run(
+        [str(dbt), "run", "--select", "stg_contexts", "--profiles-dir", "."],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stdout[-2000:]
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select count(*) from staging.stg_contexts").fetchone()[0] == 2  # type: ignore[index]
+
+
+def test_build_and_report_on_a_missing_warehouse_say_what_to_do(tmp_path: Path) -> None:
+    missing = str(tmp_path / "none.duckdb")
+    for command in ("build", "report"):
+        result = engram(command, "--db", missing)
+        assert result.returncode != 0
+        assert "engram ingest" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_help_reads_like_a_manual() -> None:
+    for command in ("ingest", "build", "report", "rejects", "generate"):
+        result = engram(command, "--help")
+        assert result.returncode == 0
+        assert "--db" in result.stdout or command == "generate"
+    assert "Input contract" in engram("ingest", "--help").stdout
