@@ -256,9 +256,8 @@ def cmd_rejects(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ingest.generate import generate
-
     from engram.progress import terminal_progress
+    from ingest.generate import generate
 
     _positive(args.patterns, "--patterns")
     if args.events < 0:
