@@ -1,0 +1,70 @@
+-- One row per (file, calendar week): events that touched the file and the sums of their
+-- quality; the node side of the file graph. Counts every event, however many files it has.
+-- Incremental like int_file_pairs__aggregated: weeks touched by newly loaded events are
+-- recomputed from all their events and replaced (delete+insert on [file_path, week]).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['file_path', 'week'],
+    )
+}}
+
+with
+
+events as (
+    select event_id, event_week, occurred_at, outcome_quality, files_involved, loaded_at
+    from {{ ref('stg_usage_events') }}
+),
+
+{% if is_incremental() %}
+-- Reads the view itself rather than `events` (a CTE used twice is materialized whole).
+touched_weeks as (
+    select distinct event_week
+    from {{ ref('stg_usage_events') }}
+    where loaded_at > (
+        select coalesce(max(max_loaded_at), timestamp '-infinity') from {{ this }}
+    )
+        and len(files_involved) >= 1
+),
+
+scoped as (
+    select events.*
+    from events
+    semi join touched_weeks on touched_weeks.event_week = events.event_week
+),
+{% else %}
+scoped as (
+    select * from events
+),
+{% endif %}
+
+-- The in-scope events' distinct files (stg_usage_event_files rows for these events),
+-- unnested here so that an incremental run unnests only the touched weeks. An event without
+-- files gives no row. (No filter on the file count here: DuckDB would push it below the
+-- semi join and compute list_distinct for every event.)
+event_files as (
+    select
+        event_week,
+        occurred_at,
+        outcome_quality,
+        loaded_at,
+        unnest(list_distinct(files_involved)) as file_path
+    from scoped
+),
+
+aggregated as (
+    select
+        file_path,
+        event_week as week,
+        count(*) as n_events,
+        sum(outcome_quality) as sum_quality,
+        sum(outcome_quality * outcome_quality) as sum_quality_sq,
+        min(occurred_at) as first_occurred_at,
+        max(occurred_at) as last_occurred_at,
+        max(loaded_at) as max_loaded_at
+    from event_files
+    group by file_path, event_week
+)
+
+select * from aggregated

@@ -1,0 +1,58 @@
+-- One row per (pattern, calendar week) with the sums that the trend marts need.
+-- Incremental: a run takes only events loaded after the newest loaded_at already processed,
+-- finds the (pattern_id, week) groups they touch and recomputes those groups from all their
+-- events; delete+insert on [pattern_id, week] then replaces them. So a late event for an old
+-- week rewrites that week's row instead of being lost or counted twice.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['pattern_id', 'week'],
+    )
+}}
+
+with
+
+events as (
+    select pattern_id, event_week, occurred_at, outcome_quality, loaded_at
+    from {{ ref('stg_usage_events') }}
+),
+
+{% if is_incremental() %}
+-- Reads the view itself: a CTE used twice would be materialized whole.
+touched as (
+    select distinct pattern_id, event_week
+    from {{ ref('stg_usage_events') }}
+    where loaded_at > (
+        select coalesce(max(max_loaded_at), timestamp '-infinity') from {{ this }}
+    )
+),
+
+scoped as (
+    select events.*
+    from events
+    semi join touched
+        on touched.pattern_id = events.pattern_id
+        and touched.event_week = events.event_week
+),
+{% else %}
+scoped as (
+    select * from events
+),
+{% endif %}
+
+aggregated as (
+    select
+        pattern_id,
+        event_week as week,
+        count(*) as n_events,
+        sum(outcome_quality) as sum_quality,
+        sum(outcome_quality * outcome_quality) as sum_quality_sq,
+        min(occurred_at) as first_occurred_at,
+        max(occurred_at) as last_occurred_at,
+        max(loaded_at) as max_loaded_at
+    from scoped
+    group by pattern_id, event_week
+)
+
+select * from aggregated

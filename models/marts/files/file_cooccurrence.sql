@@ -1,0 +1,107 @@
+-- One row per unordered file pair (file_a < file_b) seen together in at least
+-- var('cooccurrence_min_support') events, with how those events went compared with all events.
+-- Everything comes from aggregates: the pair's weekly sums and the all-events totals; no
+-- per-pair scan over the events. See file_cooccurrence.yml for the formulas.
+with
+
+pair_weeks as (
+    select file_a, file_b, week, n_events, sum_quality, sum_quality_sq,
+           first_occurred_at, last_occurred_at
+    from {{ ref('int_file_pairs__aggregated') }}
+),
+
+-- All events, whatever their files: the population of the point-biserial correlation.
+population as (
+    select
+        sum(n_events) as n_all,
+        sum(sum_quality) as sum_all,
+        sum(sum_quality_sq) as sum_sq_all
+    from {{ ref('int_pattern_weeks__aggregated') }}
+),
+
+population_stats as (
+    select
+        n_all,
+        sum_all,
+        sum_all / n_all as mean_all,
+        sqrt(greatest(sum_sq_all - sum_all * sum_all / n_all, 0) / n_all) as sd_all
+    from population
+),
+
+spans as (
+    select file_a, file_b, min(week) as first_week
+    from pair_weeks
+    group by file_a, file_b
+    having sum(n_events) >= {{ var('cooccurrence_min_support') }}
+),
+
+indexed as (
+    select
+        pair_weeks.*,
+        date_diff('day', spans.first_week, pair_weeks.week) // 7 as x
+    from pair_weeks
+    inner join spans
+        on spans.file_a = pair_weeks.file_a
+        and spans.file_b = pair_weeks.file_b
+),
+
+moments as (
+    select
+        file_a,
+        file_b,
+        sum(n_events) as n,
+        sum(n_events * x) as sx,
+        sum(n_events * x * x) as sxx,
+        sum(sum_quality) as sy,
+        sum(sum_quality_sq) as syy,
+        sum(x * sum_quality) as sxy,
+        min(first_occurred_at) as first_seen_at,
+        max(last_occurred_at) as last_seen_at
+    from indexed
+    group by file_a, file_b
+),
+
+stats as (
+    select
+        moments.file_a,
+        moments.file_b,
+        moments.n,
+        moments.sy / moments.n as avg_quality,
+        moments.sy / moments.n - population_stats.mean_all as quality_lift,
+        -- point-biserial r: m1 = pair mean, m0 = mean of the other events
+        case
+            when population_stats.sd_all > 0 and moments.n < population_stats.n_all
+                then (
+                    moments.sy / moments.n
+                    - (population_stats.sum_all - moments.sy)
+                    / (population_stats.n_all - moments.n)
+                )
+                / population_stats.sd_all
+                * sqrt(moments.n::double * (population_stats.n_all - moments.n))
+                / population_stats.n_all
+        end as success_correlation,
+        {{ trend_slope_and_t('moments.n', 'moments.sx', 'moments.sxx', 'moments.sy',
+                             'moments.syy', 'moments.sxy') }},
+        moments.first_seen_at,
+        moments.last_seen_at
+    from moments
+    cross join population_stats
+),
+
+final as (
+    select
+        file_a,
+        file_b,
+        n as co_occurrences,
+        avg_quality,
+        quality_lift,
+        success_correlation,
+        quality_slope_per_week,
+        slope_t_stat,
+        {{ trend_direction('n', 'quality_slope_per_week', 'slope_t_stat') }} as direction,
+        first_seen_at,
+        last_seen_at
+    from stats
+)
+
+select * from final

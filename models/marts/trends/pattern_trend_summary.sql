@@ -1,0 +1,69 @@
+-- One row per used pattern: its quality trend over all its events, from the weekly sums.
+-- x = whole weeks since the Monday epoch 1970-01-05, date_diff('day', date '1970-01-05',
+-- week) / 7, taken relative to the pattern's first week (same slope, small exact sums).
+with
+
+weekly as (
+    select pattern_id, week, n_events, sum_quality, sum_quality_sq
+    from {{ ref('int_pattern_weeks__aggregated') }}
+),
+
+spans as (
+    select pattern_id, min(week) as first_week, max(week) as last_week
+    from weekly
+    group by pattern_id
+),
+
+indexed as (
+    select
+        weekly.pattern_id,
+        spans.first_week,
+        spans.last_week,
+        weekly.n_events,
+        weekly.sum_quality,
+        weekly.sum_quality_sq,
+        date_diff('day', spans.first_week, weekly.week) // 7 as x
+    from weekly
+    inner join spans on spans.pattern_id = weekly.pattern_id
+),
+
+moments as (
+    select
+        pattern_id,
+        first_week,
+        last_week,
+        sum(n_events) as n,
+        sum(n_events * x) as sx,
+        sum(n_events * x * x) as sxx,
+        sum(sum_quality) as sy,
+        sum(sum_quality_sq) as syy,
+        sum(x * sum_quality) as sxy
+    from indexed
+    group by pattern_id, first_week, last_week
+),
+
+stats as (
+    select
+        pattern_id,
+        n,
+        first_week,
+        last_week,
+        sy / n as avg_quality,
+        {{ trend_slope_and_t('n', 'sx', 'sxx', 'sy', 'syy', 'sxy') }}
+    from moments
+),
+
+final as (
+    select
+        pattern_id,
+        n as n_events,
+        first_week,
+        last_week,
+        avg_quality,
+        quality_slope_per_week,
+        slope_t_stat,
+        {{ trend_direction('n', 'quality_slope_per_week', 'slope_t_stat') }} as direction
+    from stats
+)
+
+select * from final
