@@ -1,0 +1,126 @@
+-- Walk-forward predictions: each (context cluster, pattern, week) cell of week W is
+-- predicted from events of weeks < W only, by running sums over the weekly aggregates (no
+-- re-scan of history per week), with the same shrinkage as pattern_predictions. Beside it
+-- the two baselines: the pattern's mean so far (the global mean so far for a new
+-- pattern), and the global mean so far. A view: prediction_backtest scores it.
+{{ config(materialized='view') }}
+
+with
+
+cells as (
+    select * from {{ ref('int_pattern_context_weeks__aggregated') }}
+),
+
+prior as (
+    select {{ var('prediction_prior_strength') }}::double as prior_strength
+),
+
+weeks as (
+    select
+        week,
+        sum(n_events) as n_events,
+        sum(sum_quality) as sum_quality
+    from cells
+    group by week
+),
+
+global_history as (
+    select
+        week,
+        row_number() over (order by week) as week_number,
+        sum(n_events) over earlier as n_before,
+        sum(sum_quality) over earlier as sum_before
+    from weeks
+    window earlier as (order by week rows between unbounded preceding and 1 preceding)
+),
+
+pattern_weeks as (
+    select
+        pattern_id,
+        week,
+        sum(n_events) as n_events,
+        sum(sum_quality) as sum_quality
+    from cells
+    group by pattern_id, week
+),
+
+pattern_history as (
+    select
+        pattern_id,
+        week,
+        coalesce(sum(n_events) over earlier, 0) as n_before,
+        coalesce(sum(sum_quality) over earlier, 0) as sum_before
+    from pattern_weeks
+    window earlier as (
+        partition by pattern_id order by week rows between unbounded preceding and 1 preceding
+    )
+),
+
+cell_history as (
+    select
+        context_cluster_id,
+        pattern_id,
+        week,
+        n_events,
+        sum_quality,
+        sum_sq_quality,
+        coalesce(sum(n_events) over earlier, 0) as n_before,
+        coalesce(sum(sum_quality) over earlier, 0) as sum_before
+    from cells
+    window earlier as (
+        partition by context_cluster_id, pattern_id
+        order by week rows between unbounded preceding and 1 preceding
+    )
+),
+
+scored_weeks as (
+    select
+        week,
+        week_number,
+        sum_before / n_before as global_mean
+    from global_history
+    where week_number > {{ var('backtest_min_history_weeks') }}
+      and n_before > 0
+),
+
+pattern_baselines as (
+    select
+        pattern_history.pattern_id,
+        pattern_history.week,
+        scored_weeks.global_mean,
+        case
+            when pattern_history.n_before > 0
+                then pattern_history.sum_before / pattern_history.n_before
+            else scored_weeks.global_mean
+        end as pattern_mean,
+        {{ shrunk_mean('pattern_history.sum_before', 'pattern_history.n_before',
+                       'scored_weeks.global_mean', 'prior.prior_strength') }}
+            as pattern_mean_shrunk
+    from pattern_history
+    inner join scored_weeks on scored_weeks.week = pattern_history.week
+    cross join prior
+),
+
+predictions as (
+    select
+        cell_history.week,
+        scored_weeks.week_number,
+        cell_history.context_cluster_id,
+        cell_history.pattern_id,
+        cell_history.n_events,
+        cell_history.sum_quality,
+        cell_history.sum_sq_quality,
+        {{ shrunk_mean('cell_history.sum_before', 'cell_history.n_before',
+                       'pattern_baselines.pattern_mean_shrunk', 'prior.prior_strength') }}
+            as p_model,
+        pattern_baselines.pattern_mean as p_pattern_mean,
+        pattern_baselines.global_mean as p_global_mean
+    from cell_history
+    inner join pattern_baselines
+        on pattern_baselines.pattern_id = cell_history.pattern_id
+        and pattern_baselines.week = cell_history.week
+    inner join scored_weeks on scored_weeks.week = cell_history.week
+    cross join prior
+)
+
+select * from predictions

@@ -1,0 +1,48 @@
+-- One row per pattern: what it says, how often and how well it was used, its cluster.
+
+with
+
+patterns as (
+    select * from {{ ref('stg_patterns') }}
+),
+
+events as (
+    select pattern_id, occurred_at, outcome_quality from {{ ref('stg_usage_events') }}
+),
+
+clusters as (
+    select pattern_id, cluster_id, cluster_label from {{ ref('int_patterns__clustered') }}
+),
+
+usage as (
+    select
+        pattern_id,
+        count(*) as usage_count,
+        avg(outcome_quality) as success_rate,
+        min(occurred_at) as first_used_at,
+        max(occurred_at) as last_used_at
+    from events
+    group by pattern_id
+),
+
+final as (
+    select
+        patterns.pattern_id,
+        patterns.description,
+        patterns.pattern_type,
+        patterns.metadata,
+        patterns.embedding,
+        -- the declared first sighting, or the first use when that is earlier or missing
+        least(patterns.first_seen_at, usage.first_used_at) as first_seen_at,
+        usage.first_used_at,
+        usage.last_used_at,
+        coalesce(usage.usage_count, 0) as usage_count,
+        usage.success_rate,
+        clusters.cluster_id,
+        clusters.cluster_label
+    from patterns
+    left join usage on usage.pattern_id = patterns.pattern_id
+    left join clusters on clusters.pattern_id = patterns.pattern_id
+)
+
+select * from final

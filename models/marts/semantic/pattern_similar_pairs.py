@@ -1,0 +1,42 @@
+"""Each pattern's nearest other patterns with cosine >= var('similarity_threshold').
+
+kNN runs once per distinct description (engram/neighbors.py: exact blocked matrix products
+up to 20k distinct texts, an inverted-file search over k-means leaves above); patterns
+sharing a description are each other's first neighbours at similarity 1.0, then come the
+patterns of the neighbouring texts.
+At most var('similar_pairs_k') rows per pattern; patterns without an embedding get none.
+"""
+
+import numpy as np
+import pyarrow as pa
+
+from engram.clustering import embedding_matrix
+from engram.neighbors import expand_duplicates, nearest_neighbors
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    k = int(dbt.config.get("similar_pairs_k"))
+    threshold = float(dbt.config.get("similarity_threshold"))
+    patterns = (
+        dbt.ref("stg_patterns")
+        .filter("embedding is not null")
+        .project("pattern_id, description_hash, embedding")
+        .order("pattern_id")
+        .to_arrow_table()
+    )
+    ids = np.asarray(patterns.column("pattern_id").to_pylist(), dtype=object)
+    keys = np.asarray(patterns.column("description_hash").to_pylist(), dtype=str)
+    x = embedding_matrix(patterns.column("embedding"))
+    _, first, key_of_row = np.unique(keys, return_index=True, return_inverse=True)
+    neighbours = nearest_neighbors(x[first], k, min_similarity=threshold)
+    row, other, similarity, rank = expand_duplicates(key_of_row.reshape(-1), neighbours, k)
+    keep = similarity >= threshold  # rows are best first, so ranks stay 1..j
+    return pa.table(
+        {
+            "pattern_id": pa.array(ids[row[keep]], type=pa.string()),
+            "similar_pattern_id": pa.array(ids[other[keep]], type=pa.string()),
+            "similarity": pa.array(np.minimum(similarity[keep], 1.0), type=pa.float64()),
+            "rank": pa.array(rank[keep], type=pa.int64()),
+        }
+    )

@@ -1,0 +1,28 @@
+-- cluster_size is the number of patterns carrying the cluster_id, and every pattern of
+-- stg_patterns is in pattern_clusters exactly once.
+-- Shown in Dagster as an asset check of pattern_clusters (the test reads several models).
+{{ config(meta={'dagster': {'ref': {'name': 'pattern_clusters'}}}) }}
+with
+
+sizes as (
+    select cluster_id, count(*) as n_members, max(cluster_size) as max_size,
+           min(cluster_size) as min_size
+    from {{ ref('pattern_clusters') }}
+    group by cluster_id
+),
+
+wrong_size as (
+    select 'size' as problem, cluster_id::varchar as id
+    from sizes
+    where min_size <> n_members or max_size <> n_members
+),
+
+missing as (
+    select 'missing' as problem, p.pattern_id as id
+    from {{ ref('stg_patterns') }} as p
+    anti join {{ ref('pattern_clusters') }} as c on c.pattern_id = p.pattern_id
+)
+
+select * from wrong_size
+union all
+select * from missing

@@ -1,0 +1,36 @@
+-- A posterior mean lies between the cell's raw mean and its prior mean, and inside its
+-- credible interval; n_events add up to the events of known patterns.
+-- Shown in Dagster as an asset check of pattern_predictions (the test reads several models).
+{{ config(meta={'dagster': {'ref': {'name': 'pattern_predictions'}}}) }}
+with
+
+predictions as (
+    select * from {{ ref('pattern_predictions') }}
+),
+
+outside as (
+    select pattern_id, context_cluster_id, 'not between data and prior' as problem
+    from predictions
+    where predicted_success < least(mean_quality, pattern_mean_shrunk) - 1e-9
+       or predicted_success > greatest(mean_quality, pattern_mean_shrunk) + 1e-9
+    union all
+    select pattern_id, context_cluster_id, 'outside its interval' as problem
+    from predictions
+    where predicted_success < ci_low - 1e-9 or predicted_success > ci_high + 1e-9
+),
+
+event_totals as (
+    select
+        (select coalesce(sum(n_events), 0) from predictions) as predicted_events,
+        (
+            select count(*)
+            from {{ ref('stg_usage_events') }} as e
+            inner join {{ ref('stg_patterns') }} as p on p.pattern_id = e.pattern_id
+        ) as known_events
+)
+
+select * from outside
+union all
+select null, null, 'event count ' || predicted_events || ' <> ' || known_events
+from event_totals
+where predicted_events <> known_events

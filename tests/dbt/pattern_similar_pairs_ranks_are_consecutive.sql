@@ -1,0 +1,16 @@
+-- Ranks run 1..n per pattern with similarity never increasing along the ranks.
+with
+
+pairs as (
+    select
+        pattern_id,
+        rank,
+        similarity,
+        row_number() over (partition by pattern_id order by rank) as position,
+        lag(similarity) over (partition by pattern_id order by rank) as previous_similarity
+    from {{ ref('pattern_similar_pairs') }}
+)
+
+select *
+from pairs
+where rank <> position or similarity > previous_similarity + 1e-9

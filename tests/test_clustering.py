@@ -1,0 +1,231 @@
+"""Pure-function tests for the clustering, nearest-neighbour and credible-interval code
+behind the semantic and prediction marts (no dbt, no warehouse)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.stats import beta as beta_dist
+from sklearn.metrics import adjusted_rand_score
+
+from engram.clustering import (
+    average_linkage,
+    canonical_labels,
+    cluster_embeddings,
+    cluster_keyed,
+    cluster_texts,
+    embedding_array,
+    embedding_matrix,
+    normalize,
+    partition,
+    summarize,
+)
+from engram.neighbors import expand_duplicates, nearest_neighbors
+from engram.posterior import beta_interval
+
+
+def blobs(
+    n_centers: int, per_center: int, noise: float, dim: int = 64, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around random (nearly orthogonal) centres: within-blob cosine is about
+    1 / (1 + noise^2), between blobs about 0."""
+    rng = np.random.default_rng(seed)
+    centers = normalize(rng.normal(size=(n_centers, dim)))
+    truth = np.repeat(np.arange(n_centers), per_center)
+    x = centers[truth] + rng.normal(scale=noise / np.sqrt(dim), size=(len(truth), dim))
+    order = rng.permutation(len(truth))
+    return normalize(x[order]), truth[order]
+
+
+def test_normalize_scales_rows_and_keeps_zero_rows() -> None:
+    x = normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert np.allclose(x[0], [0.6, 0.8])
+    assert np.all(x[1] == 0)
+
+
+def test_average_linkage_merges_exactly_down_to_the_threshold() -> None:
+    # angles 0, 10 and 90 degrees: cos(10deg) = 0.985, the third is orthogonal to both
+    angles = np.radians([0.0, 10.0, 90.0])
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    ones = np.ones(3, dtype=np.int64)
+    assert average_linkage(x, ones, threshold=0.98).tolist() == [0, 0, 1]
+    assert average_linkage(x, ones, threshold=0.99).tolist() == [0, 1, 2]
+    # mean similarity of {0, 10} to 90 is (cos 90 + cos 80) / 2 = 0.087
+    assert average_linkage(x, ones, threshold=0.08).tolist() == [0, 0, 0]
+    assert average_linkage(x, ones, threshold=0.09).tolist() == [0, 0, 1]
+
+
+def test_weighted_linkage_equals_linkage_of_the_expanded_points() -> None:
+    """A group given as (sum, count) must merge as its members would: the group
+    similarity sum_a . sum_b / (n_a n_b) is the mean pairwise cosine."""
+    rng = np.random.default_rng(3)
+    points = normalize(rng.normal(size=(12, 5)))
+    counts = rng.integers(1, 5, size=12)
+    expanded = np.repeat(points, counts, axis=0)
+    owner = np.repeat(np.arange(12), counts)
+    for threshold in (0.1, 0.3, 0.5):
+        weighted = average_linkage(points * counts[:, None], counts, threshold)
+        tree = linkage(expanded.astype(np.float64), method="average", metric="cosine")
+        flat = fcluster(tree, t=1 - threshold + 1e-12, criterion="distance")
+        # every member of a group lands with its group, and the partitions agree
+        for g in range(12):
+            assert len(set(flat[owner == g])) == 1
+        assert adjusted_rand_score(flat[np.searchsorted(owner, np.arange(12))], weighted) == 1
+
+
+def test_partition_covers_every_row_once_in_small_leaves() -> None:
+    x, _ = blobs(30, 40, noise=0.5)
+    leaves = partition(x, leaf_size=100, seed=1)
+    seen = np.concatenate(leaves)
+    assert sorted(seen.tolist()) == list(range(len(x)))
+    assert max(len(leaf) for leaf in leaves) <= 100
+    # identical rows cannot be split by k-means; the fallback still bounds the leaves
+    same = np.ones((250, 4), dtype=np.float32)
+    leaves = partition(same, leaf_size=100)
+    assert sorted(np.concatenate(leaves).tolist()) == list(range(250))
+    assert max(len(leaf) for leaf in leaves) <= 100
+
+
+def test_cluster_embeddings_recovers_blobs_exactly_and_locally() -> None:
+    x, truth = blobs(40, 25, noise=0.5)  # within-blob cosine about 0.8, between about 0
+    exact = cluster_embeddings(x, threshold=0.5)
+    assert adjusted_rand_score(truth, exact) == 1.0
+    # leaves far smaller than the data force the k-means split and cross-leaf merge rounds
+    local = cluster_embeddings(x, threshold=0.5, leaf_size=60)
+    assert adjusted_rand_score(truth, local) == 1.0
+
+
+def test_local_rounds_agree_with_exact_linkage_on_overlapping_groups() -> None:
+    x, _ = blobs(60, 20, noise=1.2, seed=5)  # blobs touch: the cut matters
+    exact = cluster_embeddings(x, threshold=0.35)
+    local = cluster_embeddings(x, threshold=0.35, leaf_size=150)
+    assert adjusted_rand_score(exact, local) > 0.9
+
+
+def test_zero_rows_are_singletons_and_labels_are_numbered_by_first_row() -> None:
+    x, _ = blobs(3, 5, noise=0.3)
+    x[[2, 7]] = 0
+    labels = cluster_embeddings(x, threshold=0.5)
+    assert labels[0] == 0
+    _, first = np.unique(labels, return_index=True)
+    assert np.all(np.diff(labels[np.sort(first)]) == 1)
+    for row in (2, 7):
+        assert np.sum(labels == labels[row]) == 1
+
+
+def test_cluster_keyed_gives_identical_texts_one_cluster() -> None:
+    x, _ = blobs(4, 6, noise=0.4)
+    keys = np.array([f"k{i}" for i in range(len(x))], dtype=object)
+    keys[10] = keys[3]
+    x[10] = x[3]
+    labels = cluster_keyed(keys, x, threshold=0.5)
+    assert labels[10] == labels[3]
+    assert labels.tolist() == canonical_labels(labels).tolist()
+
+
+def test_summarize_centroid_similarity_and_central_member() -> None:
+    x, truth = blobs(5, 8, noise=0.6)
+    labels = canonical_labels(truth)
+    summary = summarize(x, labels)
+    assert np.allclose(np.linalg.norm(summary.centroids, axis=1), 1, atol=1e-5)
+    expected = normalize(np.stack([x[labels == c].mean(axis=0) for c in range(5)]))
+    assert np.allclose(summary.centroids, expected, atol=1e-5)
+    assert np.allclose(summary.similarity, np.sum(x * expected[labels], axis=1), atol=1e-5)
+    for c in range(5):
+        members = np.flatnonzero(labels == c)
+        assert summary.central[c] == members[np.argmax(summary.similarity[members])]
+    assert summary.sizes.tolist() == [8] * 5
+
+
+def test_cluster_texts_counts_each_distinct_text_once() -> None:
+    x, _ = blobs(2, 3, noise=0.3)
+    # row 0's text repeated 20 times must not move the centroid or the label
+    keys = np.array(["a", "b", "c", "d", "e", "f"] + ["a"] * 20, dtype=object)
+    texts = np.array(["ta", "tb", "tc", "td", "te", "tf"] + ["ta"] * 20, dtype=object)
+    rows = np.vstack([x, np.repeat(x[:1], 20, axis=0)])
+    clusters = cluster_texts(keys, texts, rows, threshold=0.5)
+    once = cluster_texts(keys[:6], texts[:6], x, threshold=0.5)
+    assert np.allclose(clusters.centroids, once.centroids)
+    assert clusters.label_text[:6].tolist() == once.label_text.tolist()
+    assert clusters.sizes[0] == once.sizes[0] + 20
+
+
+def test_embedding_arrow_round_trip_keeps_missing_rows_as_zero() -> None:
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    column = embedding_array(x, missing=np.array([False, True, False]))
+    assert column.null_count == 1
+    back = embedding_matrix(column)
+    assert np.array_equal(back[[0, 2]], x[[0, 2]])
+    assert np.all(back[1] == 0)
+
+
+def test_exact_neighbors_match_brute_force() -> None:
+    x, _ = blobs(10, 30, noise=0.8)
+    found = nearest_neighbors(x, 5)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = np.sort(sims, axis=1)[:, ::-1][:, :5]
+    assert np.allclose(found.similarity, expected, atol=1e-5)
+    assert not np.any(found.index == np.arange(len(x))[:, None])
+
+
+@pytest.mark.parametrize("method", ["ivf", "hnsw"])
+def test_approximate_neighbors_recall_against_exact(method: str) -> None:
+    x, _ = blobs(400, 30, noise=0.8, dim=32)  # 12,000 rows: a dozen k-means leaves
+    exact = nearest_neighbors(x, 10, method="exact")
+    approx = nearest_neighbors(x, 10, method=method, n_probe=8)
+    hits = [len(set(a) & set(e)) for a, e in zip(approx.index, exact.index, strict=True)]
+    assert np.mean(hits) / 10 >= 0.95
+    assert not np.any(approx.index == np.arange(len(x))[:, None])
+    valid = approx.index >= 0
+    assert np.allclose(
+        approx.similarity[valid],
+        np.sum(x[np.nonzero(valid)[0]] * x[approx.index[valid]], axis=1),
+        atol=2e-3,  # the HNSW index stores f16
+    )
+
+
+def test_min_similarity_keeps_exactly_the_neighbours_above_it() -> None:
+    x, _ = blobs(50, 20, noise=0.7)
+    full = nearest_neighbors(x, 8, method="exact")
+    floored = nearest_neighbors(x, 8, method="exact", min_similarity=0.7)
+    above = full.similarity >= 0.7
+    assert np.array_equal(floored.index[above], full.index[above])
+    assert np.all(floored.index[~above] == -1)
+    assert 0 < above.sum() < above.size  # the floor cut something and kept something
+    ivf = nearest_neighbors(x, 8, method="ivf", min_similarity=0.7)
+    assert np.all(ivf.similarity[ivf.index >= 0] >= 0.7)
+
+
+def test_expand_duplicates_puts_identical_texts_first() -> None:
+    x, _ = blobs(3, 1, noise=0.0)  # three distinct, orthogonal-ish texts
+    key_of_row = np.array([0, 1, 1, 2, 2, 2, 0])
+    neighbours = nearest_neighbors(x, 2)
+    row, other, similarity, rank = expand_duplicates(key_of_row, neighbours, 3)
+    by_row: dict[int, list[tuple[int, float, int]]] = {}
+    for r, o, s, k in zip(row, other, similarity, rank, strict=True):
+        by_row.setdefault(int(r), []).append((int(o), float(s), int(k)))
+    assert all(o != r for r, items in by_row.items() for o, _, _ in items)
+    assert [k for _, _, k in by_row[3]] == [1, 2, 3]
+    # row 3 (key 2) first meets rows 4 and 5 (same text) at similarity 1
+    assert [(o, s) for o, s, _ in by_row[3][:2]] == [(4, 1.0), (5, 1.0)]
+    assert by_row[0][0] == (6, 1.0, 1)
+    # after the duplicates, the nearest other key's rows follow in row order
+    nearest_key = int(neighbours.index[2, 0])
+    assert by_row[3][2][0] == int(np.flatnonzero(key_of_row == nearest_key)[0])
+
+
+def test_beta_interval_matches_scipy_quantiles() -> None:
+    alpha = np.array([1.0, 5.4375, 30.0, 0.5])
+    beta = np.array([1.0, 2.5625, 70.0, 0.5])
+    low, high = beta_interval(alpha, beta, 0.9)
+    assert np.allclose(low, beta_dist.ppf(0.05, alpha, beta))
+    assert np.allclose(high, beta_dist.ppf(0.95, alpha, beta))
+    mean = alpha / (alpha + beta)
+    assert np.all((low <= mean) & (mean <= high))
+    # ten times the evidence at the same mean: a narrower interval
+    low10, high10 = beta_interval(alpha * 10, beta * 10, 0.9)
+    assert np.all(high10 - low10 < high - low)
+    with pytest.raises(ValueError):
+        beta_interval(alpha, beta, 1.0)

@@ -1,0 +1,376 @@
+"""The semantic and prediction marts, built by dbt on generated data with planted
+structure (checked against truth.json) and on the bundled flask sample.
+
+Thresholds below come from measurements (README, "Predictions and how they are checked"):
+on generated data the description embeddings separate paraphrase families only partly
+(exact average linkage at its best cut reaches an adjusted Rand index of 0.64 on the
+seed-7 data; the marts' cut gives pairwise precision 0.69 / recall 0.57), so the family
+checks ask for clearly-better-than-chance grouping, while topic separation, the planted
+best patterns and the backtest are asked for at the level the data supports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from engram.config import PROJECT_ROOT
+from ingest.embedder import text_hash
+from ingest.generate import TOPICS, render_contexts
+
+pytestmark = pytest.mark.slow
+
+
+def rows(db: Path, sql: str, params: list[object] | None = None) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def frame(db: Path, sql: str) -> pd.DataFrame:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
+
+
+def dbt_var(name: str) -> float:
+    """A var's default from dbt_project.yml, so tests follow the configured value."""
+    import yaml
+
+    project = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())
+    return float(project["vars"][name])
+
+
+def pair_scores(labels: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Pairwise precision and recall of `labels` against `truth` (pairs put together)."""
+    same_label = labels[:, None] == labels[None, :]
+    same_truth = truth[:, None] == truth[None, :]
+    upper = np.triu_indices(len(labels), 1)
+    together, should = same_label[upper], same_truth[upper]
+    both = np.sum(together & should)
+    return both / max(1, together.sum()), both / max(1, should.sum())
+
+
+@pytest.fixture(scope="module")
+def truth(planted_data: Path) -> dict:
+    return json.loads((planted_data / "truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def clustered(planted_warehouse: Path) -> pd.DataFrame:
+    return frame(
+        planted_warehouse,
+        """
+        select c.*, p.description, p.description_hash,
+               p.metadata->>'family' as family, p.metadata->>'topic' as topic
+        from marts.pattern_clusters c
+        join staging.stg_patterns p using (pattern_id)
+        order by pattern_id
+        """,
+    )
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+def test_every_pattern_is_in_exactly_one_cluster(
+    planted_warehouse: Path, clustered: pd.DataFrame
+) -> None:
+    n_patterns = rows(planted_warehouse, "select count(*) from staging.stg_patterns")[0][0]
+    assert len(clustered) == n_patterns == clustered["pattern_id"].nunique()
+    sizes = clustered.groupby("cluster_id")["pattern_id"].transform("count")
+    assert (clustered["cluster_size"] == sizes).all()
+    # dim_patterns carries the same assignment and label
+    mismatched = rows(
+        planted_warehouse,
+        """
+        select count(*) from marts.dim_patterns d
+        join marts.pattern_clusters c using (pattern_id)
+        where d.cluster_id <> c.cluster_id or d.cluster_label <> c.cluster_label
+        """,
+    )[0][0]
+    assert mismatched == 0
+    # identical descriptions always share a cluster
+    assert (clustered.groupby("description_hash")["cluster_id"].nunique() == 1).all()
+
+
+def test_cluster_label_is_its_most_central_description(clustered: pd.DataFrame) -> None:
+    for _, members in clustered.groupby("cluster_id"):
+        central = members.loc[members["similarity_to_centroid"].idxmax(), "description"]
+        assert members["cluster_label"].iloc[0] == central
+
+
+def test_paraphrase_families_share_clusters_and_topics_stay_apart(
+    clustered: pd.DataFrame,
+) -> None:
+    labels = clustered["cluster_id"].to_numpy()
+    family = clustered["family"].to_numpy()
+    precision, recall = pair_scores(labels, family)
+    # measured 0.69 / 0.57 (ARI 0.62); a random clustering with these sizes scores ~0.02
+    assert precision >= 0.6
+    assert recall >= 0.5
+    assert adjusted_rand_score(family, labels) >= 0.5
+    # patterns of different topics (unrelated work) are rarely put together: measured 0.92
+    topic_precision, _ = pair_scores(labels, clustered["topic"].to_numpy())
+    assert topic_precision >= 0.85
+    # each family's patterns mostly sit in one cluster: measured 0.74 on average
+    modal_share = clustered.groupby("family")["cluster_id"].agg(
+        lambda s: s.value_counts().iloc[0] / len(s)
+    )
+    assert modal_share.mean() >= 0.6
+
+
+def test_similar_pairs_are_the_true_near_neighbours(
+    planted_warehouse: Path, clustered: pd.DataFrame
+) -> None:
+    threshold = dbt_var("similarity_threshold")
+    k = int(dbt_var("similar_pairs_k"))
+    pairs = frame(planted_warehouse, "select * from marts.pattern_similar_pairs")
+    embeddings = frame(
+        planted_warehouse, "select pattern_id, embedding from marts.dim_patterns order by 1"
+    )
+    ids = embeddings["pattern_id"].to_numpy()
+    x = np.stack(embeddings["embedding"].to_numpy()).astype(np.float64)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    position = {pid: i for i, pid in enumerate(ids)}
+    a = pairs["pattern_id"].map(position).to_numpy()
+    b = pairs["similar_pattern_id"].map(position).to_numpy()
+
+    assert len(pairs) > 0
+    assert not (pairs["pattern_id"] == pairs["similar_pattern_id"]).any()
+    assert (pairs["similarity"] >= threshold).all()
+    assert np.allclose(pairs["similarity"], sims[a, b], atol=1e-4)
+    # small data is searched exactly: each pattern gets all its neighbours above the
+    # threshold, up to k, numbered 1..j
+    expected = np.minimum((sims >= threshold).sum(axis=1), k)
+    got = pairs.groupby("pattern_id").size().reindex(ids, fill_value=0).to_numpy()
+    assert np.array_equal(got, expected)
+    ranks = pairs.sort_values(["pattern_id", "rank"]).groupby("pattern_id")["rank"]
+    assert all(list(r) == list(range(1, len(r) + 1)) for _, r in ranks)
+    # mostly within one paraphrase family, and mostly mutual (both measured 1.0)
+    family = clustered.set_index("pattern_id")["family"]
+    same_family = (
+        pairs["pattern_id"].map(family) == pairs["similar_pattern_id"].map(family)
+    ).mean()
+    assert same_family >= 0.9
+    forward = set(zip(pairs["pattern_id"], pairs["similar_pattern_id"], strict=True))
+    mutual = np.mean([(q, p) in forward for p, q in forward])
+    assert mutual >= 0.8
+
+
+def test_context_clusters_cover_every_task_text(planted_warehouse: Path) -> None:
+    checks = rows(
+        planted_warehouse,
+        """
+        select
+            (select count(*) from staging.stg_contexts),
+            (select count(*) from intermediate.int_contexts__clustered),
+            (select sum(n_contexts) from marts.context_clusters),
+            (select sum(n_events) from marts.context_clusters),
+            (select count(*) from staging.stg_usage_events),
+            (select count(*) from marts.context_clusters
+             where abs(list_dot_product(centroid, centroid) - 1) > 1e-4)
+        """,
+    )[0]
+    n_contexts, n_clustered, n_in_clusters, n_events_in, n_events, not_unit = checks
+    assert n_contexts == n_clustered == n_in_clusters
+    assert n_events_in == n_events  # generated events always carry a task text
+    assert not_unit == 0
+    # the label is a member text of its cluster
+    outside = rows(
+        planted_warehouse,
+        """
+        select count(*) from marts.context_clusters k
+        where k.context_cluster_id >= 0 and not exists (
+            select 1 from intermediate.int_contexts__clustered i
+            join staging.stg_contexts s using (context_hash)
+            where i.context_cluster_id = k.context_cluster_id and s.context = k.label)
+        """,
+    )[0][0]
+    assert outside == 0
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def test_planted_best_patterns_top_their_topics_predictions(
+    planted_warehouse: Path, truth: dict
+) -> None:
+    """For each topic, in the context cluster holding most of its events, the patterns
+    ranked highest by predicted_success are the topic's planted best ones."""
+    cluster_of = dict(
+        rows(
+            planted_warehouse,
+            "select context_hash, context_cluster_id from intermediate.int_contexts__clustered",
+        )
+    )
+    events_of = dict(
+        rows(planted_warehouse, "select context_hash, n_events from staging.stg_contexts")
+    )
+    topics = {topic.slug: topic for topic in TOPICS}
+    best_first, overlap, n = 0, 0.0, 0
+    for planted in truth["topics"]:
+        best = set(planted["best_pattern_ids"])
+        if not best:
+            continue
+        weight: Counter[int] = Counter()
+        for text in render_contexts(topics[planted["slug"]]):
+            key = text_hash(text)
+            if key in cluster_of:
+                weight[cluster_of[key]] += events_of[key]
+        dominant = weight.most_common(1)[0][0]
+        ranked = [
+            pid
+            for (pid,) in rows(
+                planted_warehouse,
+                """
+                select pattern_id from marts.pattern_predictions
+                where context_cluster_id = ? order by predicted_success desc, pattern_id
+                """,
+                [dominant],
+            )
+        ]
+        n += 1
+        best_first += ranked[0] in best
+        overlap += len(set(ranked[: len(best)]) & best) / len(best)
+    # measured 16/16 topics and 0.97 overlap (0.94-0.98 on seeds 5, 7, 11)
+    assert n == len(truth["topics"])
+    assert best_first / n >= 0.85
+    assert overlap / n >= 0.85
+
+
+def test_predictions_are_shrunk_posteriors_inside_their_intervals(
+    planted_warehouse: Path,
+) -> None:
+    p = frame(planted_warehouse, "select * from marts.pattern_predictions")
+    low = np.minimum(p["mean_quality"], p["pattern_mean_shrunk"]) - 1e-12
+    high = np.maximum(p["mean_quality"], p["pattern_mean_shrunk"]) + 1e-12
+    # a posterior mean lies between the data's mean and the prior's
+    assert ((p["predicted_success"] >= low) & (p["predicted_success"] <= high)).all()
+    assert (
+        (p["ci_low"] <= p["predicted_success"]) & (p["predicted_success"] <= p["ci_high"])
+    ).all()
+    # more evidence, narrower interval (measured 0.31 at >= 20 events, 0.60 at one event)
+    width = p["ci_high"] - p["ci_low"]
+    assert width[p["n_events"] >= 10].mean() < width[p["n_events"] == 1].mean()
+    events = rows(
+        planted_warehouse,
+        """
+        select count(*) from staging.stg_usage_events
+        join staging.stg_patterns using (pattern_id)
+        """,
+    )[0][0]
+    assert p["n_events"].sum() == events
+
+
+def test_dim_patterns_usage_matches_the_events(planted_warehouse: Path) -> None:
+    diff = rows(
+        planted_warehouse,
+        """
+        with truth as (
+            select pattern_id, count(*) as n, avg(outcome_quality) as q, max(occurred_at) as t
+            from staging.stg_usage_events group by pattern_id
+        )
+        select count(*) from marts.dim_patterns d
+        left join truth using (pattern_id)
+        where d.usage_count <> coalesce(truth.n, 0)
+           or abs(coalesce(d.success_rate, -1) - coalesce(truth.q, -1)) > 1e-12
+           or d.last_used_at is distinct from truth.t
+        """,
+    )[0][0]
+    assert diff == 0
+
+
+def test_backtest_beats_both_baselines_on_planted_data(planted_warehouse: Path) -> None:
+    summary = frame(planted_warehouse, "select * from marts.prediction_backtest_summary")
+    assert len(summary) == 1
+    s = summary.iloc[0]
+    assert s["n_weeks"] > 40
+    assert s["brier_model"] < s["brier_global_mean"]
+    # measured 0.31 / 0.03 (seed 7), 0.30 / 0.03 (seed 11), 0.52 / 0.08 (seed 5)
+    assert s["skill_vs_global_mean"] >= 0.2
+    assert s["skill_vs_pattern_mean"] > 0
+
+
+def test_backtest_week_matches_an_independent_recomputation(planted_warehouse: Path) -> None:
+    """Recompute one scored week from raw events with pandas: predictions from earlier
+    weeks only, scored on that week's events."""
+    m = dbt_var("prediction_prior_strength")
+    events = frame(
+        planted_warehouse,
+        """
+        select e.pattern_id, e.event_week, e.outcome_quality as q,
+               coalesce(c.context_cluster_id, -1) as cluster
+        from staging.stg_usage_events e
+        join staging.stg_patterns using (pattern_id)
+        left join intermediate.int_contexts__clustered c using (context_hash)
+        """,
+    )
+    weekly = frame(planted_warehouse, "select * from marts.prediction_backtest order by week")
+    row = weekly.iloc[len(weekly) // 2]
+    before = events[events["event_week"] < row["week"]]
+    now = events[events["event_week"] == row["week"]]
+    g = before["q"].mean()
+    by_pattern = before.groupby("pattern_id")["q"].agg(["sum", "count"])
+    by_cell = before.groupby(["cluster", "pattern_id"])["q"].agg(["sum", "count"])
+    model, pattern_mean = [], []
+    for event in now.itertuples():
+        ps, pn = (
+            by_pattern.loc[event.pattern_id] if event.pattern_id in by_pattern.index else (0, 0)
+        )
+        key = (event.cluster, event.pattern_id)
+        cs, cn = by_cell.loc[key] if key in by_cell.index else (0, 0)
+        shrunk = (ps + m * g) / (pn + m)
+        model.append((cs + m * shrunk) / (cn + m))
+        pattern_mean.append(ps / pn if pn else g)
+    q = now["q"].to_numpy()
+    assert row["n_events"] == len(now)
+    assert row["brier_model"] == pytest.approx(np.mean((np.array(model) - q) ** 2), abs=1e-9)
+    assert row["brier_pattern_mean"] == pytest.approx(
+        np.mean((np.array(pattern_mean) - q) ** 2), abs=1e-9
+    )
+    assert row["brier_global_mean"] == pytest.approx(np.mean((g - q) ** 2), abs=1e-9)
+
+
+# --------------------------------------------------------------------------- flask sample
+
+
+def test_sample_marts_cluster_every_pattern_and_report_a_backtest(
+    sample_warehouse: Path,
+) -> None:
+    counts = rows(
+        sample_warehouse,
+        """
+        select
+            (select count(*) from staging.stg_patterns),
+            (select count(*) from marts.pattern_clusters),
+            (select count(*) from marts.dim_patterns where cluster_id is null),
+            (select count(*) from staging.stg_contexts),
+            (select sum(n_contexts) from marts.context_clusters),
+            (select count(*) from marts.pattern_predictions)
+        """,
+    )[0]
+    n_patterns, n_clustered, unclustered, n_contexts, n_in_clusters, n_predictions = counts
+    assert n_patterns == n_clustered > 0
+    assert unclustered == 0
+    assert n_contexts == n_in_clusters > 0
+    assert n_predictions > 0
+    summary = frame(sample_warehouse, "select * from marts.prediction_backtest_summary")
+    s = summary.iloc[0]
+    assert s["n_weeks"] > 100 and s["n_events"] > 1000
+    assert 0 < s["brier_model"] < 1
+    # the README quotes this figure: the model beats the global mean on the real sample
+    # (measured skill ~0.02-0.03); asserted only as "not worse" to allow embedding drift
+    assert s["brier_model"] <= s["brier_global_mean"]
