@@ -102,8 +102,13 @@ def build(
     full_refresh: bool = False,
     capture: bool = False,
     progress: ProgressFactory | None = None,
+    publish: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Embed what is missing, then `dbt build` (models and their tests) on the warehouse."""
+    """Embed what is missing, then `dbt build` (models and their tests) on the warehouse.
+
+    After a successful build, publish the read-only serving copy + vector index (engram.serving)
+    that queries read, unless publish=False.
+    """
     if not warehouse_has_data(db_path):
         raise BuildError(
             f"{db_path} has no ingested data yet: run `engram ingest PATH` first "
@@ -115,4 +120,15 @@ def build(
         args += ["--select", select]
     if full_refresh:
         args.append("--full-refresh")
-    return run_dbt(args, db_path, capture=capture)
+    result = run_dbt(args, db_path, capture=capture)
+    if publish:
+        from engram.serving import ServingError
+        from engram.serving import publish as publish_serving_copy
+
+        try:
+            publish_serving_copy(db_path)
+        except ServingError as exc:
+            raise BuildError(
+                f"dbt build succeeded but publishing the serving copy failed: {exc}"
+            ) from exc
+    return result

@@ -1,0 +1,408 @@
+"""`engram similar | predict | trends | files | clusters | sql`: thin handlers over Memory.
+
+Tables for people by default, `--json` for agents. Errors are one line on stderr:
+exit 2 for a wrong question (empty text, k <= 0, unknown id), 1 when it cannot be
+answered (no warehouse, mart not built, bad SQL). Index warnings go to stderr too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import orjson
+import pandas as pd
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _k(parser: argparse.ArgumentParser, default: int = 10, name: str = "-k") -> None:
+    parser.add_argument(
+        name, type=int, default=default, metavar="N", help=f"rows (default {default})"
+    )
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON (for agents) not a table")
+
+
+def add_parsers(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    db_parent: argparse.ArgumentParser,
+    formatter: type[argparse.HelpFormatter],
+) -> dict[str, Handler]:
+    """Register the query subcommands on `engram`'s subparsers; returns name -> handler."""
+    reads = """
+Reads the published serving copy (read-only), so it answers while ingest or build
+write the warehouse; before the first publish it reads the warehouse read-only."""
+    similar = commands.add_parser(
+        "similar",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="patterns closest in meaning to a text",
+        description=f"""\
+Patterns whose descriptions are closest in meaning to TEXT (cosine similarity of
+all-MiniLM-L6-v2 embeddings), best first, with their success rate (mean outcome
+quality), usage count and cluster label. Uses the HNSW index at scale, exact search
+when the data is small or the index is stale.{reads}""",
+        epilog='example: engram similar "test fails only around midnight" -k 5',
+    )
+    similar.add_argument("text", metavar="TEXT")
+    _k(similar)
+    _json(similar)
+
+    predict = commands.add_parser(
+        "predict",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="patterns ranked by predicted success for a task",
+        description=f"""\
+Patterns ranked by predicted success for the task described by TEXT. The prior is
+marts.pattern_predictions (per-cluster success shrunk toward each pattern's mean) of
+the context clusters nearest the task; the evidence is the similarity-weighted
+outcomes of the patterns used in the nearest past task texts. Each row has the
+posterior mean, a 90% credible interval, the events behind it, and the evidence
+(nearest past contexts) is listed below. See README "How predict combines evidence".{reads}""",
+        epilog='example: engram predict "tokio refuses to spawn my future" -k 5 --json',
+    )
+    predict.add_argument("text", metavar="TASK_TEXT")
+    _k(predict)
+    predict.add_argument(
+        "--rank-by",
+        choices=("mean", "lower"),
+        default="mean",
+        help="posterior mean (default) or the interval's lower bound (risk-averse)",
+    )
+    _json(predict)
+
+    trends = commands.add_parser(
+        "trends",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="patterns getting better or worse; one pattern's weekly history",
+        description=f"""\
+Without PATTERN_ID: the patterns whose weekly mean quality rises or falls most steeply
+(marts.pattern_trend_summary, direction improving/declining). With PATTERN_ID: its
+last N weeks from marts.pattern_trends and its trend summary.{reads}""",
+    )
+    trends.add_argument("pattern_id", nargs="?", metavar="PATTERN_ID")
+    trends.add_argument("--weeks", type=int, default=12, metavar="N", help="weeks (default 12)")
+    _k(trends, 10, "--top")
+    _json(trends)
+
+    files = commands.add_parser(
+        "files",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="files that travel together, and how those combinations fare",
+        description=f"""\
+With FILE: the files most often touched in the same usage event as FILE, with the
+mean quality of those events, lift over the files' own quality, and the trend.
+Without FILE: the strongest pairs overall (marts.file_cooccurrence).{reads}""",
+    )
+    files.add_argument("file", nargs="?", metavar="FILE")
+    _k(files, 20, "--top")
+    _json(files)
+
+    clusters = commands.add_parser(
+        "clusters",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="the largest clusters of patterns by meaning",
+        description=f"""\
+Pattern clusters (marts.pattern_clusters) by size with their labels and mean success;
+--cluster ID lists a cluster's members, nearest its centroid first.{reads}""",
+    )
+    clusters.add_argument("--cluster", type=int, metavar="ID", help="list this cluster's members")
+    _k(clusters, 20, "--top")
+    _json(clusters)
+
+    sql = commands.add_parser(
+        "sql",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="run read-only SQL on the marts (with embed('text'))",
+        description=f"""\
+Run QUERY against the serving copy (schemas marts, staging, intermediate, serving).
+embed('text') returns the text's FLOAT[384] embedding, so
+  order by array_cosine_similarity(embedding, embed('...')) desc
+searches by meaning. The copy is opened read-only: writes fail.{reads}""",
+        epilog="""\
+example: engram sql "select pattern_id, description from marts.dim_patterns
+  order by array_cosine_similarity(embedding, embed('flaky test')) desc limit 5" """,
+    )
+    sql.add_argument("query", metavar="QUERY")
+    sql.add_argument("--max-rows", type=int, default=200, metavar="N", help="rows to print")
+    _json(sql)
+    return {
+        "similar": cmd_similar,
+        "predict": cmd_predict,
+        "trends": cmd_trends,
+        "files": cmd_files,
+        "clusters": cmd_clusters,
+        "sql": cmd_sql,
+    }
+
+
+# ---------------------------------------------------------------------- output
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _default(value: Any) -> Any:
+    from engram.memory import _plain
+
+    plain = _plain(value)
+    if plain is value:
+        return str(value)
+    return plain
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    from engram.memory import _records as records
+
+    return records(_display_types(frame))
+
+
+def _table(frame: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 1000) -> str:
+    from engram.tables import format_table
+
+    if columns:
+        frame = frame[[c for c in columns if c in frame.columns]]
+    frame = _display_types(frame)
+    rows = [[_cell(v) for v in row] for row in frame.head(max_rows).itertuples(index=False)]
+    rows = [[_short(v) for v in row] for row in rows]
+    text = format_table([str(c) for c in frame.columns], rows)
+    if len(frame) > max_rows:
+        text += f"\n... {len(frame) - max_rows} more rows (use --json or LIMIT)"
+    return text
+
+
+COUNT_COLUMN = re.compile(r"(^n_|count|occurrences|events|degree|size|^rank$)")
+
+
+def _display_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counts that arrive as floats (DuckDB HUGEINT sums) print as integers; week and other
+    midnight-only timestamps print as dates."""
+    frame = frame.copy()
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_float_dtype(column) and COUNT_COLUMN.search(str(name)):
+            values = column.dropna()
+            if len(values) and (values == values.round()).all():
+                frame[name] = column.astype("Int64")
+        elif pd.api.types.is_datetime64_any_dtype(column):
+            values = column.dropna()
+            if len(values) and (values == values.dt.normalize()).all():
+                frame[name] = column.dt.date
+    return frame
+
+
+def _cell(value: Any) -> Any:
+    """Python values for format_table (which formats datetimes and floats itself)."""
+    from engram.memory import _plain
+
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if isinstance(value, date):
+        return value
+    return _plain(value)
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, list):
+        return f"[{len(value)} values]" if len(value) > 8 else str(value)
+    if isinstance(value, dict):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _run(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """Open Memory, run body, turn known errors and index warnings into one-line messages."""
+    import duckdb
+
+    from engram.memory import InvalidQuery, Memory, QueryError
+
+    name = f"engram {args.command}"
+    memory = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                memory = Memory(args.db)
+                return body(memory)
+            finally:
+                for warning in caught:
+                    print(f"{name}: warning: {warning.message}", file=sys.stderr)
+    except InvalidQuery as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except QueryError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:  # `engram ... | head`: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return EXIT_OK
+    except duckdb.Error as exc:
+        print(f"{name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if memory is not None:
+            memory.close()
+
+
+def _validated(args: argparse.Namespace, checks: list[tuple[int, str]], texts: list[str]) -> int:
+    """Usage errors caught before opening anything (fast, and with no warehouse needed)."""
+    from engram.memory import InvalidQuery, check_k, check_text
+
+    try:
+        for value, flag in checks:
+            check_k(value, flag)
+        for attr in texts:
+            check_text(getattr(args, attr), attr)
+    except InvalidQuery as exc:
+        print(f"engram {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    if _validated(args, [(args.k, "-k")], ["text"]):
+        return EXIT_USAGE
+
+    def body(memory: Any) -> int:
+        frame = memory.find_similar(args.text, args.k)
+        if args.json:
+            print(_dumps(_records(frame.drop(columns=["metadata"], errors="ignore"))))
+        else:
+            columns = ["pattern_id", "similarity", "success_rate", "usage_count"]
+            columns += ["cluster_label", "description"]
+            print(_table(frame, columns))
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if _validated(args, [(args.k, "-k")], ["text"]):
+        return EXIT_USAGE
+
+    def body(memory: Any) -> int:
+        prediction = memory.predict(args.text, args.k, rank_by=args.rank_by)
+        if args.json:
+            result = prediction.to_dict()
+            for row in result["predictions"]:
+                row.pop("metadata", None)
+            print(_dumps(result))
+            return EXIT_OK
+        print(
+            _table(
+                prediction.patterns,
+                [
+                    "rank",
+                    "pattern_id",
+                    "predicted_success",
+                    "ci_low",
+                    "ci_high",
+                    "n_events",
+                    "n_context_events",
+                    "success_rate",
+                    "description",
+                ],
+            )
+        )
+        print("\nevidence: nearest past task texts (similarity-weighted)")
+        print(
+            _table(
+                prediction.evidence,
+                ["similarity", "weight", "n_events", "context_cluster_id", "context"],
+            )
+        )
+        if len(prediction.clusters):
+            print("\nprior: context clusters (share of the prior)")
+            print(_table(prediction.clusters, ["context_cluster_id", "weight", "label"]))
+        for note in prediction.notes:
+            print(f"note: {note}")
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_trends(args: argparse.Namespace) -> int:
+    if _validated(args, [(args.weeks, "--weeks"), (args.top, "--top")], []):
+        return EXIT_USAGE
+
+    def body(memory: Any) -> int:
+        if args.pattern_id is None:
+            frame = memory.trend_summary(top=args.top)
+            if args.json:
+                print(_dumps(_records(frame)))
+            else:
+                print(_table(frame))
+            return EXIT_OK
+        weekly = memory.trends(args.pattern_id, args.weeks)
+        summary = memory.trend_summary(args.pattern_id)
+        if args.json:
+            print(_dumps({"summary": _records(summary), "weeks": _records(weekly)}))
+        else:
+            print(_table(summary))
+            print()
+            print(_table(weekly))
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    if _validated(args, [(args.top, "--top")], []):
+        return EXIT_USAGE
+
+    def body(memory: Any) -> int:
+        frame = memory.files(args.file, args.top)
+        print(_dumps(_records(frame)) if args.json else _table(frame))
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_clusters(args: argparse.Namespace) -> int:
+    if _validated(args, [(args.top, "--top")], []):
+        return EXIT_USAGE
+
+    def body(memory: Any) -> int:
+        if args.cluster is None:
+            frame = memory.clusters(args.top)
+        else:
+            frame = memory.cluster_members(args.cluster, args.top)
+        print(_dumps(_records(frame)) if args.json else _table(frame))
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    if _validated(args, [(args.max_rows, "--max-rows")], ["query"]):
+        return EXIT_USAGE
+
+    def body(memory: Any) -> int:
+        frame = memory.sql(args.query)
+        if args.json:
+            print(_dumps(_records(frame)))
+        else:
+            print(_table(frame, max_rows=args.max_rows))
+        return EXIT_OK
+
+    return _run(args, body)

@@ -1,0 +1,67 @@
+"""`embed('text')` inside DuckDB SQL: search by meaning from any connection.
+
+    import duckdb
+    from engram.udf import register_embed
+    con = duckdb.connect("warehouse/engram.serving/build-.../serving.duckdb", read_only=True)
+    register_embed(con)
+    con.sql("select pattern_id, description from marts.dim_patterns "
+            "order by array_cosine_similarity(embedding, embed('flaky test')) desc limit 5")
+
+The model (ingest.embedder.Embedder, all-MiniLM-L6-v2) loads on the first call, and
+query vectors are cached per text, so a constant embed('...') costs one model call.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import duckdb
+import numpy as np
+
+from engram.config import EMBEDDING_DIM
+from ingest.embedder import Embedder
+
+EMBED_TYPE = f"FLOAT[{EMBEDDING_DIM}]"
+_shared: Embedder | None = None
+
+
+def shared_embedder() -> Embedder:
+    """One model per process, loaded lazily: queries that never embed never pay for it."""
+    global _shared
+    if _shared is None:
+        _shared = Embedder()
+    return _shared
+
+
+class QueryEmbedder:
+    """Unit query vectors with an LRU cache keyed by the text."""
+
+    def __init__(self, embedder: Embedder | None = None, cache_size: int = 1024) -> None:
+        self._embedder = embedder
+        self.encode = lru_cache(maxsize=cache_size)(self._encode)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = shared_embedder()
+        return self._embedder
+
+    def _encode(self, text: str) -> np.ndarray:
+        vector = self.embedder.encode([text])[0]
+        vector.setflags(write=False)
+        return vector
+
+
+def register_embed(
+    con: duckdb.DuckDBPyConnection,
+    embedder: Embedder | QueryEmbedder | None = None,
+    name: str = "embed",
+) -> QueryEmbedder:
+    """Register `name(text VARCHAR) -> FLOAT[384]` on con; NULL text gives NULL."""
+    query_embedder = embedder if isinstance(embedder, QueryEmbedder) else QueryEmbedder(embedder)
+
+    def embed(text: str) -> list[float]:
+        return query_embedder.encode(text).tolist()
+
+    con.create_function(name, embed, ["VARCHAR"], EMBED_TYPE)
+    return query_embedder

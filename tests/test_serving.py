@@ -1,0 +1,175 @@
+"""The serving copy: published after each build, switched atomically, and readable while
+another process holds the warehouse's write lock."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engram.index import fingerprint
+from engram.memory import Memory, MissingMart, QueryError
+from engram.serving import KEEP_BUILDS, current, publish, serving_root
+from ingest.embedder import Embedder
+from ingest.loader import ingest_paths
+
+NEW_PATTERN = "Quantum-entangle the cache keys of the zebra scheduler before the eclipse."
+
+
+@pytest.fixture
+def warehouse_copy(planted_warehouse: Path, tmp_path: Path) -> Path:
+    """A private copy of the planted warehouse (no serving copy yet)."""
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(planted_warehouse, db)
+    return db
+
+
+def _hold_write_lock(db: Path) -> subprocess.Popen[str]:
+    """Another process opens the warehouse for writing and keeps it open."""
+    script = (
+        "import duckdb, sys, time\n"
+        f"con = duckdb.connect({str(db)!r})\n"
+        "con.execute('create table if not exists raw.lock_probe(x int)')\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "locked", writer.stderr.read()
+    with pytest.raises(duckdb.IOException):  # the lock is really held
+        duckdb.connect(str(db), read_only=True)
+    return writer
+
+
+def test_build_publishes_a_serving_copy_with_marts_and_index(planted_warehouse: Path) -> None:
+    copy = current(planted_warehouse)
+    assert copy is not None and copy.database.exists()
+    con = duckdb.connect(str(copy.database), read_only=True)
+    try:
+        tables = {
+            r[0]
+            for r in con.execute(
+                "select table_schema || '.' || table_name from information_schema.tables"
+            ).fetchall()
+        }
+        meta = con.execute("select build_id, patterns_fingerprint from serving.meta").fetchone()
+        ids = [
+            r[0]
+            for r in con.execute(
+                "select pattern_id from marts.dim_patterns where embedding is not null "
+                "order by pattern_id"
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    assert {"marts.dim_patterns", "staging.stg_contexts", "serving.context_patterns"} <= tables
+    assert meta[0] == copy.build_id
+    manifest = json.loads((copy.directory / "patterns.manifest.json").read_text())
+    assert manifest["fingerprint"] == meta[1] == fingerprint(ids)
+    assert manifest["has_ann"] and (copy.directory / "patterns.usearch").exists()
+
+
+def test_republishing_switches_atomically_and_keeps_only_recent_builds(
+    warehouse_copy: Path,
+) -> None:
+    results = [publish(warehouse_copy) for _ in range(KEEP_BUILDS + 2)]
+    assert current(warehouse_copy).build_id == results[-1].build_id  # type: ignore[union-attr]
+    builds = sorted(p.name for p in serving_root(warehouse_copy).glob("build-*"))
+    assert builds == [r.directory.name for r in results[-KEEP_BUILDS:]]
+    assert not list(serving_root(warehouse_copy).glob(".*partial"))
+    with Memory(warehouse_copy) as memory:
+        assert memory.copy is not None and memory.copy.build_id == results[-1].build_id
+
+
+def test_readers_answer_from_the_previous_build_while_the_warehouse_is_written(
+    warehouse_copy: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    publish(warehouse_copy)
+    with Memory(warehouse_copy, embedder=embedder) as memory:
+        before = int(memory.sql("select count(*) as n from marts.dim_patterns")["n"][0])
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "patterns.jsonl").write_text(
+        json.dumps(
+            {"pattern_id": "zz-new-pattern", "description": NEW_PATTERN, "pattern_type": "fix"}
+        )
+        + "\n"
+    )
+    ingest_paths([new], warehouse_copy, embedder=embedder)  # raw data changes, no build yet
+
+    writer = _hold_write_lock(warehouse_copy)
+    try:
+        started = time.perf_counter()
+        with Memory(warehouse_copy, embedder=embedder) as memory:
+            similar = memory.find_similar(NEW_PATTERN, k=3)
+            count = int(memory.sql("select count(*) as n from marts.dim_patterns")["n"][0])
+        assert "zz-new-pattern" not in similar["pattern_id"].tolist()
+        assert count == before
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "engram.cli",
+                "sql",
+                "select count(*) as n from marts.dim_patterns",
+                "--json",
+                "--db",
+                str(warehouse_copy),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout) == [{"n": before}]
+        assert time.perf_counter() - started < 100  # answered while the lock was held
+        assert writer.poll() is None  # the writer still holds it
+    finally:
+        writer.kill()
+        writer.wait()
+
+    from engram.build import build
+
+    build(warehouse_copy, capture=True)  # rebuild + republish: now the pattern is served
+    with Memory(warehouse_copy, embedder=embedder) as memory:
+        assert memory.find_similar(NEW_PATTERN, k=1)["pattern_id"].tolist() == ["zz-new-pattern"]
+
+
+def test_locked_warehouse_without_serving_copy_is_a_clear_error(warehouse_copy: Path) -> None:
+    assert current(warehouse_copy) is None
+    writer = _hold_write_lock(warehouse_copy)
+    try:
+        with pytest.raises(QueryError, match="no serving copy has been published yet"):
+            Memory(warehouse_copy)
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_missing_mart_says_run_engram_build(warehouse_copy: Path) -> None:
+    con = duckdb.connect(str(warehouse_copy))
+    con.execute("drop table if exists marts.file_cooccurrence")
+    con.close()
+    publish(warehouse_copy)
+    with Memory(warehouse_copy) as memory, pytest.raises(MissingMart, match="engram build"):
+        memory.files()
+
+
+def test_report_reads_the_serving_copy(planted_warehouse: Path) -> None:
+    from engram.report import build_report
+
+    sections = build_report(planted_warehouse, top=3)
+    titles = [s.title for s in sections]
+    assert titles[0] == "What is in the warehouse"
+    counts = dict(sections[0].rows)
+    assert counts["patterns"] == 300 and counts["usage events"] == 6000
+    assert "serving copy" in (sections[0].note or "")
