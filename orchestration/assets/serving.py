@@ -1,0 +1,70 @@
+"""Downstream of the marts: publish the read-only serving copy and vector indexes that
+queries open (engram.serving), and show the headline insights on it."""
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
+
+from orchestration.assets.dbt import engram_dbt
+from orchestration.assets.ingest import WAREHOUSE_POOL
+from orchestration.metadata import mart_insights
+from orchestration.resources import Warehouse
+
+SERVING_KEY = AssetKey(["serving", "published"])
+# What the serving copy reads besides the marts (engram.serving.EXTRA_TABLES).
+_ALSO_READ = {
+    AssetKey(["staging", "stg_contexts"]),
+    AssetKey(["intermediate", "int_contexts__clustered"]),
+}
+SERVING_DEPS = sorted(
+    (key for key in engram_dbt.keys if key.path[0] == "marts" or key in _ALSO_READ),
+    key=lambda key: key.to_user_string(),
+)
+
+
+def _result_metadata(result: object) -> dict[str, Any]:
+    """PublishResult's fields, read defensively: the dataclass may grow or lose fields."""
+    metadata: dict[str, Any] = {}
+    for name in ("build_id", "n_patterns", "n_contexts"):
+        value = getattr(result, name, None)
+        if value is not None:
+            metadata[name] = value
+    for name in ("directory", "database"):
+        value = getattr(result, name, None)
+        if value is not None:
+            metadata[name] = str(value)
+    seconds = getattr(result, "seconds", None)
+    if isinstance(seconds, int | float):
+        metadata["publish_seconds"] = round(float(seconds), 2)
+    tables = getattr(result, "tables", None)
+    if tables:
+        metadata["tables"] = ", ".join(str(t) for t in tables)
+        metadata["n_tables"] = len(tables)
+    return metadata
+
+
+@asset(
+    key=SERVING_KEY,
+    deps=SERVING_DEPS,
+    group_name="serving",
+    kinds={"duckdb", "python"},
+    pool=WAREHOUSE_POOL,
+    description="Read-only serving copy of the marts plus ANN indexes, switched in atomically "
+    "so readers never wait for the writer.",
+)
+def serving_copy(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+    from engram.serving import publish  # imported late: it pulls in usearch
+
+    result = publish(warehouse.path)
+    metadata = _result_metadata(result)
+    database = getattr(result, "database", None)
+    source = Path(database) if database and Path(database).exists() else warehouse.path
+    con = duckdb.connect(str(source), read_only=True)
+    try:
+        metadata.update(mart_insights(con).get("summary", {}))
+    finally:
+        con.close()
+    context.log.info(f"published serving copy {metadata.get('build_id', '?')}")
+    return MaterializeResult(metadata=metadata)

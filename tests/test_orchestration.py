@@ -1,0 +1,316 @@
+"""The Dagster graph, materialized in-process on small generated data: every asset builds,
+every check passes, the inbox is ingested once, and the sensor requests one run per drop.
+
+orchestration is imported inside fixtures: its import parses the dbt project into
+$DBT_TARGET_PATH, which conftest sets per session (after collection)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.slow
+
+BAD_LINES = ["this line is not json", json.dumps({"event_id": "e-bad", "pattern_id": "p1"})]
+
+
+@dataclass
+class Graph:
+    defs: Any
+    instance: Any
+    inbox: Any
+    db: Path
+    generated: Path
+    first: Any  # ExecuteInProcessResult of the first full-graph run
+
+
+def _materializations(result: Any) -> dict[str, Any]:
+    return {
+        event.materialization.asset_key.to_user_string(): event.materialization
+        for event in result.get_asset_materialization_events()
+    }
+
+
+def _distinct_ids(path: Path, field: str) -> int:
+    ids = set()
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and field in record:
+            ids.add(str(record[field]))
+    return len(ids)
+
+
+def _fill_inbox(generated: Path, inbox: Path) -> None:
+    """Patterns and events (truth.json stays out: it is not an export), plus bad lines."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    for name in ("patterns.jsonl", "events.jsonl"):
+        shutil.copy(generated / name, inbox / name)
+    with (inbox / "events.jsonl").open("a") as handle:
+        handle.write("\n".join(BAD_LINES) + "\n")
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
+    from dagster import DagsterInstance
+
+    from ingest.generate import generate
+    from orchestration.definitions import build_definitions
+    from orchestration.resources import Inbox, Warehouse
+
+    root = tmp_path_factory.mktemp("orchestration")
+    generate(root / "generated", 200, 3000, seed=3)
+    _fill_inbox(root / "generated", root / "inbox")
+    inbox = Inbox(path=str(root / "inbox"), settle_seconds=0)
+    db = root / "warehouse" / "engram.duckdb"
+    defs = build_definitions(warehouse=Warehouse(db_path=str(db)), inbox=inbox)
+    instance = DagsterInstance.ephemeral()
+    first = defs.resolve_job_def("full_graph").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    return Graph(defs, instance, inbox, db, root / "generated", first)
+
+
+def test_full_graph_materializes_every_asset_and_every_check_passes(graph: Graph) -> None:
+    assert graph.first.success
+    asset_graph = graph.defs.resolve_asset_graph()
+    expected_assets = {key.to_user_string() for key in asset_graph.get_all_asset_keys()}
+    assert set(_materializations(graph.first)) == expected_assets
+
+    evaluations = graph.first.get_asset_check_evaluations()
+    evaluated = {evaluation.asset_check_key for evaluation in evaluations}
+    assert evaluated == set(asset_graph.asset_check_keys)  # every dbt test + Python check ran
+    from dagster import AssetCheckSeverity
+
+    not_ok = [
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in evaluations
+        if not e.passed and e.severity != AssetCheckSeverity.WARN
+    ]
+    assert not_ok == []
+
+
+def test_dbt_tests_and_python_checks_are_asset_checks(graph: Graph) -> None:
+    names = {key.name for key in graph.defs.resolve_asset_graph().asset_check_keys}
+    assert {"rejected_rate_below_threshold", "unknown_pattern_ids_below_threshold"} <= names
+    assert "fresh" in names
+    assert "source_unique_raw_patterns_pattern_id" in names  # a dbt source test
+    assert any(name.startswith("unique_stg_patterns") for name in names)  # a dbt model test
+
+
+def test_ingest_metadata_counts_rows_and_rejects(graph: Graph) -> None:
+    mats = _materializations(graph.first)
+    events_file = graph.generated / "events.jsonl"
+    assert mats["raw/rejected_records"].metadata["rejected_this_run"].value == len(BAD_LINES)
+    assert mats["raw/patterns"].metadata["dagster/row_count"].value == _distinct_ids(
+        graph.generated / "patterns.jsonl", "pattern_id"
+    )
+    assert mats["raw/usage_events"].metadata["dagster/row_count"].value == _distinct_ids(
+        events_file, "event_id"
+    )
+    for key, mat in mats.items():
+        if key.startswith(("staging/", "intermediate/", "marts/")):
+            assert mat.metadata["dagster/row_count"].value >= 0, key
+
+
+def test_marts_show_insight_tables_and_a_plot(graph: Graph) -> None:
+    mats = _materializations(graph.first)
+    summary = mats["marts/pattern_trend_summary"].metadata
+    table = summary["most_improving_patterns"].value
+    listed = re.findall(r"^\| (\S+) \|", table, flags=re.MULTILINE)[1:]  # skip the header
+    con = duckdb.connect(str(graph.db), read_only=True)
+    try:
+        improving = {
+            row[0]
+            for row in con.execute(
+                "select pattern_id from marts.pattern_trend_summary where direction = 'improving'"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    assert listed and set(listed) <= improving
+    plot = summary["weekly_quality_plot"].value
+    png = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", plot).group(1))  # type: ignore[union-attr]
+    assert png.startswith(b"\x89PNG")
+    assert "strongest_file_pairs" in mats["marts/file_cooccurrence"].metadata
+    if "marts/pattern_clusters" in mats:
+        assert "largest_clusters" in mats["marts/pattern_clusters"].metadata
+
+
+def test_serving_copy_is_published(graph: Graph) -> None:
+    from engram.serving import current
+
+    published = _materializations(graph.first)["serving/published"].metadata
+    copy = current(graph.db)
+    assert copy is not None
+    assert published["build_id"].value == copy.build_id
+    assert "Most improving patterns" in published["insights"].value
+
+
+def test_files_move_to_processed_and_a_second_run_ingests_nothing(graph: Graph) -> None:
+    assert graph.inbox.pending() == []
+    moved = sorted(p.name for p in graph.inbox.processed.rglob("*.jsonl"))
+    assert moved == ["events.jsonl", "patterns.jsonl"]
+    before = _materializations(graph.first)
+
+    second = graph.defs.resolve_job_def("full_graph").execute_in_process(
+        instance=graph.instance, raise_on_error=False
+    )
+    assert second.success
+    after = _materializations(second)
+    assert after["raw/ingest_runs"].metadata["records_read"].value == 0
+    assert after["raw/ingested_files"].metadata["files_this_run"].value == 0
+    for name in ("patterns", "usage_events", "rejected_records", "ingested_files"):
+        key = f"raw/{name}"
+        assert (
+            after[key].metadata["dagster/row_count"].value
+            == before[key].metadata["dagster/row_count"].value
+        ), key
+
+
+def test_freshness_job_passes_right_after_a_build(graph: Graph) -> None:
+    result = graph.defs.resolve_job_def("check_marts_freshness").execute_in_process(
+        instance=graph.instance
+    )
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations)
+
+
+def test_blocking_ingest_check_stops_the_build(tmp_path: Path) -> None:
+    """A drop with more rejects than allowed fails its check, and dbt does not build on it."""
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import build_definitions
+    from orchestration.resources import Inbox, QualityThresholds, Warehouse
+
+    inbox_dir = tmp_path / "inbox"
+    inbox_dir.mkdir()
+    (inbox_dir / "patterns.jsonl").write_text(
+        json.dumps({"pattern_id": "p1", "description": "Pin the version"}) + "\nnot json\n"
+    )
+    defs = build_definitions(
+        warehouse=Warehouse(db_path=str(tmp_path / "wh.duckdb")),
+        inbox=Inbox(path=str(inbox_dir), settle_seconds=0),
+        thresholds=QualityThresholds(max_rejected_rate=0.1),  # 1 of 2 records is rejected
+    )
+    result = defs.resolve_job_def("full_graph").execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    assert not result.success
+    failed = {
+        e.check_name: e.metadata["rejected_rate"].value
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    }
+    assert failed == {"rejected_rate_below_threshold": 0.5}
+    built = _materializations(result)
+    assert not [key for key in built if key.startswith(("staging/", "marts/", "serving/"))]
+
+
+def test_sensor_requests_one_run_per_new_drop(tmp_path: Path) -> None:
+    from dagster import build_sensor_context
+
+    from orchestration.resources import Inbox
+    from orchestration.sensors import inbox_sensor
+
+    inbox = Inbox(path=str(tmp_path / "inbox"), settle_seconds=0)
+    (tmp_path / "inbox").mkdir()
+
+    def tick(cursor: str | None) -> Any:
+        context = build_sensor_context(resources={"inbox": inbox}, cursor=cursor)
+        return inbox_sensor.evaluate_tick(context)
+
+    empty = tick(None)
+    assert empty.run_requests == []
+
+    (tmp_path / "inbox" / "events-1.jsonl").write_text('{"event_id": "1"}\n')
+    first = tick(empty.cursor)
+    assert len(first.run_requests) == 1
+
+    again = tick(first.cursor)  # same file, not yet ingested: no second run
+    assert again.run_requests == []
+
+    (tmp_path / "inbox" / "events-2.jsonl").write_text('{"event_id": "2"}\n')
+    second = tick(again.cursor)
+    assert len(second.run_requests) == 1
+    assert second.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_sensor_waits_for_files_still_being_written(tmp_path: Path) -> None:
+    from orchestration.resources import Inbox
+
+    inbox = Inbox(path=str(tmp_path), settle_seconds=60)
+    fresh = tmp_path / "events.jsonl"
+    fresh.write_text("{}\n")
+    assert inbox.pending() == []
+    old = time.time() - 120
+    os.utime(fresh, (old, old))
+    assert inbox.pending() == [fresh.resolve()]
+
+
+def test_inbox_is_configurable_by_run_config(tmp_path: Path) -> None:
+    """The resource default comes from $ENGRAM_INBOX; a run can point elsewhere."""
+    from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
+
+    from orchestration.assets.ingest import RAW_KEYS
+    from orchestration.definitions import build_definitions
+    from orchestration.resources import Inbox, Warehouse
+
+    other = tmp_path / "other-inbox"
+    other.mkdir()
+    (other / "patterns.jsonl").write_text(
+        json.dumps({"pattern_id": "p-other", "description": "Use the other inbox"}) + "\n"
+    )
+    defs = build_definitions(
+        warehouse=Warehouse(db_path=str(tmp_path / "wh.duckdb")),
+        inbox=Inbox(path=str(tmp_path / "default-inbox"), settle_seconds=0),
+    )
+    selection = AssetSelection.assets(*RAW_KEYS.values()).without_checks()
+    defs = Definitions.merge(defs, Definitions(jobs=[define_asset_job("ingest", selection)]))
+    result = defs.resolve_job_def("ingest").execute_in_process(
+        instance=DagsterInstance.ephemeral(),
+        run_config={"resources": {"inbox": {"config": {"path": str(other), "settle_seconds": 0}}}},
+    )
+    assert result.success
+    patterns = _materializations(result)["raw/patterns"].metadata["dagster/row_count"].value
+    assert patterns == 1
+    assert not (other / "patterns.jsonl").exists()
+    assert list((other / "processed").rglob("patterns.jsonl"))
+
+
+def test_warehouse_writers_share_one_pool_limited_to_one_run(tmp_path: Path) -> None:
+    """A second warehouse-writing run waits in the queue: pool granularity `run`, limit 1."""
+    import yaml
+    from dagster import DagsterInstance, Definitions
+
+    from engram.config import PROJECT_ROOT
+    from orchestration.assets.ingest import WAREHOUSE_POOL
+    from orchestration.definitions import defs
+
+    shutil.copy(PROJECT_ROOT / "orchestration" / "dagster.yaml", tmp_path / "dagster.yaml")
+    config = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
+    assert config["telemetry"]["enabled"] is False
+    instance = DagsterInstance.from_config(str(tmp_path))
+    try:
+        pools = instance.get_concurrency_config().pool_config
+        assert pools.pool_granularity.value == "run"
+        assert pools.default_pool_limit == 1
+    finally:
+        instance.dispose()
+    Definitions.validate_loadable(defs)  # what the webserver's code server does
+    asset_graph = defs.resolve_asset_graph()
+    for key in asset_graph.get_all_asset_keys():
+        node = asset_graph.get(key)
+        assert node.pools == {WAREHOUSE_POOL}, key.to_user_string()
