@@ -1,0 +1,615 @@
+"""Run the whole pipeline at one size and measure every stage, side by side, in one process.
+
+Stages, in order (each adds a section to the results dict):
+  generate     engram's generator writes patterns/events; the newest 1% of events is held
+               back as the later append (events are written in time order).
+  ingest       ingest_paths(embed=False): events/s loaded.
+  embedding    torch sentences/s on a sample of distinct texts (CPU; GPU when present);
+               then every text is embedded by the model, or given a synthetic clustered
+               vector (vectors.py) above --synthetic-threshold texts; a second pass shows
+               what the cache serves.
+  build        `dbt build` (all models + tests): total, per model, peak RSS of dbt.
+  dbt_marts    `dbt run --full-refresh` of the four compared marts and their upstream:
+               the dbt side of the baseline ratios.
+  baselines    pandas and SQLite versions of the same marts on the same rows; load and
+               compute timed apart; every answer checked against the dbt marts.
+  publish      the serving copy + ANN index (engram.serving).
+  queries      p50/p95 through engram.memory.Memory.
+  disk         warehouse bytes per event and per pattern after a checkpoint.
+  incremental  ingest the held-back 1%, `dbt build` again: ratio to the full build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from engram.bench.memory import wait_with_peak_rss
+from engram.config import PROJECT_ROOT
+
+SIZES: dict[str, tuple[int, int]] = {
+    "tiny": (200, 2_000),
+    "small": (20_000, 200_000),
+    "medium": (100_000, 1_000_000),
+    "full": (1_000_000, 10_000_000),
+}
+APPEND_SHARE = 0.01
+# The marts the baselines reimplement, and what their dbt side excludes: the embedding
+# clustering, which the baselines take as an input (intermediate.int_contexts__clustered).
+COMPARED_MARTS = ("pattern_trends", "pattern_trend_summary", "file_cooccurrence")
+PREDICTIONS_MART = "pattern_predictions"
+CLUSTERING_NODES = ("stg_contexts", "int_contexts__clustered", "context_clusters")
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BenchConfig:
+    n_patterns: int
+    n_events: int
+    size: str = "custom"
+    seed: int = 0
+    workdir: Path = PROJECT_ROOT / "artifacts" / "bench" / "work"
+    synthetic_vectors: str = "auto"  # auto | on | off
+    synthetic_threshold: int = 10_000  # auto: synthetic when more distinct texts than this
+    embed_sample: int = 2_000
+    baseline_max_events: int = 2_000_000
+    query_repeats: int = 200
+    keep_workdir: bool = False
+    command: str = ""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu_model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    import dbt.version
+    import pandas
+    import torch
+
+    return {
+        "cpu_model": cpu_model,
+        "cores": cores,
+        "memory_bytes": memory,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "dbt_core": dbt.version.__version__,
+        "pandas": pandas.__version__,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _split_append(gen: Path, base: Path, append: Path, n_events: int) -> int:
+    """Move the generated files into base/, keeping the newest APPEND_SHARE of events
+    (the file's last lines: the generator writes events in time order) in append/."""
+    base.mkdir(parents=True, exist_ok=True)
+    append.mkdir(parents=True, exist_ok=True)
+    os.replace(gen / "patterns.jsonl", base / "patterns.jsonl")
+    n_append = int(n_events * APPEND_SHARE)
+    keep = n_events - n_append
+    with (
+        (gen / "events.jsonl").open("rb") as src,
+        (base / "events.jsonl").open("wb") as head,
+        (append / "events.jsonl").open("wb") as tail,
+    ):
+        for i, line in enumerate(src):
+            (head if i < keep else tail).write(line)
+    (gen / "events.jsonl").unlink()
+    return n_append
+
+
+def stage_generate(cfg: BenchConfig, work: Path) -> dict[str, Any]:
+    from ingest.generate import generate
+
+    gen = work / "generated"
+    summary = generate(gen, cfg.n_patterns, cfg.n_events, seed=cfg.seed)
+    size = sum(p.stat().st_size for p in gen.iterdir())
+    n_append = _split_append(gen, work / "base", work / "append", cfg.n_events)
+    return {
+        "seconds": summary.seconds,
+        "events_per_s": cfg.n_events / summary.seconds if summary.seconds else None,
+        "input_bytes": size,
+        "n_distinct_contexts": summary.n_distinct_contexts,
+        "events_held_back": n_append,
+    }
+
+
+def stage_ingest(db: Path, source: Path) -> dict[str, Any]:
+    from ingest.loader import ingest_paths
+
+    started = time.perf_counter()
+    report = ingest_paths([source], db, embed=False)
+    seconds = time.perf_counter() - started
+    events = sum(f.loaded for f in report.files if f.path.name.startswith("events"))
+    patterns = sum(f.loaded for f in report.files if f.path.name.startswith("patterns"))
+    return {
+        "seconds": seconds,
+        "events_loaded": events,
+        "patterns_loaded": patterns,
+        "rejected": report.total("rejected"),
+        "events_per_s": events / seconds if seconds else None,
+        "records_per_s": (events + patterns) / seconds if seconds else None,
+    }
+
+
+def _distinct_texts(con: duckdb.DuckDBPyConnection) -> int:
+    from ingest.embeddings import TEXTS_SQL
+
+    return int(con.execute(f"select count(distinct text_hash) from ({TEXTS_SQL})").fetchone()[0])  # type: ignore[index]
+
+
+def _throughput(device: str, texts: list[str]) -> tuple[float, np.ndarray]:
+    from ingest.embedder import Embedder
+
+    embedder = Embedder(device=device)
+    embedder.encode(texts[:64])  # load the model and warm up outside the timing
+    started = time.perf_counter()
+    vectors = embedder.encode(texts)
+    return len(texts) / (time.perf_counter() - started), vectors
+
+
+def stage_embedding(cfg: BenchConfig, db: Path, log: Log) -> dict[str, Any]:
+    """Model throughput on a sample, then fill the cache (model or synthetic), then the
+    cache figure: a second pass embeds nothing."""
+    import torch
+
+    from ingest.embedder import Embedder
+    from ingest.embeddings import TEXTS_SQL, embed_missing
+    from ingest.loader import connect_for_write
+
+    con = connect_for_write(db)
+    try:
+        distinct = _distinct_texts(con)
+        sample = [
+            row[0]
+            for row in con.execute(
+                f"select any_value(text) from ({TEXTS_SQL}) group by text_hash "
+                "order by hash(text_hash) limit ?",
+                [cfg.embed_sample],
+            ).fetchall()
+        ]
+        out: dict[str, Any] = {"distinct_texts": distinct, "sample_texts": len(sample)}
+        log(f"embedding: torch CPU throughput on {len(sample)} distinct texts")
+        cpu_rate, cpu_vectors = _throughput("cpu", sample)
+        out["torch_cpu_sentences_per_s"] = cpu_rate
+        out["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            gpu_rate, gpu_vectors = _throughput("cuda", sample)
+            out["gpu"] = torch.cuda.get_device_name(0)
+            out["gpu_sentences_per_s"] = gpu_rate
+            out["gpu_cosine_to_cpu_min"] = float(np.min(np.sum(cpu_vectors * gpu_vectors, 1)))
+        else:
+            out["gpu"] = None
+            out["gpu_sentences_per_s"] = None
+        out["faster_backend"] = None  # none added: torch is the only backend
+
+        synthetic = cfg.synthetic_vectors == "on" or (
+            cfg.synthetic_vectors == "auto" and distinct > cfg.synthetic_threshold
+        )
+        out["vectors"] = "synthetic" if synthetic else "model"
+        started = time.perf_counter()
+        if synthetic:
+            from engram.bench.vectors import fill_synthetic
+
+            log(f"embedding: {distinct} texts get synthetic clustered vectors")
+            out["texts_embedded"] = 0
+            out["texts_synthetic"] = fill_synthetic(con).texts_filled
+        else:
+            log(f"embedding: {distinct} texts with the model")
+            stats = embed_missing(con, Embedder())
+            out["texts_embedded"] = stats.texts_embedded
+            out["texts_synthetic"] = 0
+        out["fill_seconds"] = time.perf_counter() - started
+        again = embed_missing(con, Embedder())
+        out["second_pass_embedded"] = again.texts_embedded
+        out["second_pass_cached"] = again.texts_cached
+    finally:
+        con.close()
+    return out
+
+
+def _run_dbt(args: list[str], db: Path, work: Path, log_name: str) -> dict[str, Any]:
+    """One dbt command as a child process; wall time, exit code, and the child's own peak
+    RSS from os.wait4 (dbt-duckdb runs the SQL inside the dbt process)."""
+    from engram.build import dbt_env, dbt_executable
+
+    env = dbt_env(db)
+    env["DBT_TARGET_PATH"] = str(work / "target")
+    env["DBT_LOG_PATH"] = str(work / "logs")
+    command = [dbt_executable(), *args, "--project-dir", str(PROJECT_ROOT)]
+    command += ["--profiles-dir", str(PROJECT_ROOT)]
+    log_path = work / f"{log_name}.log"
+    started = time.perf_counter()
+    with log_path.open("w") as out:
+        child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out)
+        exit_code, peak_rss = wait_with_peak_rss(child)
+    seconds = time.perf_counter() - started
+    results = _run_results(work / "target" / "run_results.json")
+    return {
+        "command": "dbt " + " ".join(args),
+        "seconds": seconds,
+        "exit_code": exit_code,
+        "peak_rss_bytes": peak_rss,
+        "log": str(log_path),
+        **results,
+    }
+
+
+def _run_results(path: Path) -> dict[str, Any]:
+    """Per-node timings and statuses from dbt's run_results.json."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"models": {}, "n_tests": 0, "tests_failed": 0}
+    models: dict[str, float] = {}
+    tests_seconds = 0.0
+    n_tests = failed = 0
+    failures: list[str] = []
+    for result in data.get("results", []):
+        unique_id: str = result["unique_id"]
+        kind, name = unique_id.split(".")[0], unique_id.split(".")[-1]
+        if kind == "model":
+            models[name] = float(result.get("execution_time") or 0.0)
+            if result.get("status") not in ("success", "pass"):
+                failures.append(f"{name}: {result.get('status')}")
+        elif kind in ("test", "unit_test"):
+            n_tests += 1
+            tests_seconds += float(result.get("execution_time") or 0.0)
+            if result.get("status") not in ("pass", "success", "warn"):
+                failed += 1
+                failures.append(f"{name}: {result.get('status')}")
+    return {
+        "models": models,
+        "models_seconds": sum(models.values()),
+        "n_tests": n_tests,
+        "tests_seconds": tests_seconds,
+        "tests_failed": failed,
+        "failures": failures[:20],
+        "dbt_elapsed": data.get("elapsed_time"),
+    }
+
+
+def _has_model(name: str) -> bool:
+    models = PROJECT_ROOT / "models"
+    return any(models.rglob(f"{name}.sql")) or any(models.rglob(f"{name}.py"))
+
+
+def compared_marts() -> list[str]:
+    marts = list(COMPARED_MARTS)
+    if _has_model(PREDICTIONS_MART):
+        marts.append(PREDICTIONS_MART)
+    return marts
+
+
+def stage_dbt_marts(db: Path, work: Path) -> dict[str, Any]:
+    """The dbt side of the baseline comparison: the compared marts and everything upstream
+    of them except the clustering the baselines are handed, rebuilt from scratch."""
+    marts = compared_marts()
+    select = " ".join(f"+{m}" for m in marts)
+    exclude = " ".join(n for n in CLUSTERING_NODES if _has_model(n))
+    args = ["run", "--full-refresh", "--select", select]
+    if exclude:
+        args += ["--exclude", exclude]
+    return {"marts": marts, **_run_dbt(args, db, work, "dbt_marts")}
+
+
+def stage_baselines(cfg: BenchConfig, db: Path, work: Path, log: Log) -> dict[str, Any]:
+    """pandas and SQLite on the same rows; each answer compared with the dbt mart."""
+    from engram.bench import baselines_pandas, baselines_sqlite
+    from engram.bench.compare import KEYS, agree
+    from engram.bench.inputs import dbt_vars, load_inputs
+
+    if cfg.n_events > cfg.baseline_max_events:
+        reason = f"skipped: {cfg.n_events} events > --baseline-max-events {cfg.baseline_max_events}"
+        return {"pandas": {"skipped": reason}, "sqlite": {"skipped": reason}}
+    v = dbt_vars()
+    started = time.perf_counter()
+    inputs = load_inputs(db)
+    load_seconds = time.perf_counter() - started
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        marts = {
+            name: con.execute(f"select * from marts.{name}").df()
+            for name in compared_marts()
+            if con.execute(
+                "select count(*) from information_schema.tables "
+                "where table_schema = 'marts' and table_name = ?",
+                [name],
+            ).fetchone()[0]  # type: ignore[index]
+        }
+    finally:
+        con.close()
+
+    log("baselines: pandas")
+    started = time.perf_counter()
+    frames, pandas_seconds = baselines_pandas.run_timed(inputs, v)
+    pandas_total = time.perf_counter() - started
+    pandas_out = {
+        "load_seconds": load_seconds,
+        "compute_seconds": pandas_total,
+        "marts_seconds": pandas_seconds,
+        "agreement": {
+            name: agree(marts[name], frames[name], KEYS[name]).to_dict()
+            for name in frames
+            if name in marts
+        },
+    }
+    del frames
+
+    log("baselines: SQLite")
+    started = time.perf_counter()
+    sqlite_path = work / "baseline.sqlite"
+    sqlite_con = baselines_sqlite.load(inputs, sqlite_path)
+    sqlite_load = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        sqlite_seconds = baselines_sqlite.run_all(sqlite_con, v)
+        sqlite_total = time.perf_counter() - started
+        sqlite_frames = baselines_sqlite.read_results(sqlite_con)
+    finally:
+        sqlite_con.close()
+    sqlite_out = {
+        "load_seconds": load_seconds + sqlite_load,
+        "compute_seconds": sqlite_total,
+        "marts_seconds": sqlite_seconds,
+        "agreement": {
+            name: agree(marts[name], sqlite_frames[name], KEYS[name]).to_dict()
+            for name in sqlite_frames
+            if name in marts
+        },
+        "file_bytes": sqlite_path.stat().st_size,
+    }
+    sqlite_path.unlink(missing_ok=True)
+    return {"pandas": pandas_out, "sqlite": sqlite_out}
+
+
+def stage_publish(db: Path) -> dict[str, Any]:
+    try:
+        from engram.serving import publish
+    except ImportError:
+        return {"skipped": "engram.serving not available"}
+    result = publish(db)
+    size = sum(p.stat().st_size for p in result.directory.rglob("*") if p.is_file())
+    return {"seconds": result.seconds, "serving_bytes": size, "directory": str(result.directory)}
+
+
+def _percentiles(samples: list[float]) -> dict[str, Any]:
+    ms = np.asarray(samples) * 1000.0
+    return {
+        "n": len(samples),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+    }
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def stage_queries(cfg: BenchConfig, db: Path, truth: dict[str, Any]) -> dict[str, Any]:
+    """p50/p95 of the questions an agent asks, through the public Memory API. A query whose
+    mart is missing is reported as unavailable, with the reason, instead of failing the run."""
+    try:
+        from engram.memory import Memory
+    except ImportError:
+        return {"skipped": "engram.memory not available"}
+    from ingest.embedder import Embedder
+
+    rng = random.Random(cfg.seed)
+    repeats = cfg.query_repeats
+    tasks = [t for topic in truth.get("topics", []) for t in topic.get("unseen_tasks", [])]
+    tasks = tasks or ["tests fail after upgrading a dependency"]
+    out: dict[str, Any] = {"unavailable": {}}
+
+    def attempt(name: str, measure: Callable[[], Any]) -> None:
+        try:
+            out[name] = measure()
+        except Exception as exc:  # a missing mart or API: say so, keep measuring the rest
+            out[name] = None
+            out["unavailable"][name] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+    # one Memory: a second one on the same file would share DuckDB's instance (and its UDF)
+    with Memory(db, embedder=Embedder(device="cpu"), search_mode="exact") as memory:
+
+        def ids(sql: str) -> list[str]:
+            return [r[0] for r in memory.con.execute(sql).fetchall()]
+
+        def repeated(fn: Callable[[Any], object], args: list[Any]) -> dict[str, Any]:
+            fn(args[0])  # warm up once, as a long-lived process would be
+            return _percentiles([_timed(lambda a=a: fn(a)) for a in args])
+
+        def trend_lookup() -> dict[str, Any]:
+            used = ids("select pattern_id from marts.pattern_trend_summary")
+            return repeated(memory.trends, [rng.choice(used) for _ in range(repeats)])
+
+        def top_files() -> dict[str, Any]:
+            return repeated(lambda _: memory.files(top=20), list(range(repeats)))
+
+        attempt("trend_lookup", trend_lookup)
+        attempt("top20_file_pairs", top_files)
+
+        targets: list[str] = []
+
+        def similar(mode: str) -> dict[str, Any]:
+            if not targets:
+                found = ids("select pattern_id from marts.dim_patterns where embedding is not null")
+                targets.extend(rng.choice(found) for _ in range(repeats))
+            memory.search_mode = mode  # type: ignore[assignment]
+            return repeated(lambda t: memory.similar_to_pattern(t, 10), targets)
+
+        def recall() -> float:
+            memory.search_mode = "exact"
+            wanted = [set(memory.similar_to_pattern(t, 10)["pattern_id"]) for t in targets]
+            memory.search_mode = "ann"
+            out["ann_index_used"] = memory.index("patterns").ann is not None
+            got = [set(memory.similar_to_pattern(t, 10)["pattern_id"]) for t in targets]
+            return float(
+                np.mean([len(w & g) / max(len(w), 1) for w, g in zip(wanted, got, strict=True)])
+            )
+
+        attempt("similar_top10_exact", lambda: similar("exact"))
+        attempt("similar_top10_ann", lambda: similar("ann"))
+        attempt("ann_recall_at_10", recall)
+        memory.search_mode = "auto"
+        # a new text each time: embedding the query is part of the cost being measured
+        texts = [f"{rng.choice(tasks)} (case {i})" for i in range(min(repeats, 100))]
+        attempt("predict_incl_embedding", lambda: repeated(lambda q: memory.predict(q, 10), texts))
+    return out
+
+
+def stage_disk(db: Path, n_events: int, n_patterns: int) -> dict[str, Any]:
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    size = db.stat().st_size
+    return {
+        "warehouse_bytes": size,
+        "bytes_per_event": size / n_events if n_events else None,
+        "bytes_per_pattern": size / n_patterns if n_patterns else None,
+    }
+
+
+def stage_append(cfg: BenchConfig, db: Path, work: Path, vectors: str) -> dict[str, Any]:
+    """Ingest the held-back events and embed what is new (the cache serves the rest)."""
+    from ingest.embedder import Embedder
+    from ingest.embeddings import embed_missing
+    from ingest.loader import connect_for_write
+
+    out = stage_ingest(db, work / "append")
+    con = connect_for_write(db)
+    try:
+        if vectors == "synthetic":
+            from engram.bench.vectors import fill_synthetic
+
+            filled = fill_synthetic(con).texts_filled
+            stats = embed_missing(con, Embedder())
+            out["texts_synthetic"] = filled
+            out["texts_embedded"] = stats.texts_embedded
+            out["texts_cached"] = stats.texts_referenced - filled - stats.texts_embedded
+        else:
+            stats = embed_missing(con, Embedder())
+            out["texts_embedded"] = stats.texts_embedded
+            out["texts_cached"] = stats.texts_cached
+            out["texts_synthetic"] = 0
+    finally:
+        con.close()
+    return out
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
+    """Every stage at one size; returns the results dict (also what the JSON holds)."""
+    work = cfg.workdir / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "warehouse.duckdb"
+    results: dict[str, Any] = {
+        "meta": {
+            "size": cfg.size,
+            "n_patterns": cfg.n_patterns,
+            "n_events": cfg.n_events,
+            "seed": cfg.seed,
+            "command": cfg.command,
+            "started_at": _now(),
+            "machine": machine_info(),
+            "load_avg_1m_start": os.getloadavg()[0],
+            "config": {k: str(v) for k, v in asdict(cfg).items()},
+        }
+    }
+    try:
+        log(f"generate: {cfg.n_patterns} patterns, {cfg.n_events} events -> {work}")
+        results["generate"] = stage_generate(cfg, work)
+        truth = json.loads((work / "generated" / "truth.json").read_text())
+        log("ingest (without embedding)")
+        results["ingest"] = stage_ingest(db, work / "base")
+        results["embedding"] = stage_embedding(cfg, db, log)
+        log("dbt build (all models and tests)")
+        results["build"] = _run_dbt(["build"], db, work, "dbt_build_full")
+        log("dbt run of the compared marts (the dbt side of the baselines)")
+        results["dbt_marts"] = stage_dbt_marts(db, work)
+        results["baselines"] = stage_baselines(cfg, db, work, log)
+        results["ratios"] = speedups(results)
+        log("publish the serving copy")
+        results["publish"] = stage_publish(db)
+        log("queries")
+        results["queries"] = stage_queries(cfg, db, truth)
+        results["disk"] = stage_disk(db, results["ingest"]["events_loaded"], cfg.n_patterns)
+        results["disk"]["serving_bytes"] = results["publish"].get("serving_bytes")
+        log(f"append {results['generate']['events_held_back']} events and rebuild")
+        results["append"] = stage_append(cfg, db, work, results["embedding"]["vectors"])
+        incremental = _run_dbt(["build"], db, work, "dbt_build_incremental")
+        incremental["ratio_to_full"] = incremental["seconds"] / results["build"]["seconds"]
+        results["incremental"] = incremental
+    finally:
+        results["meta"]["finished_at"] = _now()
+        results["meta"]["load_avg_1m_end"] = os.getloadavg()[0]
+        if not cfg.keep_workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def speedups(results: dict[str, Any]) -> dict[str, Any]:
+    """baseline seconds / dbt seconds for the same marts on the same data. Two dbt figures:
+    the `dbt run` wall time (with dbt's start-up and project parsing), and dbt's own
+    elapsed_time of the run phase (run_results.json: the models running, on dbt's threads)."""
+    dbt = results["dbt_marts"]
+    run_phase = dbt.get("dbt_elapsed") or dbt["seconds"]
+    out: dict[str, Any] = {
+        "dbt_wall_seconds": dbt["seconds"],
+        "dbt_run_phase_seconds": run_phase,
+        "compared_marts": [m for m in dbt["marts"] if m in dbt["models"]],
+    }
+    for name in ("pandas", "sqlite"):
+        base = results["baselines"][name]
+        if "skipped" in base:
+            out[f"{name}_vs_dbt_wall"] = None
+            out[f"{name}_vs_dbt_run_phase"] = None
+            continue
+        out[f"{name}_vs_dbt_wall"] = base["compute_seconds"] / dbt["seconds"]
+        out[f"{name}_vs_dbt_run_phase"] = base["compute_seconds"] / max(run_phase, 1e-9)
+        out[f"{name}_same_answers"] = all(a["same"] for a in base["agreement"].values())
+    return out
