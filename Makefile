@@ -13,7 +13,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install demo test lint format build report clean lock
+.PHONY: help install demo test lint format build report clean lock bench ui
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,14 @@ build: install ## dbt build on the warehouse ($$ENGRAM_DB or warehouse/engram.du
 
 report: install ## print the answers from the current warehouse
 	$(BIN)/engram report
+
+bench: install ## benchmark vs pandas/SQLite (small size, minutes; see docs/benchmarks.md)
+	$(BIN)/engram bench --size $(or $(SIZE),small)
+
+ui: install ## start the Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=.dagster_home)
+	@mkdir -p $(CURDIR)/.dagster_home
+	@test -f $(CURDIR)/.dagster_home/dagster.yaml || cp orchestration/dagster.yaml $(CURDIR)/.dagster_home/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
 
 lock: ## re-pin requirements.lock from requirements.in (needs the network to the registry)
 	rm -rf /tmp/engram-lock-venv && $(PYTHON) -m venv /tmp/engram-lock-venv

@@ -137,6 +137,15 @@ memory. The same arguments always give the same files.""",
     generate.add_argument("--events", type=int, required=True, metavar="M")
     generate.add_argument("--seed", type=int, default=0, metavar="S")
     generate.add_argument("--weeks", type=int, default=52, metavar="W", help="time span")
+
+    from engram.bench import cli as bench_cli
+
+    bench_cli.add_parser(commands)
+    COMMANDS["bench"] = bench_cli.run
+
+    from engram.query_cli import add_parsers
+
+    COMMANDS.update(add_parsers(commands, db, formatter))
     return parser
 
 
@@ -295,6 +304,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: known failures become one clear line on stderr and a non-zero exit."""
     from engram.build import BuildError
+    from engram.serving import QueryError
     from ingest.loader import WarehouseBusy
     from ingest.reader import InputError
 
@@ -304,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, InputError, ValueError) as exc:
         print(f"engram {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (BuildError, WarehouseBusy) as exc:
+    except (BuildError, WarehouseBusy, QueryError) as exc:
         print(f"engram {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
