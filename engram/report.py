@@ -137,10 +137,10 @@ SECTIONS: list[Callable[[Memory, int], Section | None]] = [
     most_similar,
     _mart(
         "marts.pattern_trend_summary",
-        "Patterns getting better or worse (slope of quality per week)",
-        ["pattern", "direction", "slope/week", "t", "events"],
+        "Patterns getting better or worse (quality change per year = weekly slope x 52)",
+        ["pattern", "direction", "change/year", "t", "events"],
         """
-        select pattern_id, direction, quality_slope_per_week, slope_t_stat, n_events
+        select pattern_id, direction, quality_slope_per_week * 52, slope_t_stat, n_events
         from marts.pattern_trend_summary
         where direction in ('improving', 'declining')
         order by abs(quality_slope_per_week) desc, pattern_id limit ?
@@ -149,10 +149,10 @@ SECTIONS: list[Callable[[Memory, int], Section | None]] = [
     _mart(
         "marts.file_cooccurrence",
         "Files that travel together (and how those combinations fare)",
-        ["file a", "file b", "together", "avg quality", "lift", "slope/week"],
+        ["file a", "file b", "together", "avg quality", "lift", "change/year"],
         """
         select file_a, file_b, co_occurrences, avg_quality, quality_lift,
-               quality_slope_per_week
+               quality_slope_per_week * 52
         from marts.file_cooccurrence
         order by co_occurrences desc, file_a, file_b limit ?
         """,
