@@ -5,7 +5,7 @@ recall@10 >= 0.95 against exact search, and predict p50 <= 50 ms including embed
 query text on CPU. Embedding 1M descriptions would take hours on CPU, so the benchmark
 warehouse is synthetic: clustered random unit vectors (centres + noise, like paraphrase
 families) for patterns and task texts, events spread over them, and marts with the
-interface columns. It then goes through the real path: serving.publish() (copy + HNSW
+interface columns. It then goes through the real path: serving.publish() (copy + IVF
 build), Memory() over the serving copy, and measure_query_speed().
 """
 
@@ -165,10 +165,13 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def measure_query_speed(memory: Any, n_queries: int = 200, seed: int = 1) -> dict[str, Any]:
+def measure_query_speed(
+    memory: Any, n_queries: int = 200, seed: int = 1, sweep: tuple[int, ...] = ()
+) -> dict[str, Any]:
     """Search p50/p95 (ANN and exact) and recall@10 on held-out queries; predict p50/p95.
 
     Queries are stored pattern vectors plus fresh noise (not themselves in the index).
+    `sweep` also prints recall@10 and latency of the IVF search at other min_candidates.
     predict uses real task texts (made unique, so the embedding cache never hits), so its
     time includes embedding the text with the model on this machine.
     """
@@ -177,17 +180,35 @@ def measure_query_speed(memory: Any, n_queries: int = 200, seed: int = 1) -> dic
     rows = rng.integers(0, len(index), size=n_queries)
     base = np.asarray(index.matrix[np.sort(rows)], dtype=np.float32)
     queries = _unit(base + rng.standard_normal(base.shape) * (0.5 / np.sqrt(EMBEDDING_DIM)))
-    ann_t, exact_t, recalls = [], [], []
+    ann_t, exact_t, recalls, exact_ids = [], [], [], []
     have_ann = index.ann is not None
     for q in queries:
         started = time.perf_counter()
         exact = index.search(q, 10, "exact")
         exact_t.append(time.perf_counter() - started)
+        exact_ids.append(exact.ids.tolist())
         if have_ann:
             started = time.perf_counter()
             approx = index.search(q, 10, "ann")
             ann_t.append(time.perf_counter() - started)
             recalls.append(len(set(approx.ids.tolist()) & set(exact.ids.tolist())) / 10)
+    if have_ann and sweep:
+        default = index.min_candidates
+        print("min_candidates  recall@10  p50 ms  p95 ms")
+        for value in sweep:
+            index.min_candidates = value
+            timings, hits = [], []
+            for q in queries:
+                started = time.perf_counter()
+                approx = index.search(q, 10, "ann")
+                timings.append(time.perf_counter() - started)
+                hits.append(approx.ids.tolist())
+            recall = np.mean(
+                [len(set(a) & set(e)) / 10 for a, e in zip(hits, exact_ids, strict=True)]
+            )
+            p = _percentiles(timings)
+            print(f"{value:>14,}  {recall:9.4f}  {p['p50_ms']:6.2f}  {p['p95_ms']:6.2f}")
+        index.min_candidates = default
     memory.predict(TASKS[0], 10)  # load the model, scipy, the context index
     predict_t = []
     n_predict = max(20, n_queries // 4)
@@ -207,7 +228,7 @@ def measure_query_speed(memory: Any, n_queries: int = 200, seed: int = 1) -> dic
     print(f"patterns: {result['n_patterns']:,}   queries: {n_queries}")
     if have_ann:
         a = result["ann_search"]
-        print(f"similar (HNSW) top-10: p50 {a['p50_ms']:.2f} ms  p95 {a['p95_ms']:.2f} ms")
+        print(f"similar (IVF) top-10: p50 {a['p50_ms']:.2f} ms  p95 {a['p95_ms']:.2f} ms")
         print(f"recall@10 vs exact:    {result['recall_at_10']:.4f}")
     e = result["exact_search"]
     print(f"similar (exact numpy): p50 {e['p50_ms']:.2f} ms  p95 {e['p95_ms']:.2f} ms")
@@ -225,6 +246,14 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/engram-bench"))
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="also report IVF recall and latency scoring N candidate rows per query",
+    )
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -247,10 +276,10 @@ def main() -> None:
             print(f"synthetic warehouse: {time.perf_counter() - started:.1f}s", flush=True)
         started = time.perf_counter()
         result = publish(db)
-        print(f"publish (serving copy + HNSW indexes): {time.perf_counter() - started:.1f}s")
+        print(f"publish (serving copy + IVF indexes): {time.perf_counter() - started:.1f}s")
         print(f"  {result.n_patterns:,} patterns, {result.n_contexts:,} contexts")
     with Memory(db) as memory:
-        measure_query_speed(memory, args.queries)
+        measure_query_speed(memory, args.queries, sweep=tuple(args.sweep))
 
 
 if __name__ == "__main__":

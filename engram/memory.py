@@ -8,7 +8,7 @@
 
 Memory opens the published serving copy read-only (engram.serving), never the warehouse
 while one exists, so it keeps answering while ingest or dbt write. Vector search goes
-through engram.index (HNSW when it is current, exact otherwise).
+through engram.index (IVF when it is current, exact otherwise).
 """
 
 from __future__ import annotations
@@ -490,15 +490,10 @@ class Memory:
                 order by {order}predicted_success desc, effective_n desc, pattern_id
                 limit $limit
             )
-            select r.pattern_id, d.description, r.predicted_success, r.n_events,
-                   r.n_context_events, r.effective_n, r.prior_success, r.context_success,
-                   d.success_rate, d.usage_count, d.cluster_id, d.cluster_label,
-                   d.pattern_type, r.alpha, r.beta
-            from ranked as r left join marts.dim_patterns as d
-                on d.pattern_id = r.pattern_id
-                and d.pattern_id in (select pattern_id from ranked)
-            order by {order.replace("predicted_success", "r.predicted_success")}
-                r.predicted_success desc, r.effective_n desc, r.pattern_id
+            select pattern_id, predicted_success, n_events, n_context_events, effective_n,
+                   prior_success, context_success, alpha, beta
+            from ranked
+            order by {order}predicted_success desc, effective_n desc, pattern_id
         """
         params = {
             "cids": cluster_ids,
@@ -511,7 +506,36 @@ class Memory:
             "limit": max(5 * k, 200) if rank_by == "lower" else k,
         }
         used = {name for name in params if f"${name}" in sql}
-        frame = self.con.execute(sql, {n: v for n, v in params.items() if n in used}).df()
+        ranked = self.con.execute(sql, {n: v for n, v in params.items() if n in used}).df()
+        # descriptions for the shortlist only, by a point lookup (the ART index on pattern_id
+        # in the serving copy), not a join that scans all of dim_patterns
+        in_list = ", ".join(_sql_string(p) for p in ranked["pattern_id"]) or "null"
+        details = self.df(
+            f"""
+            select pattern_id, description, success_rate, usage_count, cluster_id,
+                   cluster_label, pattern_type
+            from marts.dim_patterns where pattern_id in ({in_list})
+            """
+        )
+        frame = ranked.merge(details, on="pattern_id", how="left")[
+            [
+                "pattern_id",
+                "description",
+                "predicted_success",
+                "n_events",
+                "n_context_events",
+                "effective_n",
+                "prior_success",
+                "context_success",
+                "success_rate",
+                "usage_count",
+                "cluster_id",
+                "cluster_label",
+                "pattern_type",
+                "alpha",
+                "beta",
+            ]
+        ]
         return _with_interval(frame, k, rank_by)
 
     # ------------------------------------------------------------------ trends, files, clusters

@@ -8,7 +8,7 @@ vector indexes, into a fresh folder, then switches a pointer file atomically:
     <warehouse dir>/<warehouse stem>.serving/
         CURRENT.json                        {"build_id": ..., "directory": "build-<id>", ...}
         build-<id>/engram_serving.duckdb        marts.*, staging.stg_contexts, serving.* tables
-        build-<id>/patterns.*, contexts.*   usearch HNSW index + ids + vectors + manifest
+        build-<id>/patterns.*, contexts.*   IVF index (leaf centroids) + ids + vectors + manifest
 
 Readers resolve CURRENT.json and open that file read_only; it is never written again, so
 any number of processes read it while the warehouse is being written. The previous build
@@ -218,10 +218,17 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
             order_by = f" order by {order}" if order else ""
             con.execute(f"create table {_ALIAS}.{name} as select * from {name}{order_by}")
             result.tables.append(name)
-        for name in ("staging.stg_contexts", "intermediate.int_contexts__clustered"):
-            if name in result.tables:  # point lookups of predict's nearest task texts
-                index_name = name.split(".")[1] + "_hash"
-                con.execute(f"create index {index_name} on {_ALIAS}.{name} (context_hash)")
+        # ART indexes for point lookups by key lists (`key in (...)`), where zone maps
+        # cannot skip anything: predict's nearest task texts and its shortlisted patterns
+        point_lookups = (
+            ("staging.stg_contexts", "context_hash"),
+            ("intermediate.int_contexts__clustered", "context_hash"),
+            ("marts.dim_patterns", "pattern_id"),
+        )
+        for name, key in point_lookups:
+            if name in result.tables:
+                index_name = f"{name.split('.')[1]}_{key}"
+                con.execute(f"create index {index_name} on {_ALIAS}.{name} ({key})")
         _serving_tables(con, relations, result)
 
         indexes = []

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engram.index import StaleIndexWarning, build_index, fingerprint, open_index
+from engram.index import StaleIndexWarning, build_index, fingerprint, normalize, open_index
 from engram.memory import InvalidQuery, Memory
 from ingest.embedder import Embedder
 from ingest.generate import TOPICS
@@ -144,6 +144,13 @@ def test_ann_recall_on_clustered_vectors(tmp_path: Path) -> None:
     manifest = build_index(tmp_path, "patterns", ids, vectors, "b1")
     index = open_index(tmp_path, "patterns", expected_fingerprint=manifest.fingerprint)
     queries = vectors[:100] + rng.standard_normal((100, 384)) * 0.03
+    index.min_candidates = 400  # score about a tenth of the rows, so the IVF really prunes
+    assert index.ann is not None
+    scanned = [
+        sum(r.stop - r.start for r in index.ann.candidates(index_query, 400, 256))
+        for index_query in normalize(queries)
+    ]
+    assert max(scanned) < len(ids) / 4
     recall = np.mean(
         [
             len(set(index.search(q, 10, "ann").ids) & set(index.search(q, 10, "exact").ids)) / 10

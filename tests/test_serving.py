@@ -74,7 +74,7 @@ def test_build_publishes_a_serving_copy_with_marts_and_index(planted_warehouse: 
     assert meta[0] == copy.build_id
     manifest = json.loads((copy.directory / "patterns.manifest.json").read_text())
     assert manifest["fingerprint"] == meta[1] == fingerprint(ids)
-    assert manifest["has_ann"] and (copy.directory / "patterns.usearch").exists()
+    assert manifest["has_ann"] and (copy.directory / "patterns.ivf.npz").exists()
 
 
 def test_republishing_switches_atomically_and_keeps_only_recent_builds(
