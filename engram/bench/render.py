@@ -221,7 +221,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 "baselines",
                 label,
                 f"{base['compute_seconds']:.2f} s",
-                f"+ {base['load_seconds']:.1f} s loading; {_agreement(base)}",
+                f"+ {base['load_seconds']:.1f} s loading; peak RSS "
+                f"{base.get('peak_rss_bytes', 0) / 2**30:.1f} GiB; {_agreement(base)}",
             ]
         )
         out.append(

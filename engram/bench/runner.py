@@ -27,6 +27,7 @@ import platform
 import random
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -333,73 +334,38 @@ def stage_dbt_marts(db: Path, work: Path) -> dict[str, Any]:
 
 
 def stage_baselines(cfg: BenchConfig, db: Path, work: Path, log: Log) -> dict[str, Any]:
-    """pandas and SQLite on the same rows; each answer compared with the dbt mart."""
-    from engram.bench import baselines_pandas, baselines_sqlite
-    from engram.bench.compare import KEYS, agree
-    from engram.bench.inputs import dbt_vars, load_inputs
-
+    """pandas and SQLite on the same rows, each in a child process (engram/bench/
+    baseline_child.py) so that one running out of memory cannot end the benchmark; each
+    answer is compared with the dbt mart."""
     if cfg.n_events > cfg.baseline_max_events:
         reason = f"skipped: {cfg.n_events} events > --baseline-max-events {cfg.baseline_max_events}"
         return {"pandas": {"skipped": reason}, "sqlite": {"skipped": reason}}
-    v = dbt_vars()
-    started = time.perf_counter()
-    inputs = load_inputs(db)
-    load_seconds = time.perf_counter() - started
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        marts = {
-            name: con.execute(f"select * from marts.{name}").df()
-            for name in compared_marts()
-            if con.execute(
-                "select count(*) from information_schema.tables "
-                "where table_schema = 'marts' and table_name = ?",
-                [name],
-            ).fetchone()[0]  # type: ignore[index]
-        }
-    finally:
-        con.close()
-
-    log("baselines: pandas")
-    started = time.perf_counter()
-    frames, pandas_seconds = baselines_pandas.run_timed(inputs, v)
-    pandas_total = time.perf_counter() - started
-    pandas_out = {
-        "load_seconds": load_seconds,
-        "compute_seconds": pandas_total,
-        "marts_seconds": pandas_seconds,
-        "agreement": {
-            name: agree(marts[name], frames[name], KEYS[name]).to_dict()
-            for name in frames
-            if name in marts
-        },
-    }
-    del frames
-
-    log("baselines: SQLite")
-    started = time.perf_counter()
-    sqlite_path = work / "baseline.sqlite"
-    sqlite_con = baselines_sqlite.load(inputs, sqlite_path)
-    sqlite_load = time.perf_counter() - started
-    try:
+    out: dict[str, Any] = {}
+    for which, label in (("pandas", "pandas"), ("sqlite", "SQLite")):
+        log(f"baselines: {label} (child process)")
+        result_path = work / f"baseline_{which}.json"
+        command = [sys.executable, "-m", "engram.bench.baseline_child", which]
+        command += [str(db), str(work), str(result_path)]
         started = time.perf_counter()
-        sqlite_seconds = baselines_sqlite.run_all(sqlite_con, v)
-        sqlite_total = time.perf_counter() - started
-        sqlite_frames = baselines_sqlite.read_results(sqlite_con)
-    finally:
-        sqlite_con.close()
-    sqlite_out = {
-        "load_seconds": load_seconds + sqlite_load,
-        "compute_seconds": sqlite_total,
-        "marts_seconds": sqlite_seconds,
-        "agreement": {
-            name: agree(marts[name], sqlite_frames[name], KEYS[name]).to_dict()
-            for name in sqlite_frames
-            if name in marts
-        },
-        "file_bytes": sqlite_path.stat().st_size,
-    }
-    sqlite_path.unlink(missing_ok=True)
-    return {"pandas": pandas_out, "sqlite": sqlite_out}
+        with (work / f"baseline_{which}.log").open("w") as log_file:
+            child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=log_file)
+            exit_code, peak_rss = wait_with_peak_rss(child)
+        seconds = time.perf_counter() - started
+        if exit_code == 0 and result_path.exists():
+            out[which] = {**json.loads(result_path.read_text()), "peak_rss_bytes": peak_rss}
+            continue
+        why = (
+            f"killed by signal {-exit_code} (out of memory?)"
+            if exit_code < 0
+            else f"failed with exit code {exit_code}"
+        )
+        out[which] = {
+            "skipped": f"{why} after {seconds:.0f} s at peak RSS {peak_rss / 2**30:.1f} GiB; "
+            f"see {work / f'baseline_{which}.log'}",
+            "exit_code": exit_code,
+            "peak_rss_bytes": peak_rss,
+        }
+    return out
 
 
 def stage_publish(db: Path) -> dict[str, Any]:

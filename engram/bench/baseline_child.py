@@ -1,0 +1,96 @@
+"""Run one baseline (pandas or SQLite) in its own process: `python -m engram.bench.baseline_child
+pandas|sqlite DB WORKDIR OUT.json`.
+
+Why a child: a plain pandas script can need more memory than the machine has (at 10M events
+it did on 24 GB), and the kernel's OOM killer would then take the whole benchmark with it.
+In a child, only the baseline dies; the runner records "killed (out of memory?)" with the
+child's peak RSS, and the rest of the run goes on. The child raises its own OOM score so
+the kernel picks it, not the runner, when memory runs out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+
+def _prefer_me_for_oom_kill() -> None:
+    with contextlib.suppress(OSError):  # not Linux, or not allowed: the kernel decides
+        Path("/proc/self/oom_score_adj").write_text("1000")
+
+
+def _marts(db: Path, names: list[str]) -> dict[str, Any]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        have = {
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'marts'"
+            ).fetchall()
+        }
+        return {n: con.execute(f"select * from marts.{n}").df() for n in names if n in have}
+    finally:
+        con.close()
+
+
+def run(which: str, db: Path, work: Path) -> dict[str, Any]:
+    """Time one baseline on the warehouse's raw rows; compare its answers with the marts."""
+    from engram.bench import baselines_pandas, baselines_sqlite
+    from engram.bench.compare import KEYS, agree
+    from engram.bench.inputs import dbt_vars, load_inputs
+    from engram.bench.runner import compared_marts
+
+    v = dbt_vars()
+    started = time.perf_counter()
+    inputs = load_inputs(db)
+    load_seconds = time.perf_counter() - started
+    out: dict[str, Any] = {}
+    if which == "pandas":
+        started = time.perf_counter()
+        frames, per_mart = baselines_pandas.run_timed(inputs, v)
+        out["compute_seconds"] = time.perf_counter() - started
+        out["load_seconds"] = load_seconds
+    else:
+        started = time.perf_counter()
+        sqlite_path = work / "baseline.sqlite"
+        sqlite_con = baselines_sqlite.load(inputs, sqlite_path)
+        out["load_seconds"] = load_seconds + time.perf_counter() - started
+        del inputs
+        try:
+            started = time.perf_counter()
+            per_mart = baselines_sqlite.run_all(sqlite_con, v)
+            out["compute_seconds"] = time.perf_counter() - started
+            frames = baselines_sqlite.read_results(sqlite_con)
+        finally:
+            sqlite_con.close()
+        out["file_bytes"] = sqlite_path.stat().st_size
+        sqlite_path.unlink(missing_ok=True)
+    out["marts_seconds"] = per_mart
+    marts = _marts(db, compared_marts())
+    out["agreement"] = {
+        name: agree(marts[name], frames[name], KEYS[name]).to_dict()
+        for name in frames
+        if name in marts
+    }
+    return out
+
+
+def main(argv: list[str]) -> int:
+    which, db, work, result_path = argv
+    if which not in {"pandas", "sqlite"}:
+        print(f"unknown baseline {which!r}: pandas or sqlite", file=sys.stderr)
+        return 2
+    _prefer_me_for_oom_kill()
+    result = run(which, Path(db), Path(work))
+    Path(result_path).write_text(json.dumps(result, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
