@@ -279,19 +279,31 @@ def _validated(args: argparse.Namespace, checks: list[tuple[int, str]], texts: l
 # ---------------------------------------------------------------------- handlers
 
 
+def _emit(
+    args: argparse.Namespace,
+    frame: pd.DataFrame,
+    columns: list[str] | None = None,
+    max_rows: int = 1000,
+    json_drop: tuple[str, ...] = (),
+) -> int:
+    """One frame out: JSON records with --json (less the `json_drop` columns), else a
+    table of `columns`."""
+    if args.json:
+        print(_dumps(_records(frame.drop(columns=list(json_drop), errors="ignore"))))
+    else:
+        print(_table(frame, columns, max_rows=max_rows))
+    return EXIT_OK
+
+
 def cmd_similar(args: argparse.Namespace) -> int:
     if _validated(args, [(args.k, "-k")], ["text"]):
         return EXIT_USAGE
 
     def body(memory: Any) -> int:
         frame = memory.find_similar(args.text, args.k)
-        if args.json:
-            print(_dumps(_records(frame.drop(columns=["metadata"], errors="ignore"))))
-        else:
-            columns = ["pattern_id", "similarity", "success_rate", "usage_count"]
-            columns += ["cluster_label", "description"]
-            print(_table(frame, columns))
-        return EXIT_OK
+        columns = ["pattern_id", "similarity", "success_rate", "usage_count"]
+        columns += ["cluster_label", "description"]
+        return _emit(args, frame, columns, json_drop=("metadata",))
 
     return _run(args, body)
 
@@ -347,12 +359,7 @@ def cmd_trends(args: argparse.Namespace) -> int:
 
     def body(memory: Any) -> int:
         if args.pattern_id is None:
-            frame = memory.trend_summary(top=args.top)
-            if args.json:
-                print(_dumps(_records(frame)))
-            else:
-                print(_table(frame))
-            return EXIT_OK
+            return _emit(args, memory.trend_summary(top=args.top))
         weekly = memory.trends(args.pattern_id, args.weeks)
         summary = memory.trend_summary(args.pattern_id)
         if args.json:
@@ -371,9 +378,7 @@ def cmd_files(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     def body(memory: Any) -> int:
-        frame = memory.files(args.file, args.top)
-        print(_dumps(_records(frame)) if args.json else _table(frame))
-        return EXIT_OK
+        return _emit(args, memory.files(args.file, args.top))
 
     return _run(args, body)
 
@@ -387,8 +392,7 @@ def cmd_clusters(args: argparse.Namespace) -> int:
             frame = memory.clusters(args.top)
         else:
             frame = memory.cluster_members(args.cluster, args.top)
-        print(_dumps(_records(frame)) if args.json else _table(frame))
-        return EXIT_OK
+        return _emit(args, frame)
 
     return _run(args, body)
 
@@ -398,11 +402,6 @@ def cmd_sql(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     def body(memory: Any) -> int:
-        frame = memory.sql(args.query)
-        if args.json:
-            print(_dumps(_records(frame)))
-        else:
-            print(_table(frame, max_rows=args.max_rows))
-        return EXIT_OK
+        return _emit(args, memory.sql(args.query), max_rows=args.max_rows)
 
     return _run(args, body)
