@@ -1,7 +1,9 @@
 """The Dagster UI in a real browser: `dagster dev` on loopback, headless Debian chromium
 (Playwright drives it; no browser is downloaded at test time). The test opens the asset
-graph, checks the assets are listed, clicks "Materialize all", waits for the run to succeed
-and saves screenshots under artifacts/screenshots/. It stops what it started, by PID."""
+graph, checks the assets are listed, clicks "Materialize all", waits for the run to succeed,
+opens the weekly-quality plot in the mart's metadata and checks the image decoded, then
+launches two full-graph runs at once and checks the warehouse pool made them take turns.
+Screenshots go under artifacts/screenshots/. It stops what it started, by PID."""
 
 from __future__ import annotations
 
@@ -31,7 +33,15 @@ RUN_TIMEOUT_S = 480
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 RUNS_QUERY = """
-query { runsOrError(limit: 10) { __typename ... on Runs { results { runId status } } } }
+query { runsOrError(limit: 10) { __typename ... on Runs { results {
+  runId status startTime endTime } } } }
+"""
+
+LAUNCH_MUTATION = """
+mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+  ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } }
+} }
 """
 
 
@@ -41,10 +51,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _graphql(base: str, query: str) -> dict[str, Any]:
+def _graphql(base: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{base}/graphql",
-        data=json.dumps({"query": query}).encode(),
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -70,8 +80,45 @@ def _wait_for_code_location(base: str) -> None:
     pytest.fail(f"the code location did not load within {SERVER_START_S}s")
 
 
-def _runs(base: str) -> list[dict[str, str]]:
+def _runs(base: str) -> list[dict[str, Any]]:
     return _graphql(base, RUNS_QUERY)["data"]["runsOrError"]["results"]
+
+
+def _launch_full_graph(base: str) -> str:
+    params = {
+        "selector": {
+            "repositoryLocationName": "orchestration.definitions",
+            "repositoryName": "__repository__",
+            "jobName": "full_graph",
+        },
+        "runConfigData": {},
+    }
+    result = _graphql(base, LAUNCH_MUTATION, {"params": params})["data"]["launchRun"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return str(result["run"]["runId"])
+
+
+def _two_runs_take_turns(base: str) -> None:
+    """Two full-graph runs launched together: the warehouse pool (limit 1) keeps the second
+    QUEUED while the first runs, then it runs; both succeed and their run windows don't
+    overlap, so neither hit DuckDB's write lock."""
+    run_ids = [_launch_full_graph(base), _launch_full_graph(base)]
+    seen_waiting = False
+    deadline = time.monotonic() + 2 * RUN_TIMEOUT_S
+    while True:
+        runs = {r["runId"]: r for r in _runs(base) if r["runId"] in run_ids}
+        statuses = [runs[i]["status"] for i in run_ids]
+        assert statuses.count("STARTED") + statuses.count("STARTING") <= 1, statuses
+        if "QUEUED" in statuses and any(s in {"STARTED", "STARTING"} for s in statuses):
+            seen_waiting = True
+        if all(s in {"SUCCESS", "FAILURE", "CANCELED"} for s in statuses):
+            break
+        assert time.monotonic() < deadline, f"runs still {statuses}"
+        time.sleep(1)
+    assert statuses == ["SUCCESS", "SUCCESS"], statuses
+    assert seen_waiting, "the second run never waited for the first"
+    first, second = sorted(runs.values(), key=lambda r: r["startTime"])
+    assert second["startTime"] >= first["endTime"], (first, second)
 
 
 def _wait_for_server(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -179,12 +226,23 @@ def _materialize_all(page: Any, base: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / "run.png"))
     assert status == "SUCCESS", f"run {run_id} ended {status}; see run.png"
 
-    # The mart's materialization shows the insight table and the plot (a data-URI PNG).
+    # The mart's materialization shows the insight table and the plot (a data-URI PNG in
+    # markdown metadata, which the UI shows behind "[Show Markdown]" in a dialog).
     page.goto(f"{base}/assets/marts/pattern_trend_summary")
     insights = page.get_by_text("most_improving_patterns").first
     expect(insights).to_be_visible()
     insights.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "pattern_trend_summary.png"))
+    plot_row = page.locator("tr").filter(has_text="weekly_quality_plot").first
+    plot_row.get_by_text("Show Markdown").click()
+    plot = page.get_by_role("dialog").locator("img").first
+    expect(plot).to_be_visible()
+    src, width, height = plot.evaluate("i => [i.src.slice(0, 22), i.naturalWidth, i.naturalHeight]")
+    assert src == "data:image/png;base64,", src
+    assert width > 100 and height > 100, "the plot image did not decode"
+    page.screenshot(path=str(SCREENSHOTS / "weekly_quality_plot.png"))
+
+    _two_runs_take_turns(base)
 
 
 def test_materialize_all_from_the_asset_graph(ui_env: dict[str, str], tmp_path: Path) -> None:
