@@ -7,35 +7,34 @@
     slope = (n*sxy - sx*sy) / (n*sxx - sx^2)            (= regr_slope(y, x))
     SSres = Syy_c - slope * Sxy_c, with Syy_c = syy - sy^2/n, Sxy_c = sxy - sx*sy/n
     se    = sqrt(SSres / (n - 2) / Sxx_c), Sxx_c = sxx - sx^2/n;   t = slope / se
-  slope is null without x variance; t is null when n <= 2 or the fit is exact (se = 0).
+  slope is null without x variance; t is null when n <= 2 or the fit is exact
+  (SSres <= trend_exact_fit_tolerance() * Syy_c, below).
 #}
 {% macro trend_slope_and_t(n, sx, sxx, sy, syy, sxy) -%}
+    {%- set denom = "(" ~ n ~ "::hugeint * " ~ sxx ~ " - " ~ sx ~ "::hugeint * " ~ sx ~ ")" -%}
+    {%- set slope = "((" ~ n ~ " * " ~ sxy ~ " - " ~ sx ~ " * " ~ sy ~ ") / " ~ denom ~ "::double)" -%}
+    {%- set syy_c = "(" ~ syy ~ " - " ~ sy ~ " * " ~ sy ~ " / " ~ n ~ ")" -%}
+    {%- set ss_res = "(" ~ syy_c ~ " - " ~ slope ~ " * (" ~ sxy ~ " - " ~ sx ~ " * " ~ sy ~ " / " ~ n ~ "))" -%}
     case
-        when {{ n }}::hugeint * {{ sxx }} - {{ sx }}::hugeint * {{ sx }} > 0
-            then ({{ n }} * {{ sxy }} - {{ sx }} * {{ sy }})
-                / ({{ n }}::hugeint * {{ sxx }} - {{ sx }}::hugeint * {{ sx }})::double
+        when {{ denom }} > 0 then {{ slope }}
     end as quality_slope_per_week,
     case
         when {{ n }} > 2
-            and {{ n }}::hugeint * {{ sxx }} - {{ sx }}::hugeint * {{ sx }} > 0
-            then (({{ n }} * {{ sxy }} - {{ sx }} * {{ sy }})
-                / ({{ n }}::hugeint * {{ sxx }} - {{ sx }}::hugeint * {{ sx }})::double)
-                / nullif(
-                    sqrt(
-                        greatest(
-                            ({{ syy }} - {{ sy }} * {{ sy }} / {{ n }})
-                            - (({{ n }} * {{ sxy }} - {{ sx }} * {{ sy }})
-                                / ({{ n }}::hugeint * {{ sxx }} - {{ sx }}::hugeint * {{ sx }})::double)
-                            * ({{ sxy }} - {{ sx }} * {{ sy }} / {{ n }}),
-                            0
-                        )
-                        / ({{ n }} - 2)
-                        / (({{ n }}::hugeint * {{ sxx }} - {{ sx }}::hugeint * {{ sx }})::double
-                            / {{ n }})
-                    ),
-                    0
-                )
+            and {{ denom }} > 0
+            and {{ ss_res }} > {{ trend_exact_fit_tolerance() }} * {{ syy_c }}
+            then {{ slope }}
+                / sqrt({{ ss_res }} / ({{ n }} - 2) / ({{ denom }}::double / {{ n }}))
     end as slope_t_stat
+{%- endmacro %}
+
+{#
+  An exact fit: residuals at most this share of the variance of y are rounding, not data
+  (the same line summed in another order leaves 0 or 1e-30). Then t is null, never a
+  rounding-sized se turned into |t| ~ 1e7. The pandas and SQLite baselines of
+  `engram bench` use the same rule, so the three agree on which fits are exact.
+#}
+{% macro trend_exact_fit_tolerance() -%}
+    1e-9
 {%- endmacro %}
 
 {#

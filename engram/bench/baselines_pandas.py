@@ -24,6 +24,9 @@ def _week(ts: pd.Series) -> pd.Series:
     return day - pd.to_timedelta(day.dt.weekday, unit="D")
 
 
+EXACT_FIT_TOLERANCE = 1e-9  # macros/trend_stats.sql: trend_exact_fit_tolerance
+
+
 def _slope_and_t(g: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Least-squares slope of y on x and its t statistic from per-group sums
     n, sx, sxx, sy, syy, sxy (macros/trend_stats.sql: trend_slope_and_t)."""
@@ -31,9 +34,10 @@ def _slope_and_t(g: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     sy, syy, sxy = g["sy"], g["syy"], g["sxy"]
     denom = n * sxx - sx * sx
     slope = ((n * sxy - sx * sy) / denom).where(denom > 0)
-    ss_res = ((syy - sy * sy / n) - slope * (sxy - sx * sy / n)).clip(lower=0)
-    se = np.sqrt(ss_res / (n - 2) / (denom / n))
-    t = (slope / se.where(se != 0)).where((n > 2) & (denom > 0))
+    syy_c = syy - sy * sy / n
+    ss_res = syy_c - slope * (sxy - sx * sy / n)
+    se = np.sqrt(ss_res.where(ss_res > EXACT_FIT_TOLERANCE * syy_c) / (n - 2) / (denom / n))
+    t = (slope / se).where((n > 2) & (denom > 0))
     return slope, t
 
 

@@ -18,11 +18,6 @@ KEYS: dict[str, list[str]] = {
     "pattern_predictions": ["context_cluster_id", "pattern_id"],
 }
 RTOL, ATOL = 1e-6, 1e-9
-# A t statistic divides by se = sqrt(SSres ...): for an exact fit (e.g. 3 collinear points)
-# SSres is 0 in exact arithmetic, and the rounding of a different summation order decides
-# whether it comes out 0 (t null, "exact fit") or 1e-30 (|t| ~ 1e7). Both say the same
-# thing; such pairs are counted apart, in exact_fit_rounding, not as different answers.
-EXACT_FIT_T = 1e6
 
 
 @dataclass(frozen=True)
@@ -33,7 +28,6 @@ class Agreement:
     values_compared: int
     values_differing: int  # outside RTOL/ATOL, or null on one side only
     max_abs_diff: float
-    exact_fit_rounding: int = 0  # t null on one side, |t| > EXACT_FIT_T on the other
 
     @property
     def same(self) -> bool:
@@ -62,7 +56,7 @@ def agree(mart: pd.DataFrame, baseline: pd.DataFrame, keys: list[str]) -> Agreem
         mart[key] = _normalize(mart[key], mart[key])
         baseline[key] = _normalize(baseline[key], mart[key])
     joined = mart.merge(baseline, on=keys, suffixes=("_m", "_b"))
-    compared = differing = exact_fits = 0
+    compared = differing = 0
     max_diff = 0.0
     for column in (c for c in mart.columns if c in baseline.columns and c not in keys):
         left, right = joined[f"{column}_m"], joined[f"{column}_b"]
@@ -77,19 +71,10 @@ def agree(mart: pd.DataFrame, baseline: pd.DataFrame, keys: list[str]) -> Agreem
             b = pd.to_numeric(right, errors="coerce").astype(float).to_numpy()
             both = ~np.isnan(a) & ~np.isnan(b)
             bad = ~(np.isclose(a, b, rtol=RTOL, atol=ATOL) | (np.isnan(a) & np.isnan(b)))
-            if column.endswith("t_stat"):
-                with np.errstate(invalid="ignore"):
-                    rounding = (np.isnan(a) & (np.abs(b) > EXACT_FIT_T)) | (
-                        np.isnan(b) & (np.abs(a) > EXACT_FIT_T)
-                    )
-                exact_fits += int(rounding.sum())
-                bad = bad & ~rounding
             if both.any():
                 max_diff = max(max_diff, float(np.abs(a[both] - b[both]).max()))
         else:
             bad = ~((left.astype(str) == right.astype(str)) | (left.isna() & right.isna()))
         compared += len(joined)
         differing += int(np.asarray(bad).sum())
-    return Agreement(
-        len(mart), len(baseline), len(joined), compared, differing, max_diff, exact_fits
-    )
+    return Agreement(len(mart), len(baseline), len(joined), compared, differing, max_diff)

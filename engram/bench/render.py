@@ -49,9 +49,6 @@ def _agreement(base: dict[str, Any]) -> str:
     if bad:
         return "DIFFERENT answers: " + ", ".join(bad)
     text = f"same answers as dbt on {len(agreement)} marts"
-    exact_fits = sum(a.get("exact_fit_rounding", 0) for a in agreement.values())
-    if exact_fits:
-        text += f" ({exact_fits} exact-fit t statistics: null on one side, |t| > 1e6 on the other)"
     return text
 
 

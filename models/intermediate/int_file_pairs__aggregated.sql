@@ -25,28 +25,7 @@ events as (
     from {{ ref('stg_usage_events') }}
 ),
 
-{% if is_incremental() %}
--- Reads the view itself rather than `events` (a CTE used twice is materialized whole), and
--- tests the raw list length, which is cheap (a superset of the pair-forming events).
-touched_weeks as (
-    select distinct event_week
-    from {{ ref('stg_usage_events') }}
-    where loaded_at > (
-        select coalesce(max(max_loaded_at), timestamp '-infinity') from {{ this }}
-    )
-        and len(files_involved) >= 2
-),
-
-scoped as (
-    select events.*
-    from events
-    semi join touched_weeks on touched_weeks.event_week = events.event_week
-),
-{% else %}
-scoped as (
-    select * from events
-),
-{% endif %}
+{{ events_in_touched_weeks(min_files=2) }}
 
 -- The in-scope events' distinct files: the rows of stg_usage_event_files (one per event and
 -- file, a file listed twice counts once) for these events, unnested here so that an

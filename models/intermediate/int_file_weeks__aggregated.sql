@@ -17,27 +17,7 @@ events as (
     from {{ ref('stg_usage_events') }}
 ),
 
-{% if is_incremental() %}
--- Reads the view itself rather than `events` (a CTE used twice is materialized whole).
-touched_weeks as (
-    select distinct event_week
-    from {{ ref('stg_usage_events') }}
-    where loaded_at > (
-        select coalesce(max(max_loaded_at), timestamp '-infinity') from {{ this }}
-    )
-        and len(files_involved) >= 1
-),
-
-scoped as (
-    select events.*
-    from events
-    semi join touched_weeks on touched_weeks.event_week = events.event_week
-),
-{% else %}
-scoped as (
-    select * from events
-),
-{% endif %}
+{{ events_in_touched_weeks(min_files=1) }}
 
 -- The in-scope events' distinct files (stg_usage_event_files rows for these events),
 -- unnested here so that an incremental run unnests only the touched weeks. An event without
