@@ -164,7 +164,9 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         out.append(["queries", "trend lookup (1 pattern)", _ms(queries["trend_lookup"]), ""])
         out.append(["queries", "top-20 file pairs", _ms(queries["top20_file_pairs"]), ""])
         out.append(["queries", "similar top-10 exact", _ms(queries["similar_top10_exact"]), ""])
-        ann_note = f"recall@10 {queries['ann_recall_at_10']:.3f}"
+        ann_note = f"recall@10 {queries['ann_recall_at_10']:.3f} (ties count)"
+        if "ann_recall_at_10_ids" in queries:
+            ann_note += f"; {queries['ann_recall_at_10_ids']:.3f} by ids"
         if not queries.get("ann_index_used"):
             ann_note += " (no ANN index: exact fallback)"
         out.append(["queries", "similar top-10 ANN", _ms(queries["similar_top10_ann"]), ann_note])
