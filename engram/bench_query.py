@@ -244,6 +244,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patterns", type=int, default=1_000_000)
     parser.add_argument("--contexts", type=int, default=100_000)
+    parser.add_argument(
+        "--events", type=int, default=None, help="events to spread (default 3 per pattern)"
+    )
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/engram-bench"))
     parser.add_argument(
@@ -272,7 +275,7 @@ def main() -> None:
         args.dir.mkdir(parents=True, exist_ok=True)
         if not (args.reuse and db.exists()):
             started = time.perf_counter()
-            synthesize_warehouse(db, args.patterns, n_contexts=args.contexts)
+            synthesize_warehouse(db, args.patterns, n_contexts=args.contexts, n_events=args.events)
             print(f"synthetic warehouse: {time.perf_counter() - started:.1f}s", flush=True)
         started = time.perf_counter()
         result = publish(db)

@@ -45,6 +45,12 @@ EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     ("intermediate.int_contexts__clustered", "context_cluster_id, context_hash"),
 )
 # Marts sorted on their lookup key so DuckDB's zone maps skip most row groups at 1M rows.
+# predict's evidence from one past task text: its CONTEXT_EVIDENCE_CAP most-used patterns.
+# A task text shared by thousands of patterns would otherwise make every predict near it
+# aggregate hundreds of thousands of rows (160 ms at 10M events over 1,000 texts); the
+# patterns left out have few uses there, so their evidence would be small beside their prior.
+CONTEXT_EVIDENCE_CAP = 200
+
 MART_ORDER: dict[str, str] = {
     "dim_patterns": "pattern_id",
     "pattern_trends": "pattern_id, week",
@@ -294,11 +300,18 @@ def _serving_tables(
         con.execute(
             f"""
             create table {_ALIAS}.serving.context_patterns as
-            select context_hash, pattern_id, count(*)::bigint as n_events,
-                   sum(outcome_quality)::double as sum_quality
-            from staging.stg_usage_events
-            where context_hash is not null and outcome_quality is not null
-            group by context_hash, pattern_id
+            with per_pair as (
+                select context_hash, pattern_id, count(*)::bigint as n_events,
+                       sum(outcome_quality)::double as sum_quality
+                from staging.stg_usage_events
+                where context_hash is not null and outcome_quality is not null
+                group by context_hash, pattern_id
+            )
+            select context_hash, pattern_id, n_events, sum_quality
+            from per_pair
+            qualify row_number() over (
+                partition by context_hash order by n_events desc, pattern_id
+            ) <= {CONTEXT_EVIDENCE_CAP}
             order by context_hash, pattern_id
             """
         )

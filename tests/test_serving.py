@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from engram.index import fingerprint
@@ -173,3 +174,38 @@ def test_report_reads_the_serving_copy(planted_warehouse: Path) -> None:
     counts = dict(sections[0].rows)
     assert counts["patterns"] == 300 and counts["usage events"] == 6000
     assert "serving copy" in (sections[0].note or "")
+
+
+def test_context_evidence_keeps_each_task_texts_most_used_patterns(
+    warehouse_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engram.serving
+
+    monkeypatch.setattr(engram.serving, "CONTEXT_EVIDENCE_CAP", 2)
+    copy = publish(warehouse_copy)
+    sql = """
+        select context_hash, pattern_id, count(*) as n_events, sum(outcome_quality) as s
+        from staging.stg_usage_events
+        where context_hash is not null and outcome_quality is not null
+        group by all
+    """
+    con = duckdb.connect(str(warehouse_copy), read_only=True)
+    try:
+        full = con.execute(sql).df()
+    finally:
+        con.close()
+    con = duckdb.connect(str(copy.database), read_only=True)
+    try:
+        kept = con.execute("select * from serving.context_patterns").df()
+    finally:
+        con.close()
+    assert (full.groupby("context_hash").size() > 2).any(), "the cap must bind somewhere"
+    assert kept.groupby("context_hash").size().max() == 2
+    assert set(kept["context_hash"]) == set(full["context_hash"])
+    for context_hash, rows in kept.groupby("context_hash"):
+        counts = full[full["context_hash"] == context_hash]["n_events"]
+        # the two kept are the two most used there (ties broken by pattern_id)
+        assert sorted(rows["n_events"], reverse=True) == sorted(counts, reverse=True)[:2]
+        merged = rows.merge(full, on=["context_hash", "pattern_id"], suffixes=("", "_all"))
+        assert (merged["n_events"] == merged["n_events_all"]).all()
+        assert np.allclose(merged["sum_quality"], merged["s"])
