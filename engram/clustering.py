@@ -40,6 +40,7 @@ __all__ = [
     "embedding_array",
     "embedding_matrix",
     "group_sums",
+    "kmeans_assign",
     "normalize",
     "partition",
     "summarize",
@@ -82,7 +83,7 @@ def partition(x: np.ndarray, leaf_size: int = DEFAULT_LEAF_SIZE, seed: int = 0) 
         k = min(_MAX_BRANCH, math.ceil(len(idx) / max(1, leaf_size // 2)))
         depth_seed += 1
         rows = x if len(idx) == len(x) else x[idx]  # no copy of the whole input
-        assign = _kmeans_assign(rows, k, depth_seed)
+        assign = kmeans_assign(rows, k, depth_seed)
         parts = [idx[assign == c] for c in range(k)]
         parts = [p for p in parts if len(p)]
         if len(parts) <= 1:  # k-means could not split: identical points
@@ -91,16 +92,24 @@ def partition(x: np.ndarray, leaf_size: int = DEFAULT_LEAF_SIZE, seed: int = 0) 
     return leaves
 
 
-def _kmeans_assign(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Spherical k-means (cosine): fitted on a seeded sample of at most 64k rows, which is
-    plenty for <= 64 centroids, then every row goes to its most similar centroid. Plain
-    numpy matrix products; sklearn's k-means++ init dominated the run time at 1M rows."""
+def kmeans_assign(
+    x: np.ndarray,
+    k: int,
+    seed: int,
+    *,
+    sample_rows: int = _KMEANS_SAMPLE,
+    iterations: int = _KMEANS_ITERS,
+) -> np.ndarray:
+    """Spherical k-means (cosine): fitted on a seeded sample of at most `sample_rows` rows
+    (plenty for the <= 64 centroids of a split; the vector index asks for more), then every
+    row goes to its most similar centroid. Plain numpy matrix products; sklearn's k-means++
+    init dominated the run time at 1M rows."""
     rng = np.random.default_rng(seed)
     n = len(x)
-    picked = np.sort(rng.choice(n, _KMEANS_SAMPLE, replace=False)) if n > _KMEANS_SAMPLE else None
+    picked = np.sort(rng.choice(n, sample_rows, replace=False)) if n > sample_rows else None
     sample = x if picked is None else x[picked]
     centroids = normalize(sample[rng.choice(len(sample), k, replace=False)])
-    for _ in range(_KMEANS_ITERS):
+    for _ in range(iterations):
         labels = _nearest_centroid(sample, centroids)
         sums = group_sums(sample, labels, k)
         empty = ~np.any(sums, axis=1)
@@ -113,9 +122,11 @@ def _kmeans_assign(x: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def _nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    # rows per product bounded so that rows x centroids stays near 128M floats (512 MB)
+    chunk = min(_SUMMARY_CHUNK, max(1024, (1 << 27) // max(1, len(centroids))))
     out = np.empty(len(x), dtype=np.int64)
-    for lo in range(0, len(x), _SUMMARY_CHUNK):
-        out[lo : lo + _SUMMARY_CHUNK] = np.argmax(x[lo : lo + _SUMMARY_CHUNK] @ centroids.T, axis=1)
+    for lo in range(0, len(x), chunk):
+        out[lo : lo + chunk] = np.argmax(x[lo : lo + chunk] @ centroids.T, axis=1)
     return out
 
 
