@@ -61,18 +61,7 @@ pairs as (
 ),
 
 aggregated as (
-    select
-        file_a,
-        file_b,
-        event_week as week,
-        count(*) as n_events,
-        sum(outcome_quality) as sum_quality,
-        sum(outcome_quality * outcome_quality) as sum_quality_sq,
-        min(occurred_at) as first_occurred_at,
-        max(occurred_at) as last_occurred_at,
-        max(loaded_at) as max_loaded_at
-    from pairs
-    group by file_a, file_b, event_week
+    {{ weekly_sums('pairs', ['file_a', 'file_b']) }}
 )
 
 select * from aggregated

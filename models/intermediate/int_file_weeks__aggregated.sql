@@ -34,17 +34,7 @@ event_files as (
 ),
 
 aggregated as (
-    select
-        file_path,
-        event_week as week,
-        count(*) as n_events,
-        sum(outcome_quality) as sum_quality,
-        sum(outcome_quality * outcome_quality) as sum_quality_sq,
-        min(occurred_at) as first_occurred_at,
-        max(occurred_at) as last_occurred_at,
-        max(loaded_at) as max_loaded_at
-    from event_files
-    group by file_path, event_week
+    {{ weekly_sums('event_files', ['file_path']) }}
 )
 
 select * from aggregated

@@ -42,17 +42,7 @@ scoped as (
 {% endif %}
 
 aggregated as (
-    select
-        pattern_id,
-        event_week as week,
-        count(*) as n_events,
-        sum(outcome_quality) as sum_quality,
-        sum(outcome_quality * outcome_quality) as sum_quality_sq,
-        min(occurred_at) as first_occurred_at,
-        max(occurred_at) as last_occurred_at,
-        max(loaded_at) as max_loaded_at
-    from scoped
-    group by pattern_id, event_week
+    {{ weekly_sums('scoped', ['pattern_id']) }}
 )
 
 select * from aggregated

@@ -7,7 +7,7 @@ cannot compute (engram/posterior.py).
 
 import pyarrow as pa
 
-from engram.posterior import beta_interval
+from engram.numeric.posterior import beta_interval
 
 COLUMNS = (
     "context_cluster_id",

@@ -8,7 +8,7 @@ carried no task text; it has no centroid, so no query maps to it.
 import numpy as np
 import pyarrow as pa
 
-from engram.clustering import embedding_array, embedding_matrix, summarize
+from engram.numeric.clustering import embedding_array, embedding_matrix, summarize
 
 NO_CONTEXT_ID = -1
 NO_CONTEXT_LABEL = "(no task text)"

@@ -10,8 +10,8 @@ At most var('similar_pairs_k') rows per pattern; patterns without an embedding g
 import numpy as np
 import pyarrow as pa
 
-from engram.clustering import embedding_matrix
-from engram.neighbors import expand_duplicates, nearest_neighbors
+from engram.numeric.clustering import embedding_matrix
+from engram.numeric.neighbors import expand_duplicates, nearest_neighbors
 
 
 def model(dbt, session):
