@@ -15,8 +15,13 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help install demo test lint format build report clean lock bench ui
 
-help: ## list the targets
+help: ## list the targets (and where the code lives)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo
+	@echo "  layout (imports go down only; docs/architecture.md):"
+	@echo "    bench/ -> orchestration/ -> engram/cli/ -> engram/build.py -> engram/query/"
+	@echo "    -> engram/{project,render,generate,numeric} -> ingest/ (warehouse, embedding, load)"
+	@echo "    dbt: dbt_project.yml models/ macros/ seeds/ tests/dbt/"
 
 install: $(STAMP) ## create .venv (if missing) and install the pinned dependencies + engram
 
@@ -51,8 +56,8 @@ build: install ## dbt build on the warehouse ($$ENGRAM_DB or warehouse/engram.du
 report: install ## print the answers from the current warehouse
 	$(BIN)/engram report
 
-bench: install ## benchmark vs pandas/SQLite (small size, minutes; see docs/benchmarks.md)
-	$(BIN)/engram bench --size $(or $(SIZE),small)
+bench: install ## python -m bench: benchmark vs pandas/SQLite (SIZE=small; docs/benchmarks.md)
+	$(BIN)/python -m bench --size $(or $(SIZE),small)
 
 ui: install ## start the Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=.dagster_home)
 	@mkdir -p $(CURDIR)/.dagster_home

@@ -1,4 +1,4 @@
-"""Run one baseline (pandas or SQLite) in its own process: `python -m engram.bench.baseline_child
+"""Run one baseline (pandas or SQLite) in its own process: `python -m bench.baseline_child
 pandas|sqlite DB WORKDIR OUT.json`.
 
 Why a child: a plain pandas script can need more memory than the machine has (at 10M events
@@ -41,10 +41,10 @@ def _marts(db: Path, names: list[str]) -> dict[str, Any]:
 
 def run(which: str, db: Path, work: Path) -> dict[str, Any]:
     """Time one baseline on the warehouse's raw rows; compare its answers with the marts."""
-    from engram.bench import baselines_pandas, baselines_sqlite
-    from engram.bench.compare import KEYS, agree
-    from engram.bench.inputs import dbt_vars, load_inputs
-    from engram.bench.runner import compared_marts
+    from bench import baselines_pandas, baselines_sqlite
+    from bench.compare import KEYS, agree
+    from bench.inputs import dbt_vars, load_inputs
+    from bench.runner import compared_marts
 
     v = dbt_vars()
     started = time.perf_counter()

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engram.bench.inputs import BaselineInputs
-from engram.posterior import beta_interval
+from bench.inputs import BaselineInputs
+from engram.numeric.posterior import beta_interval
 
 WEEK = "date(occurred_at, 'weekday 0', '-6 days')"
 

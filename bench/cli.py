@@ -1,4 +1,5 @@
-"""`engram bench`: the benchmark's command line (registered by engram/cli.py)."""
+"""`python -m bench` (`make bench`): the benchmark's command line. It lives outside the
+product package: nothing in engram/, ingest/ or orchestration/ imports it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from engram.config import PROJECT_ROOT
+from bench.paths import PROJECT_ROOT
 
 DESCRIPTION = """\
 Generate synthetic data at a size, then measure on this machine, in one run: ingest
@@ -23,22 +24,21 @@ Sizes (patterns / events): tiny 200 / 2,000; small 20,000 / 200,000 (default, a 
 minutes); medium 100,000 / 1,000,000; full 1,000,000 / 10,000,000.
 
 Above --synthetic-threshold distinct texts, texts get synthetic clustered vectors
-(engram/bench/vectors.py) instead of the model, for the later stages only; the table
+(bench/vectors.py) instead of the model, for the later stages only; the table
 says so. The model's speed is always measured on --embed-sample real texts."""
 
 EPILOG = """\
 The table is printed and written with every raw figure to artifacts/bench/*.json;
 --write-docs also replaces this size's section of docs/benchmarks.md.
-example: engram bench --size full --baseline-max-events 10000000 --write-docs"""
+example: python -m bench --size full --baseline-max-events 10000000 --write-docs"""
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from engram.bench.runner import SIZES
+def build_parser() -> argparse.ArgumentParser:
+    from bench.runner import SIZES
 
-    bench = subparsers.add_parser(
-        "bench",
+    bench = argparse.ArgumentParser(
+        prog="python -m bench",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="benchmark the pipeline against pandas and SQLite at a given size",
         description=DESCRIPTION,
         epilog=EPILOG,
     )
@@ -90,12 +90,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     bench.add_argument(
         "--write-docs", action="store_true", help="update this size's docs/benchmarks.md section"
     )
+    return bench
 
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as typed, rebuilt from the parsed options that differ from the defaults
     (so the docs quote a runnable command even when called as a library)."""
-    parts = ["engram", "bench"]
+    parts = ["python", "-m", "bench"]
     if args.size != "small" or (args.patterns is None and args.events is None):
         parts += ["--size", args.size]
     defaults = {
@@ -118,8 +119,8 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engram.bench import render
-    from engram.bench.runner import SIZES, BenchConfig, run_benchmark
+    from bench import render
+    from bench.runner import SIZES, BenchConfig, run_benchmark
 
     patterns, events = SIZES[args.size]
     size = args.size
@@ -167,3 +168,12 @@ def run(args: argparse.Namespace) -> int:
     if different:
         print(f"bench: baseline answers differ from dbt: {different}", file=sys.stderr)
     return 1 if failed or different else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2

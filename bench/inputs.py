@@ -9,19 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
-import yaml
 
-from engram.config import PROJECT_ROOT
+from engram.project import dbt_vars  # the baselines use the thresholds dbt uses
 
-
-def dbt_vars() -> dict[str, Any]:
-    """The `vars:` of dbt_project.yml, so the baselines use the thresholds dbt uses."""
-    project = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())
-    return dict(project.get("vars") or {})
+__all__ = ["BaselineInputs", "dbt_vars", "load_inputs"]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Measure query speed at scale: `python -m engram.bench_query --patterns 1000000`.
+"""Measure query speed at scale: `python -m bench.query_speed --patterns 1000000`.
 
 Targets (issue "Ask engram"): top-10 similar p50 <= 5 ms for the search itself with
 recall@10 >= 0.95 against exact search, and predict p50 <= 50 ms including embedding the
@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from engram.config import EMBEDDING_DIM
+from ingest.embedder import EMBEDDING_DIM
 
 TASKS = (
     "tokio runtime stalls under load in the gateway service",
@@ -266,8 +266,8 @@ def main() -> None:
     import os
 
     os.environ.setdefault("ENGRAM_DEVICE", "cpu")
-    from engram.memory import Memory
-    from engram.serving import current, publish, serving_root
+    from engram.query.memory import Memory
+    from engram.query.serving import current, publish, serving_root
 
     db = args.dir / "bench.duckdb"
     if not (args.reuse and current(db)):

@@ -38,8 +38,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from engram.bench.memory import wait_with_peak_rss
-from engram.config import PROJECT_ROOT
+from bench.memory import wait_with_peak_rss
+from bench.paths import PROJECT_ROOT
 
 SIZES: dict[str, tuple[int, int]] = {
     "tiny": (200, 2_000),
@@ -139,7 +139,7 @@ def _split_append(gen: Path, base: Path, append: Path, n_events: int) -> int:
 
 
 def stage_generate(cfg: BenchConfig, work: Path) -> dict[str, Any]:
-    from ingest.generate import generate
+    from engram.generate import generate
 
     gen = work / "generated"
     summary = generate(gen, cfg.n_patterns, cfg.n_events, seed=cfg.seed)
@@ -195,7 +195,7 @@ def stage_embedding(cfg: BenchConfig, db: Path, log: Log) -> dict[str, Any]:
 
     from ingest.embedder import Embedder
     from ingest.embeddings import TEXTS_SQL, embed_missing
-    from ingest.loader import connect_for_write
+    from ingest.warehouse import connect_for_write
 
     con = connect_for_write(db)
     try:
@@ -229,7 +229,7 @@ def stage_embedding(cfg: BenchConfig, db: Path, log: Log) -> dict[str, Any]:
         out["vectors"] = "synthetic" if synthetic else "model"
         started = time.perf_counter()
         if synthetic:
-            from engram.bench.vectors import fill_synthetic
+            from bench.vectors import fill_synthetic
 
             log(f"embedding: {distinct} texts get synthetic clustered vectors")
             out["texts_embedded"] = 0
@@ -251,13 +251,14 @@ def stage_embedding(cfg: BenchConfig, db: Path, log: Log) -> dict[str, Any]:
 def _run_dbt(args: list[str], db: Path, work: Path, log_name: str) -> dict[str, Any]:
     """One dbt command as a child process; wall time, exit code, and the child's own peak
     RSS from os.wait4 (dbt-duckdb runs the SQL inside the dbt process)."""
-    from engram.build import dbt_env, dbt_executable
+    from engram.build import dbt_command, dbt_env
+    from engram.project import project_dir
 
     env = dbt_env(db)
     env["DBT_TARGET_PATH"] = str(work / "target")
     env["DBT_LOG_PATH"] = str(work / "logs")
-    command = [dbt_executable(), *args, "--project-dir", str(PROJECT_ROOT)]
-    command += ["--profiles-dir", str(PROJECT_ROOT)]
+    command = [*dbt_command(), *args, "--project-dir", str(project_dir())]
+    command += ["--profiles-dir", str(project_dir())]
     log_path = work / f"{log_name}.log"
     started = time.perf_counter()
     with log_path.open("w") as out:
@@ -344,7 +345,7 @@ def stage_baselines(cfg: BenchConfig, db: Path, work: Path, log: Log) -> dict[st
     for which, label in (("pandas", "pandas"), ("sqlite", "SQLite")):
         log(f"baselines: {label} (child process)")
         result_path = work / f"baseline_{which}.json"
-        command = [sys.executable, "-m", "engram.bench.baseline_child", which]
+        command = [sys.executable, "-m", "bench.baseline_child", which]
         command += [str(db), str(work), str(result_path)]
         started = time.perf_counter()
         with (work / f"baseline_{which}.log").open("w") as log_file:
@@ -370,7 +371,7 @@ def stage_baselines(cfg: BenchConfig, db: Path, work: Path, log: Log) -> dict[st
 
 def stage_publish(db: Path) -> dict[str, Any]:
     try:
-        from engram.serving import publish
+        from engram.query.serving import publish
     except ImportError:
         return {"skipped": "engram.serving not available"}
     result = publish(db)
@@ -397,7 +398,7 @@ def stage_queries(cfg: BenchConfig, db: Path, truth: dict[str, Any]) -> dict[str
     """p50/p95 of the questions an agent asks, through the public Memory API. A query whose
     mart is missing is reported as unavailable, with the reason, instead of failing the run."""
     try:
-        from engram.memory import Memory
+        from engram.query.memory import Memory
     except ImportError:
         return {"skipped": "engram.memory not available"}
     from ingest.embedder import Embedder
@@ -492,13 +493,13 @@ def stage_append(cfg: BenchConfig, db: Path, work: Path, vectors: str) -> dict[s
     """Ingest the held-back events and embed what is new (the cache serves the rest)."""
     from ingest.embedder import Embedder
     from ingest.embeddings import embed_missing
-    from ingest.loader import connect_for_write
+    from ingest.warehouse import connect_for_write
 
     out = stage_ingest(db, work / "append")
     con = connect_for_write(db)
     try:
         if vectors == "synthetic":
-            from engram.bench.vectors import fill_synthetic
+            from bench.vectors import fill_synthetic
 
             filled = fill_synthetic(con).texts_filled
             stats = embed_missing(con, Embedder())

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 
-from engram.config import EMBEDDING_DIM
+from engram.generate import TOPICS
+from ingest.embedder import EMBEDDING_DIM
 from ingest.embeddings import embeddings_table
-from ingest.generate import TOPICS
 
 SYNTHETIC_MODEL = "synthetic-clustered-v1"
 GROUP_SPREAD = 0.8  # cos(group centre, topic centre) ~ 0.78

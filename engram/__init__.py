@@ -1,3 +1,5 @@
 """engram: a memory for coding agents that learns which approaches work."""
 
-__version__ = "0.1.0"
+from ingest import __version__
+
+__all__ = ["__version__"]

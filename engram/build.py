@@ -1,5 +1,8 @@
-"""Run dbt against the warehouse: the same project, profile and file as a plain
-`dbt build --profiles-dir .` from the repo root, with ENGRAM_DB pointing at the file."""
+"""Build the warehouse: embed what is missing, run dbt on it, publish the serving copy.
+
+dbt runs with the same project, profile and file as a plain `dbt build --profiles-dir .`
+from the repo root with ENGRAM_DB pointing at the file (engram.project finds the project
+in a checkout, in $ENGRAM_PROJECT_DIR, or packaged with an installed engram)."""
 
 from __future__ import annotations
 
@@ -9,18 +12,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
-
-from engram.config import DB_ENV_VAR, PROJECT_ROOT
-from engram.progress import ProgressFactory
+from engram.project import dbt_state_dir, is_packaged, project_dir
+from ingest.progress import ProgressFactory
+from ingest.warehouse import DB_ENV_VAR, connect_for_read, connect_for_write
 
 
 class BuildError(Exception):
     """dbt failed, or the warehouse is not ready to build."""
 
 
+DBT_MAIN = "import sys; from dbt.cli.main import cli; sys.exit(cli())"
+
+
 def dbt_executable() -> str:
-    """The dbt next to this Python (the project venv), else the one on PATH."""
+    """The dbt next to this Python (the project venv), else the one on PATH (for Dagster's
+    DbtCliResource, which wants one executable)."""
     beside = Path(sys.executable).parent / "dbt"
     if beside.exists():
         return str(beside)
@@ -30,10 +36,30 @@ def dbt_executable() -> str:
     return found
 
 
+def dbt_command() -> list[str]:
+    """dbt run by this very interpreter, so the dbt Python models import this engram: the
+    `dbt` script beside it, else `python -c` on dbt's entry point (an environment whose
+    scripts are elsewhere). Never a `dbt` from PATH, which may belong to another Python."""
+    beside = Path(sys.executable).parent / "dbt"
+    if beside.exists():
+        return [str(beside)]
+    try:
+        import dbt.cli.main  # noqa: F401
+    except ImportError:
+        raise BuildError("dbt is not installed in this environment; run `make install`") from None
+    return [sys.executable, "-c", DBT_MAIN]
+
+
 def dbt_env(db_path: Path) -> dict[str, str]:
+    """The environment dbt runs in: ENGRAM_DB names the warehouse (profiles.yml reads it);
+    for the packaged project, target/ and logs/ go beside the warehouse."""
     env = dict(os.environ)
     env[DB_ENV_VAR] = str(db_path)
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    if is_packaged(project_dir()):
+        state = dbt_state_dir(db_path)
+        env.setdefault("DBT_TARGET_PATH", str(state / "target"))
+        env.setdefault("DBT_LOG_PATH", str(state / "logs"))
     return env
 
 
@@ -44,18 +70,13 @@ def run_dbt(
 
     $DBT_TARGET_PATH / $DBT_LOG_PATH, when set, keep concurrent builds (tests) apart.
     """
-    command = [
-        dbt_executable(),
-        *args,
-        "--project-dir",
-        str(PROJECT_ROOT),
-        "--profiles-dir",
-        str(PROJECT_ROOT),
-    ]
+    project = project_dir()
+    command = [*dbt_command(), *args, "--project-dir", str(project)]
+    command += ["--profiles-dir", str(project)]
     result = subprocess.run(
         command,
         env=dbt_env(db_path),
-        cwd=PROJECT_ROOT,
+        cwd=project,
         text=True,
         capture_output=capture,
         check=False,
@@ -70,7 +91,6 @@ def ensure_embeddings(db_path: Path, progress: ProgressFactory | None = None) ->
     """Embed any text the ingest left unembedded (e.g. `ingest --no-embed`); returns count."""
     from ingest.embedder import Embedder
     from ingest.embeddings import embed_missing
-    from ingest.loader import connect_for_write
 
     con = connect_for_write(db_path)
     try:
@@ -82,7 +102,7 @@ def ensure_embeddings(db_path: Path, progress: ProgressFactory | None = None) ->
 def warehouse_has_data(db_path: Path) -> bool:
     if not db_path.exists():
         return False
-    con = duckdb.connect(str(db_path), read_only=True)
+    con = connect_for_read(db_path)
     try:
         tables = {
             row[0]
@@ -122,8 +142,8 @@ def build(
         args.append("--full-refresh")
     result = run_dbt(args, db_path, capture=capture)
     if publish:
-        from engram.serving import ServingError
-        from engram.serving import publish as publish_serving_copy
+        from engram.query.serving import ServingError
+        from engram.query.serving import publish as publish_serving_copy
 
         try:
             publish_serving_copy(db_path)

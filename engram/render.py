@@ -1,4 +1,6 @@
-"""Plain-text tables for the terminal: no dependency, predictable width."""
+"""Tables as text: plain columns for the terminal, GitHub markdown for the Dagster UI.
+
+One cell formatter for both, no dependencies, predictable width."""
 
 from __future__ import annotations
 
@@ -49,3 +51,16 @@ def format_table(
     if not rows:
         out.append("(no rows)")
     return "\n".join(out)
+
+
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int = 60
+) -> str:
+    """A GitHub-style table; pipes in values are escaped so a path can't break a row."""
+
+    def cell(value: Any) -> str:
+        return _cell(value, max_width).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engram.config import EMBEDDING_DIM, MODEL_NAME
-
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 DEVICE_ENV_VAR = "ENGRAM_DEVICE"
+EMBEDDING_DIM = 384
+MODEL_NAME = "all-MiniLM-L6-v2"
 
 
 def text_hash(text: str) -> str:

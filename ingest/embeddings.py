@@ -14,9 +14,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from engram.config import EMBEDDING_DIM
-from engram.progress import ProgressFactory
-from ingest.embedder import Embedder
+from ingest.embedder import EMBEDDING_DIM, Embedder
+from ingest.progress import ProgressFactory
 
 TEXTS_SQL = """
     select description_hash as text_hash, description as text from raw.patterns

@@ -20,8 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from engram import __version__
-from engram.progress import ProgressBar, ProgressFactory
+from ingest import __version__
 from ingest.contract import (
     EventRow,
     PatternRow,
@@ -34,8 +33,9 @@ from ingest.contract import (
 )
 from ingest.embedder import Embedder, text_hash
 from ingest.embeddings import EmbedStats, embed_missing
+from ingest.progress import ProgressBar, ProgressFactory
 from ingest.reader import RawRecord, discover_files, file_sha256, read_records
-from ingest.schema import ensure_raw_schema
+from ingest.warehouse import connect_for_write
 
 DEFAULT_CHUNK_RECORDS = 50_000
 PROGRESS_MIN_BYTES = 8 << 20  # show a per-file bar for files over 8 MiB
@@ -332,26 +332,6 @@ def load_file(
         if bar:
             bar.close()
     return report
-
-
-def connect_for_write(db_path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the warehouse for writing, with a clear error when another
-    process holds it."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(db_path))
-    except duckdb.IOException as exc:
-        raise WarehouseBusy(db_path, str(exc)) from None
-    ensure_raw_schema(con)
-    return con
-
-
-class WarehouseBusy(Exception):
-    def __init__(self, db_path: Path, detail: str) -> None:
-        super().__init__(
-            f"cannot open {db_path} for writing: another process is using it "
-            f"(an ingest or a dbt build?). Wait for it to finish and try again.\n  {detail}"
-        )
 
 
 def ingest_paths(

@@ -1,5 +1,10 @@
-"""DDL for the raw schema: the only tables Python writes. dbt reads them as sources.
+"""The warehouse: where the DuckDB file is, how a writer opens it, and the raw schema.
 
+This is the bottom of engram. Ingest, build, the journal, Dagster and the benchmarks all
+open the warehouse for writing through `connect_for_write`, so lock contention, missing
+folders and permission problems are told apart in one place, with one message each.
+
+The raw schema holds the only tables Python writes; dbt reads them as sources.
 Uniqueness (pattern_id, event_id, text_hash) is enforced by the loader's anti-joins and
 checked by dbt tests rather than by primary keys: ART indexes over 10M keys cost memory and
 DuckDB checks them eagerly inside a transaction, which fights the per-file upserts.
@@ -7,9 +12,148 @@ DuckDB checks them eagerly inside a transaction, which fights the per-file upser
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 import duckdb
 
-from engram.config import EMBEDDING_DIM
+from ingest.embedder import EMBEDDING_DIM
+
+DB_ENV_VAR = "ENGRAM_DB"
+DB_FILENAME = "engram.duckdb"
+# A source checkout keeps its warehouse in <checkout>/warehouse/ (gitignored); an installed
+# engram keeps it in the user's data folder.
+CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def in_checkout() -> bool:
+    """True when running from a source checkout (the dbt project sits beside the code)."""
+    return (CHECKOUT_ROOT / "dbt_project.yml").is_file() and (CHECKOUT_ROOT / "ingest").is_dir()
+
+
+def default_db_path() -> Path:
+    """warehouse/engram.duckdb in a source checkout, else $XDG_DATA_HOME/engram/engram.duckdb
+    (~/.local/share/engram/engram.duckdb)."""
+    if in_checkout():
+        return CHECKOUT_ROOT / "warehouse" / DB_FILENAME
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home).expanduser() / "engram" / DB_FILENAME
+
+
+def default_db_label() -> str:
+    """How --help names the default, short enough for one line."""
+    return "warehouse/engram.duckdb" if in_checkout() else str(default_db_path())
+
+
+def resolve_db_path(db: str | os.PathLike[str] | None = None) -> Path:
+    """The warehouse file: --db, else $ENGRAM_DB, else `default_db_path()`.
+
+    Relative paths are taken from the current directory, as a user typing them expects;
+    the default is anchored so it does not depend on where you stand.
+    """
+    if db:
+        return Path(db).expanduser().resolve()
+    from_env = os.environ.get(DB_ENV_VAR)
+    if from_env:
+        return Path(from_env).expanduser().resolve()
+    return default_db_path()
+
+
+def sql_string(value: str | os.PathLike[str]) -> str:
+    """A SQL string literal with quotes doubled: for the few statements (ATTACH, COPY) that
+    take no parameters. Paths are never formatted into SQL any other way."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class WarehouseError(Exception):
+    """The warehouse cannot be opened: the message says why and what to do."""
+
+    def __init__(self, db_path: Path, message: str, detail: str = "") -> None:
+        self.db_path = db_path
+        super().__init__(f"{message}\n  {detail}" if detail else message)
+
+
+class WarehouseBusy(WarehouseError):
+    """Another process holds the write lock (an ingest, a build, Dagster)."""
+
+    def __init__(self, db_path: Path, detail: str = "") -> None:
+        super().__init__(
+            db_path,
+            f"cannot open {db_path} for writing: another process is using it "
+            "(an ingest or a dbt build?). Wait for it to finish and try again.",
+            detail,
+        )
+
+
+def explain_open_failure(db_path: Path, exc: BaseException, *, write: bool) -> WarehouseError:
+    """Tell a held lock from a missing folder, a folder in the file's place, a permission
+    problem or a file that is not a DuckDB database; each gets its own message."""
+    detail = " ".join(str(exc).split())
+    lowered = detail.lower()
+    mode = "for writing" if write else "for reading"
+    if db_path.is_dir():
+        return WarehouseError(
+            db_path, f"cannot open {db_path}: it is a directory, not a warehouse file", detail
+        )
+    if not db_path.parent.is_dir():
+        return WarehouseError(
+            db_path, f"cannot open {db_path}: the folder {db_path.parent} does not exist", detail
+        )
+    if "conflicting lock" in lowered or "could not set lock" in lowered:
+        return WarehouseBusy(db_path, detail)
+    if isinstance(exc, PermissionError) or "permission denied" in lowered:
+        target = db_path if db_path.exists() else db_path.parent
+        return WarehouseError(
+            db_path, f"cannot open {db_path} {mode}: permission denied on {target}", detail
+        )
+    if "read-only file system" in lowered:
+        return WarehouseError(db_path, f"cannot open {db_path} {mode}: read-only file system")
+    if "not a valid duckdb database" in lowered or "unable to read" in lowered:
+        return WarehouseError(
+            db_path, f"cannot open {db_path}: the file is not a DuckDB database", detail
+        )
+    return WarehouseError(db_path, f"cannot open {db_path} {mode}", detail)
+
+
+def connect_for_write(db_path: Path) -> duckdb.DuckDBPyConnection:
+    """Open (creating it and its folder if needed) the warehouse for writing, with a clear
+    error when it cannot be: another process holds it, permission denied, not a file."""
+    db_path = Path(db_path)
+    if db_path.is_dir():
+        raise explain_open_failure(
+            db_path, IsADirectoryError(errno.EISDIR, "is a directory"), write=True
+        )
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise explain_open_failure(db_path, exc, write=True) from None
+    try:
+        con = duckdb.connect(str(db_path))
+    except (duckdb.Error, OSError) as exc:
+        raise explain_open_failure(db_path, exc, write=True) from None
+    try:
+        ensure_raw_schema(con)
+    except duckdb.Error as exc:
+        con.close()
+        raise explain_open_failure(db_path, exc, write=True) from None
+    return con
+
+
+def connect_for_read(db_path: Path) -> duckdb.DuckDBPyConnection:
+    """The warehouse read-only, with the same clear errors as `connect_for_write`."""
+    db_path = Path(db_path)
+    if not db_path.exists():
+        raise WarehouseError(
+            db_path,
+            f"no warehouse at {db_path}: run `engram ingest PATH` and `engram build` first, "
+            f"or point --db / ${DB_ENV_VAR} at one",
+        )
+    try:
+        return duckdb.connect(str(db_path), read_only=True)
+    except (duckdb.Error, OSError) as exc:
+        raise explain_open_failure(db_path, exc, write=False) from None
+
 
 RAW_DDL = f"""
 create schema if not exists raw;

@@ -7,33 +7,18 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+import math
 
 import duckdb
+import numpy as np
 from dagster import MetadataValue
+
+from engram.query import answers
+from engram.query.answers import relations
+from engram.render import markdown_table
 
 TOP_N = 5
 PLOT_PATTERNS = 5
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub-style table; pipes in values are escaped so a path can't break a row."""
-
-    def cell(value: object) -> str:
-        if isinstance(value, float):
-            value = f"{value:.3f}"
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def relations(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute(
-        "select table_schema || '.' || table_name from information_schema.tables"
-    ).fetchall()
-    return {row[0] for row in rows}
 
 
 def _short(text: object, width: int = 60) -> str:
@@ -41,58 +26,53 @@ def _short(text: object, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def improving_patterns(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
-    if "marts.pattern_trend_summary" not in have:
+def _markdown(answer: answers.Answer | None, columns: dict[str, str]) -> str | None:
+    """An answer's rows as a markdown table of `columns` ({column: header})."""
+    if answer is None:
         return None
-    describe = "marts.dim_patterns" in have
-    rows = con.execute(
-        f"""
-        select s.pattern_id, {"p.description" if describe else "null"}, s.n_events,
-               s.quality_slope_per_week, s.slope_t_stat
-        from marts.pattern_trend_summary as s
-        {"left join marts.dim_patterns as p using (pattern_id)" if describe else ""}
-        where s.direction = 'improving'
-        order by s.quality_slope_per_week desc, s.pattern_id
-        limit {TOP_N}
-        """
-    ).fetchall()
-    return markdown_table(
-        ["pattern", "description", "events", "quality slope / week", "t"],
-        [[r[0], _short(r[1]), r[2], r[3], r[4]] for r in rows],
+    frame = answer.frame[list(columns)]
+    rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+    return markdown_table(list(columns.values()), rows)
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def improving_patterns(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
+    return _markdown(
+        answers.moving_patterns(con, have, TOP_N, "improving"),
+        {
+            "pattern_id": "pattern",
+            "description": "description",
+            "n_events": "events",
+            "quality_slope_per_week": "quality slope / week",
+            "slope_t_stat": "t",
+        },
     )
 
 
 def strongest_file_pairs(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
-    if "marts.file_cooccurrence" not in have:
-        return None
-    rows = con.execute(
-        f"""
-        select file_a, file_b, co_occurrences, avg_quality, quality_lift
-        from marts.file_cooccurrence
-        order by co_occurrences desc, quality_lift desc nulls last, file_a, file_b
-        limit {TOP_N}
-        """
-    ).fetchall()
-    return markdown_table(
-        ["file a", "file b", "co-occurrences", "avg quality", "quality lift"],
-        [[_short(r[0], 50), _short(r[1], 50), r[2], r[3], r[4]] for r in rows],
+    return _markdown(
+        answers.strongest_file_pairs(con, have, TOP_N),
+        {
+            "file_a": "file a",
+            "file_b": "file b",
+            "co_occurrences": "co-occurrences",
+            "avg_quality": "avg quality",
+            "quality_lift": "quality lift",
+        },
     )
 
 
 def largest_clusters(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
-    if "marts.pattern_clusters" not in have:
-        return None
-    rows = con.execute(
-        f"""
-        select cluster_id, any_value(cluster_label), count(*) as n_patterns
-        from marts.pattern_clusters
-        group by cluster_id
-        order by n_patterns desc, cluster_id
-        limit {TOP_N}
-        """
-    ).fetchall()
-    return markdown_table(
-        ["cluster", "label", "patterns"], [[r[0], _short(r[1]), r[2]] for r in rows]
+    return _markdown(
+        answers.largest_clusters(con, have, TOP_N),
+        {"cluster_id": "cluster", "cluster_label": "label", "n_patterns": "patterns"},
     )
 
 

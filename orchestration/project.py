@@ -11,7 +11,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
 
 from engram.build import dbt_executable
-from engram.config import PROJECT_ROOT
+from engram.project import project_dir
 
 
 def _target_path() -> Path:
@@ -43,7 +43,7 @@ def manifest_is_stale(project: DbtProject) -> bool:
 
 
 def load_dbt_project() -> DbtProject:
-    project = DbtProject(project_dir=PROJECT_ROOT, target_path=_target_path())
+    project = DbtProject(project_dir=project_dir(), target_path=_target_path())
     # DbtProject.prepare_if_dev() re-parses under `dagster dev` only, with the `dbt` on PATH.
     if using_dagster_dev() or manifest_is_stale(project):
         dbt_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()

@@ -14,18 +14,30 @@ from pathlib import Path
 import duckdb
 from dagster import ConfigurableResource
 
-from engram.config import DB_ENV_VAR, PROJECT_ROOT, resolve_db_path
 from ingest.reader import SUPPORTED_SUFFIXES
+from ingest.warehouse import (
+    CHECKOUT_ROOT,
+    DB_ENV_VAR,
+    connect_for_read,
+    in_checkout,
+    resolve_db_path,
+)
 
 INBOX_ENV_VAR = "ENGRAM_INBOX"
-DEFAULT_INBOX = PROJECT_ROOT / "inbox"
+
+
+def _default_inbox_root() -> Path:
+    """inbox/ in a source checkout, else an inbox folder beside the default warehouse."""
+    return CHECKOUT_ROOT / "inbox" if in_checkout() else resolve_db_path().parent / "inbox"
+
+
 PROCESSED_DIRNAME = "processed"
 
 
 def default_inbox() -> Path:
     """$ENGRAM_INBOX, else inbox/ at the project root."""
     from_env = os.environ.get(INBOX_ENV_VAR)
-    return Path(from_env).expanduser().resolve() if from_env else DEFAULT_INBOX
+    return Path(from_env).expanduser().resolve() if from_env else _default_inbox_root()
 
 
 class Warehouse(ConfigurableResource):
@@ -39,7 +51,7 @@ class Warehouse(ConfigurableResource):
         return Path(self.db_path).expanduser().resolve()
 
     def connect_read(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(self.path), read_only=True)
+        return connect_for_read(self.path)
 
     @contextmanager
     def dbt_env(self) -> Iterator[None]:

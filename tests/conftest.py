@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from engram.build import build
-from engram.config import PROJECT_ROOT
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
+from ingest.warehouse import CHECKOUT_ROOT
 
-SAMPLE_DIR = PROJECT_ROOT / "data" / "sample" / "flask-history"
+SAMPLE_DIR = CHECKOUT_ROOT / "data" / "sample" / "flask-history"
 PLANTED = {"n_patterns": 300, "n_events": 6000, "seed": 7}
 
 
@@ -35,7 +35,7 @@ def embedder() -> Embedder:
 
 @pytest.fixture(scope="session")
 def planted_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ingest.generate import generate
+    from engram.generate import generate
 
     outdir = tmp_path_factory.mktemp("planted")
     generate(outdir, PLANTED["n_patterns"], PLANTED["n_events"], seed=PLANTED["seed"])

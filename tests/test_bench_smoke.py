@@ -14,11 +14,11 @@ import duckdb
 import numpy as np
 import pytest
 
-from engram.bench import baselines_pandas, baselines_sqlite
-from engram.bench.compare import KEYS, agree
-from engram.bench.inputs import dbt_vars, load_inputs
-from engram.bench.vectors import SYNTHETIC_MODEL
-from engram.cli import main
+from bench import baselines_pandas, baselines_sqlite
+from bench.cli import main
+from bench.compare import KEYS, agree
+from bench.inputs import dbt_vars, load_inputs
+from bench.vectors import SYNTHETIC_MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,6 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with contextlib.redirect_stdout(stdout):
         code = main(
             [
-                "bench",
                 "--size",
                 "tiny",
                 "--synthetic-vectors",

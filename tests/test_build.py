@@ -10,15 +10,15 @@ from pathlib import Path
 import duckdb
 
 from engram.build import build
-from engram.config import PROJECT_ROOT
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
+from ingest.warehouse import CHECKOUT_ROOT
 
 
 def engram(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "engram.cli", *args],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT_ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -84,7 +84,7 @@ def test_plain_dbt_and_engram_build_use_the_same_file(tmp_path: Path, embedder: 
 
     run = subprocess.run(
         [str(dbt), "run", "--select", "stg_contexts", "--profiles-dir", "."],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT_ROOT,
         env=env,
         capture_output=True,
         text=True,

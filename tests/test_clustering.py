@@ -9,7 +9,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.stats import beta as beta_dist
 from sklearn.metrics import adjusted_rand_score
 
-from engram.clustering import (
+from engram.numeric.clustering import (
     average_linkage,
     canonical_labels,
     cluster_embeddings,
@@ -21,8 +21,8 @@ from engram.clustering import (
     partition,
     summarize,
 )
-from engram.neighbors import expand_duplicates, nearest_neighbors
-from engram.posterior import beta_interval
+from engram.numeric.neighbors import expand_duplicates, nearest_neighbors
+from engram.numeric.posterior import beta_interval
 
 
 def blobs(

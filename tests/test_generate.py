@@ -13,8 +13,8 @@ import numpy as np
 import orjson
 import pytest
 
+from engram.generate import TOPICS, GenerationSummary, generate, render_contexts
 from ingest.contract import validate_event, validate_pattern
-from ingest.generate import TOPICS, GenerationSummary, generate, render_contexts
 
 N_PATTERNS, N_EVENTS, SEED, WEEKS = 300, 20_000, 3, 52
 START = date(2025, 1, 6)

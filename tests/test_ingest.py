@@ -11,9 +11,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from engram.config import PROJECT_ROOT
 from ingest.embedder import Embedder, text_hash
 from ingest.loader import IngestReport, ingest_paths
+from ingest.warehouse import CHECKOUT_ROOT
 
 PATTERNS = [
     {"pattern_id": "await-fix", "description": "Add the missing .await on the async call."},
@@ -251,7 +251,7 @@ def test_killed_ingest_leaves_no_partial_file_and_rerun_completes(
 
     crashed = subprocess.run(
         [sys.executable, "-c", CRASH_SCRIPT, str(folder / "events.jsonl"), str(db)],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT_ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -316,7 +316,7 @@ def test_each_distinct_text_is_embedded_once(tmp_path: Path, embedder: Embedder)
     assert len(stored[0][1]) == 384
 
 
-def run_cli(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path = CHECKOUT_ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "engram.cli", *args],
         cwd=cwd,
@@ -344,3 +344,17 @@ def test_cli_ingest_exit_codes_and_summary(tmp_path: Path) -> None:
     assert "read 1, loaded 0, skipped 0, rejected 1" in strict.stdout
     assert relaxed.returncode == 0 and "skipped 1" in relaxed.stdout
     assert "Traceback" not in nothing.stderr + missing.stderr + strict.stderr
+
+
+def test_cli_takes_db_before_or_after_the_command(tmp_path: Path) -> None:
+    before, after = tmp_path / "before.duckdb", tmp_path / "after.duckdb"
+    patterns = write_jsonl(tmp_path / "patterns.jsonl", PATTERNS)
+
+    first = run_cli("--db", str(before), "ingest", str(patterns), "--no-embed")
+    second = run_cli("ingest", str(patterns), "--no-embed", "--db", str(after))
+    both = run_cli("--db", str(before), "rejects", "--db", str(after))
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert counts(before)["patterns"] == counts(after)["patterns"] == len(PATTERNS)
+    assert both.returncode == 0 and "0 rejected records" in both.stdout

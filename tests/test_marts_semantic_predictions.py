@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from engram.config import PROJECT_ROOT
+from engram.generate import TOPICS, render_contexts
 from ingest.embedder import text_hash
-from ingest.generate import TOPICS, render_contexts
+from ingest.warehouse import CHECKOUT_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def dbt_var(name: str) -> float:
     """A var's default from dbt_project.yml, so tests follow the configured value."""
     import yaml
 
-    project = yaml.safe_load((PROJECT_ROOT / "dbt_project.yml").read_text())
+    project = yaml.safe_load((CHECKOUT_ROOT / "dbt_project.yml").read_text())
     return float(project["vars"][name])
 
 

@@ -15,10 +15,10 @@ import pytest
 from scipy.stats import linregress
 
 from engram.build import run_dbt
-from engram.config import PROJECT_ROOT
-from engram.file_graph import GRAPHML_NS, write_graphml
+from engram.query.file_graph import GRAPHML_NS, write_graphml
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
+from ingest.warehouse import CHECKOUT_ROOT
 
 # Only these marts and what they need (all of staging, which their tests refer to), with
 # "cautious" test selection (a test runs only if all its models are selected), so a
@@ -27,7 +27,7 @@ from ingest.loader import ingest_paths
 SELECT = (
     "path:models/staging +pattern_trends +pattern_trend_summary +file_graph_nodes +file_graph_edges"
 )
-SAMPLE_DIR = PROJECT_ROOT / "data" / "sample" / "flask-history"
+SAMPLE_DIR = CHECKOUT_ROOT / "data" / "sample" / "flask-history"
 INCREMENTAL_TABLES = (
     "intermediate.int_pattern_weeks__aggregated",
     "intermediate.int_file_weeks__aggregated",

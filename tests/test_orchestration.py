@@ -66,7 +66,7 @@ def _fill_inbox(generated: Path, inbox: Path) -> None:
 def graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
     from dagster import DagsterInstance
 
-    from ingest.generate import generate
+    from engram.generate import generate
     from orchestration.definitions import build_definitions
     from orchestration.resources import Inbox, Warehouse
 
@@ -150,7 +150,7 @@ def test_marts_show_insight_tables_and_a_plot(graph: Graph) -> None:
 
 
 def test_serving_copy_is_published(graph: Graph) -> None:
-    from engram.serving import current
+    from engram.query.serving import current
 
     published = _materializations(graph.first)["serving/published"].metadata
     copy = current(graph.db)
@@ -295,11 +295,11 @@ def test_warehouse_writers_share_one_pool_limited_to_one_run(tmp_path: Path) -> 
     import yaml
     from dagster import DagsterInstance, Definitions
 
-    from engram.config import PROJECT_ROOT
+    from ingest.warehouse import CHECKOUT_ROOT
     from orchestration.assets.ingest import WAREHOUSE_POOL
     from orchestration.definitions import defs
 
-    shutil.copy(PROJECT_ROOT / "orchestration" / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(CHECKOUT_ROOT / "orchestration" / "dagster.yaml", tmp_path / "dagster.yaml")
     config = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
     assert config["telemetry"]["enabled"] is False
     instance = DagsterInstance.from_config(str(tmp_path))

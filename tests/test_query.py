@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engram.index import StaleIndexWarning, build_index, fingerprint, normalize, open_index
-from engram.memory import InvalidQuery, Memory
+from engram.generate import TOPICS
+from engram.query.errors import InvalidQuery
+from engram.query.index import StaleIndexWarning, build_index, fingerprint, normalize, open_index
+from engram.query.memory import Memory
 from ingest.embedder import Embedder
-from ingest.generate import TOPICS
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from engram.index import fingerprint
-from engram.memory import Memory, MissingMart, QueryError
-from engram.serving import KEEP_BUILDS, current, publish, serving_root
+from engram.query.errors import MissingMart, QueryError
+from engram.query.index import fingerprint
+from engram.query.memory import Memory
+from engram.query.serving import KEEP_BUILDS, current, publish, serving_root
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
 
@@ -166,7 +167,7 @@ def test_missing_mart_says_run_engram_build(warehouse_copy: Path) -> None:
 
 
 def test_report_reads_the_serving_copy(planted_warehouse: Path) -> None:
-    from engram.report import build_report
+    from engram.cli.report import build_report
 
     sections = build_report(planted_warehouse, top=3)
     titles = [s.title for s in sections]
@@ -179,9 +180,9 @@ def test_report_reads_the_serving_copy(planted_warehouse: Path) -> None:
 def test_context_evidence_keeps_each_task_texts_most_used_patterns(
     warehouse_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engram.serving
+    import engram.query.serving as serving_module
 
-    monkeypatch.setattr(engram.serving, "CONTEXT_EVIDENCE_CAP", 2)
+    monkeypatch.setattr(serving_module, "CONTEXT_EVIDENCE_CAP", 2)
     copy = publish(warehouse_copy)
     sql = """
         select context_hash, pattern_id, count(*) as n_events, sum(outcome_quality) as s

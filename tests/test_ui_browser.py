@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from engram.config import PROJECT_ROOT
+from ingest.warehouse import CHECKOUT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
+SCREENSHOTS = CHECKOUT_ROOT / "artifacts" / "screenshots"
 SERVER_START_S = 240
 RUN_TIMEOUT_S = 480
 
@@ -152,11 +152,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def ui_env(tmp_path: Path) -> dict[str, str]:
     """A scratch instance, warehouse and inbox with a small generated drop in it."""
-    from ingest.generate import generate
+    from engram.generate import generate
 
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT_ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(CHECKOUT_ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
     generate(tmp_path / "generated", 100, 1500, seed=11)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -263,7 +263,7 @@ def test_materialize_all_from_the_asset_graph(ui_env: dict[str, str], tmp_path: 
     with log.open("wb") as log_handle:
         process = subprocess.Popen(
             command,
-            cwd=PROJECT_ROOT,
+            cwd=CHECKOUT_ROOT,
             env=ui_env,
             stdout=log_handle,
             stderr=subprocess.STDOUT,

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from engram.config import DB_ENV_VAR, DEFAULT_DB_RELATIVE, resolve_db_path
+from ingest.warehouse import DB_ENV_VAR, default_db_label, resolve_db_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
@@ -28,19 +28,25 @@ Typical session:
 """
 
 EPILOG = f"""\
-The warehouse is one DuckDB file: --db PATH, else ${DB_ENV_VAR}, else
-{DEFAULT_DB_RELATIVE} in the project. dbt reads the same variable (profiles.yml).
+The warehouse is one DuckDB file: --db PATH (before or after the command), else
+${DB_ENV_VAR}, else {default_db_label()}. dbt reads the same variable (profiles.yml).
 Run `engram COMMAND --help` for each command's manual.
 """
 
 
-def _db_parent() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
+def _db_argument(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
         "--db",
         metavar="PATH",
-        help=f"warehouse file (default: ${DB_ENV_VAR} or {DEFAULT_DB_RELATIVE})",
+        default=default,
+        help=f"warehouse file (default: ${DB_ENV_VAR} or {default_db_label()})",
     )
+
+
+def _db_parent() -> argparse.ArgumentParser:
+    """--db on each command; SUPPRESS keeps a value given before the command."""
+    parent = argparse.ArgumentParser(add_help=False)
+    _db_argument(parent, default=argparse.SUPPRESS)
     return parent
 
 
@@ -52,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engram import __version__
 
     parser.add_argument("--version", action="version", version=f"engram {__version__}")
+    _db_argument(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     db = _db_parent()
 
@@ -117,7 +124,10 @@ the largest clusters, and the prediction backtest. Opens the warehouse read-only
         parents=[db],
         formatter_class=formatter,
         help="show quarantined records and why they were rejected",
-        description="List records in raw.rejected_records: file, line, field and reason.",
+        description="""\
+List the records ingest quarantined in raw.rejected_records, newest first: the source
+file, the line where the record starts, the offending field and the reason. Nothing is
+lost: every record read is loaded, skipped as already present, or listed here.""",
     )
     rejects.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show")
 
@@ -138,12 +148,7 @@ memory. The same arguments always give the same files.""",
     generate.add_argument("--seed", type=int, default=0, metavar="S")
     generate.add_argument("--weeks", type=int, default=52, metavar="W", help="time span")
 
-    from engram.bench import cli as bench_cli
-
-    bench_cli.add_parser(commands)
-    COMMANDS["bench"] = bench_cli.run
-
-    from engram.query_cli import add_parsers
+    from engram.cli.questions import add_parsers
 
     COMMANDS.update(add_parsers(commands, db, formatter))
     return parser
@@ -159,8 +164,8 @@ class UsageError(Exception):
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from engram.progress import terminal_progress
     from ingest.loader import FileReport, ingest_paths
+    from ingest.progress import terminal_progress
 
     db_path = resolve_db_path(args.db)
     started = time.perf_counter()
@@ -211,7 +216,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from engram.build import build
-    from engram.progress import terminal_progress
+    from ingest.progress import terminal_progress
 
     db_path = resolve_db_path(args.db)
     started = time.perf_counter()
@@ -231,7 +236,7 @@ def _existing_db(args: argparse.Namespace) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from engram.report import build_report
+    from engram.cli.report import build_report
 
     _positive(args.top, "--top")
     for section in build_report(_existing_db(args), top=args.top):
@@ -241,12 +246,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rejects(args: argparse.Namespace) -> int:
-    import duckdb
-
-    from engram.tables import format_table
+    from engram.render import format_table
+    from ingest.warehouse import connect_for_read
 
     _positive(args.limit, "--limit")
-    con = duckdb.connect(str(_existing_db(args)), read_only=True)
+    con = connect_for_read(_existing_db(args))
     try:
         total = con.execute("select count(*) from raw.rejected_records").fetchone()[0]  # type: ignore[index]
         rows = con.execute(
@@ -265,8 +269,8 @@ def cmd_rejects(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from engram.progress import terminal_progress
-    from ingest.generate import generate
+    from engram.generate import generate
+    from ingest.progress import terminal_progress
 
     _positive(args.patterns, "--patterns")
     if args.events < 0:
@@ -304,9 +308,10 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: known failures become one clear line on stderr and a non-zero exit."""
     from engram.build import BuildError
-    from engram.serving import QueryError
-    from ingest.loader import WarehouseBusy
+    from engram.project import ProjectNotFound
+    from engram.query.errors import QueryError
     from ingest.reader import InputError
+    from ingest.warehouse import WarehouseError
 
     args = build_parser().parse_args(argv)
     try:
@@ -314,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, InputError, ValueError) as exc:
         print(f"engram {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (BuildError, WarehouseBusy, QueryError) as exc:
+    except (BuildError, WarehouseError, QueryError, ProjectNotFound) as exc:
         print(f"engram {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable
-from datetime import date
 from typing import Any
-
-import orjson
-import pandas as pd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -51,7 +46,7 @@ write the warehouse; before the first publish it reads the warehouse read-only."
         description=f"""\
 Patterns whose descriptions are closest in meaning to TEXT (cosine similarity of
 all-MiniLM-L6-v2 embeddings), best first, with their success rate (mean outcome
-quality), usage count and cluster label. Uses the HNSW index at scale, exact search
+quality), usage count and cluster label. Uses the IVF index at scale, exact search
 when the data is small or the index is stale.{reads}""",
         epilog='example: engram similar "test fails only around midnight" -k 5',
     )
@@ -152,86 +147,12 @@ example: engram sql "select pattern_id, description from marts.dim_patterns
     }
 
 
-# ---------------------------------------------------------------------- output
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value, default=_default, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-
-
-def _default(value: Any) -> Any:
-    from engram.memory import _plain
-
-    plain = _plain(value)
-    if plain is value:
-        return str(value)
-    return plain
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    from engram.memory import _records as records
-
-    return records(_display_types(frame))
-
-
-def _table(frame: pd.DataFrame, columns: list[str] | None = None, max_rows: int = 1000) -> str:
-    from engram.tables import format_table
-
-    if columns:
-        frame = frame[[c for c in columns if c in frame.columns]]
-    frame = _display_types(frame)
-    rows = [[_cell(v) for v in row] for row in frame.head(max_rows).itertuples(index=False)]
-    rows = [[_short(v) for v in row] for row in rows]
-    text = format_table([str(c) for c in frame.columns], rows)
-    if len(frame) > max_rows:
-        text += f"\n... {len(frame) - max_rows} more rows (use --json or LIMIT)"
-    return text
-
-
-COUNT_COLUMN = re.compile(r"(^n_|count|occurrences|events|degree|size|^rank$)")
-
-
-def _display_types(frame: pd.DataFrame) -> pd.DataFrame:
-    """Counts that arrive as floats (DuckDB HUGEINT sums) print as integers; week and other
-    midnight-only timestamps print as dates."""
-    frame = frame.copy()
-    for name in frame.columns:
-        column = frame[name]
-        if pd.api.types.is_float_dtype(column) and COUNT_COLUMN.search(str(name)):
-            values = column.dropna()
-            if len(values) and (values == values.round()).all():
-                frame[name] = column.astype("Int64")
-        elif pd.api.types.is_datetime64_any_dtype(column):
-            values = column.dropna()
-            if len(values) and (values == values.dt.normalize()).all():
-                frame[name] = column.dt.date
-    return frame
-
-
-def _cell(value: Any) -> Any:
-    """Python values for format_table (which formats datetimes and floats itself)."""
-    from engram.memory import _plain
-
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if isinstance(value, date):
-        return value
-    return _plain(value)
-
-
-def _short(value: Any) -> Any:
-    if isinstance(value, list):
-        return f"[{len(value)} values]" if len(value) > 8 else str(value)
-    if isinstance(value, dict):
-        return orjson.dumps(value).decode()
-    return value
-
-
 def _run(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
     """Open Memory, run body, turn known errors and index warnings into one-line messages."""
     import duckdb
 
-    from engram.memory import InvalidQuery, Memory, QueryError
+    from engram.query.errors import InvalidQuery, QueryError
+    from engram.query.memory import Memory
 
     name = f"engram {args.command}"
     memory = None
@@ -263,7 +184,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
 
 def _validated(args: argparse.Namespace, checks: list[tuple[int, str]], texts: list[str]) -> int:
     """Usage errors caught before opening anything (fast, and with no warehouse needed)."""
-    from engram.memory import InvalidQuery, check_k, check_text
+    from engram.query.errors import InvalidQuery, check_k, check_text
 
     try:
         for value, flag in checks:
@@ -281,17 +202,19 @@ def _validated(args: argparse.Namespace, checks: list[tuple[int, str]], texts: l
 
 def _emit(
     args: argparse.Namespace,
-    frame: pd.DataFrame,
+    frame: Any,
     columns: list[str] | None = None,
     max_rows: int = 1000,
     json_drop: tuple[str, ...] = (),
 ) -> int:
     """One frame out: JSON records with --json (less the `json_drop` columns), else a
     table of `columns`."""
+    from engram.cli.output import dumps, frame_table, json_records
+
     if args.json:
-        print(_dumps(_records(frame.drop(columns=list(json_drop), errors="ignore"))))
+        print(dumps(json_records(frame.drop(columns=list(json_drop), errors="ignore"))))
     else:
-        print(_table(frame, columns, max_rows=max_rows))
+        print(frame_table(frame, columns, max_rows=max_rows))
     return EXIT_OK
 
 
@@ -309,6 +232,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from engram.cli.output import dumps, frame_table
+
     if _validated(args, [(args.k, "-k")], ["text"]):
         return EXIT_USAGE
 
@@ -318,10 +243,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             result = prediction.to_dict()
             for row in result["predictions"]:
                 row.pop("metadata", None)
-            print(_dumps(result))
+            print(dumps(result))
             return EXIT_OK
         print(
-            _table(
+            frame_table(
                 prediction.patterns,
                 [
                     "rank",
@@ -338,14 +263,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
         print("\nevidence: nearest past task texts (similarity-weighted)")
         print(
-            _table(
+            frame_table(
                 prediction.evidence,
                 ["similarity", "weight", "n_events", "context_cluster_id", "context"],
             )
         )
         if len(prediction.clusters):
             print("\nprior: context clusters (share of the prior)")
-            print(_table(prediction.clusters, ["context_cluster_id", "weight", "label"]))
+            print(frame_table(prediction.clusters, ["context_cluster_id", "weight", "label"]))
         for note in prediction.notes:
             print(f"note: {note}")
         return EXIT_OK
@@ -354,6 +279,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_trends(args: argparse.Namespace) -> int:
+    from engram.cli.output import dumps, frame_table, json_records
+
     if _validated(args, [(args.weeks, "--weeks"), (args.top, "--top")], []):
         return EXIT_USAGE
 
@@ -363,11 +290,11 @@ def cmd_trends(args: argparse.Namespace) -> int:
         weekly = memory.trends(args.pattern_id, args.weeks)
         summary = memory.trend_summary(args.pattern_id)
         if args.json:
-            print(_dumps({"summary": _records(summary), "weeks": _records(weekly)}))
+            print(dumps({"summary": json_records(summary), "weeks": json_records(weekly)}))
         else:
-            print(_table(summary))
+            print(frame_table(summary))
             print()
-            print(_table(weekly))
+            print(frame_table(weekly))
         return EXIT_OK
 
     return _run(args, body)

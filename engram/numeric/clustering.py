@@ -403,3 +403,37 @@ def embedding_array(matrix: np.ndarray, missing: np.ndarray | None = None) -> ob
     return pa.FixedSizeListArray.from_arrays(
         pa.array(matrix.reshape(-1)), matrix.shape[1], mask=mask
     )
+
+
+def clustered_table(
+    table: object,
+    *,
+    group_key: str,
+    text: str,
+    keep: tuple[str, ...],
+    threshold: float,
+    names: dict[str, str],
+) -> object:
+    """What the clustered dbt Python models return: `keep` columns of `table` (a pyarrow
+    table with `group_key`, `text` and `embedding`), then the cluster columns under the
+    model's own names, in the order of `names` ({cluster_id | cluster_size |
+    cluster_label | similarity_to_centroid: output name}).
+
+    Rows sharing `group_key` (identical texts) are clustered once."""
+    import pyarrow as pa
+
+    clusters = cluster_texts(
+        np.asarray(table.column(group_key).to_pylist(), dtype=object),  # type: ignore[attr-defined]
+        np.asarray(table.column(text).to_pylist(), dtype=object),  # type: ignore[attr-defined]
+        embedding_matrix(table.column("embedding")),  # type: ignore[attr-defined]
+        threshold,
+    )
+    computed = {
+        "cluster_id": pa.array(clusters.labels, type=pa.int64()),
+        "cluster_size": pa.array(clusters.sizes, type=pa.int64()),
+        "cluster_label": pa.array(clusters.label_text, type=pa.string()),
+        "similarity_to_centroid": pa.array(clusters.similarity, type=pa.float64()),
+    }
+    columns = {name: table.column(name) for name in keep}  # type: ignore[attr-defined]
+    columns.update({out: computed[generic] for generic, out in names.items()})
+    return pa.table(columns)

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from engram.clustering import group_sums, normalize, partition
+from engram.numeric.clustering import group_sums, normalize, partition
 
 __all__ = ["EXACT_MAX_ROWS", "Neighbors", "expand_duplicates", "nearest_neighbors"]
 

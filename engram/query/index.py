@@ -15,7 +15,7 @@ k-means, and a query scans, exactly, the leaves whose centroids are most similar
 until `min_candidates` rows have been scored. Building it for 1M rows takes a couple of
 minutes on 2 cores, where a usearch HNSW graph took 26 minutes, and a query is one product
 with the centroids plus a few BLAS products over contiguous rows (a few ms). Its recall@10
-against exact search is measured by engram/bench_query.py.
+against exact search is measured by bench/query_speed.py.
 
 A reader passes the fingerprint it expects (recorded in the serving copy by the same
 publish); a missing or mismatched index is never used: search falls back to exact search
@@ -36,9 +36,9 @@ from typing import Literal
 
 import numpy as np
 
-from engram.config import EMBEDDING_DIM
+from ingest.embedder import EMBEDDING_DIM
 
-# IVF parameters, tuned with engram/bench_query.py for recall@10 >= 0.95 at 1M vectors.
+# IVF parameters, tuned with bench/query_speed.py for recall@10 >= 0.95 at 1M vectors.
 LEAVES_PER_SQRT_N = 8  # k-means leaves: 8 * sqrt(n), 8,000 at 1M rows (~125 rows each)
 TRAIN_ROWS_PER_LEAF = 32  # k-means is fitted on a seeded sample of 32 rows per leaf
 TRAIN_ITERATIONS = 6
@@ -128,8 +128,8 @@ def build_index(
     if has_ann:
         # A flat k-means, not the clustering's recursive partition: the top levels of a
         # recursive one average so many groups that members of one tight group scatter
-        # across leaves (recall@10 0.61 vs 0.96 at 1M, engram/bench_query.py).
-        from engram.clustering import kmeans_assign
+        # across leaves (recall@10 0.61 vs 0.96 at 1M, bench/query_speed.py).
+        from engram.numeric.clustering import kmeans_assign
 
         k = n_leaves_for(len(matrix))
         leaf_of = kmeans_assign(

@@ -30,8 +30,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from engram import __version__
-from engram.config import EMBEDDING_DIM
+from engram.query.errors import ServingError
+from ingest import __version__
+from ingest.embedder import EMBEDDING_DIM
+from ingest.warehouse import sql_string
 
 SERVING_FILE = "engram_serving.duckdb"  # catalog name must differ from its schemas
 CURRENT_FILE = "CURRENT.json"
@@ -60,14 +62,6 @@ MART_ORDER: dict[str, str] = {
     "pattern_clusters": "cluster_id, pattern_id",
     "file_cooccurrence": "file_a, file_b",
 }
-
-
-class QueryError(Exception):
-    """A question could not be answered (no warehouse, mart not built, bad SQL): exit 1."""
-
-
-class ServingError(QueryError):
-    """Nothing can be served: no warehouse, or it is locked and nothing was published."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +155,7 @@ def _relations(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, str]:
     return {name: kind for name, kind in rows}
 
 
-def _vectors(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[np.ndarray, np.ndarray]:
+def read_vectors(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids, float32 matrix) from a query selecting (id, embedding float[384])."""
     table = con.sql(sql).to_arrow_table()
     ids = np.asarray(table.column(0).to_pylist(), dtype=str)
@@ -191,7 +185,7 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
 
     Run it when no other process writes the warehouse (the build does, right after dbt).
     """
-    from engram.index import build_index, fingerprint
+    from engram.query.index import build_index, fingerprint
 
     started = time.perf_counter()
     db_path = Path(db_path)
@@ -211,7 +205,7 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
     try:
         catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
         relations = _relations(con, catalog)
-        con.execute(f"attach '{partial / SERVING_FILE}' as {_ALIAS} (read_write)")
+        con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")
         for schema in ("marts", "staging", "intermediate", "serving"):
             con.execute(f"create schema {_ALIAS}.{schema}")
         copies = [
@@ -244,7 +238,7 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
             indexes.append(("contexts", context_vectors_sql(f"{_ALIAS}.")))
         meta: dict[str, object] = {}
         for name, sql in indexes:
-            ids, vectors = _vectors(con, sql)
+            ids, vectors = read_vectors(con, sql)
             manifest = build_index(partial, name, ids, vectors, build_id, ann=ann)
             meta[f"n_{name}"] = manifest.n
             meta[f"{name}_fingerprint"] = fingerprint(ids)

@@ -1,7 +1,7 @@
 """`embed('text')` inside DuckDB SQL: search by meaning from any connection.
 
     import duckdb
-    from engram.udf import register_embed
+    from engram.query.udf import register_embed
     con = duckdb.connect("warehouse/engram.serving/build-.../serving.duckdb", read_only=True)
     register_embed(con)
     con.sql("select pattern_id, description from marts.dim_patterns "
@@ -18,8 +18,7 @@ from functools import lru_cache
 import duckdb
 import numpy as np
 
-from engram.config import EMBEDDING_DIM
-from ingest.embedder import Embedder
+from ingest.embedder import EMBEDDING_DIM, Embedder
 
 EMBED_TYPE = f"FLOAT[{EMBEDDING_DIM}]"
 _shared: Embedder | None = None

@@ -28,8 +28,9 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from engram.query.answers import relations
 from orchestration.assets.ingest import WAREHOUSE_POOL
-from orchestration.metadata import mart_insights, relations
+from orchestration.metadata import mart_insights
 from orchestration.project import DBT_PROJECT
 from orchestration.resources import Warehouse
 

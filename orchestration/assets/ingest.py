@@ -15,10 +15,11 @@ from dagster import (
     multi_asset,
 )
 
+from engram.render import markdown_table
 from ingest.embedder import Embedder
 from ingest.embeddings import embed_missing
-from ingest.loader import FileReport, connect_for_write, ingest_paths
-from orchestration.metadata import markdown_table
+from ingest.loader import FileReport, ingest_paths
+from ingest.warehouse import connect_for_write
 from orchestration.resources import Inbox, Warehouse
 
 WAREHOUSE_POOL = "engram_warehouse"

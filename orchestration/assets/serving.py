@@ -1,5 +1,5 @@
 """Downstream of the marts: publish the read-only serving copy and vector indexes that
-queries open (engram.serving), and show the headline insights on it."""
+queries open (engram.query.serving), and show the headline insights on it."""
 
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from orchestration.metadata import mart_insights
 from orchestration.resources import Warehouse
 
 SERVING_KEY = AssetKey(["serving", "published"])
-# What the serving copy reads besides the marts (engram.serving.EXTRA_TABLES).
+# What the serving copy reads besides the marts (engram.query.serving.EXTRA_TABLES).
 _ALSO_READ = {
     AssetKey(["staging", "stg_contexts"]),
     AssetKey(["intermediate", "int_contexts__clustered"]),
@@ -55,7 +55,7 @@ def _result_metadata(result: object) -> dict[str, Any]:
     "so readers never wait for the writer.",
 )
 def serving_copy(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    from engram.serving import publish  # imported late: it pulls in usearch
+    from engram.query.serving import publish
 
     result = publish(warehouse.path)
     metadata = _result_metadata(result)

@@ -1,0 +1,7 @@
+"""`python -m engram`: the same as the `engram` command."""
+
+import sys
+
+from engram.cli.main import main
+
+sys.exit(main())

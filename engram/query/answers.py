@@ -1,0 +1,199 @@
+"""The headline answers, each written once: `engram report`, the CLI's overview commands
+(`trends`, `files`, `clusters` without an argument), the Python API and the Dagster
+metadata all call these functions and only choose how to show the rows.
+
+Each function takes an open read-only connection and the set of relations it holds, and
+returns an `Answer` (a title, the rows as a DataFrame, where they came from), or None when
+the mart it reads is not built, so every caller works on a partial warehouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Answer:
+    title: str
+    frame: pd.DataFrame
+    source: str
+
+
+AnswerFn = Callable[[duckdb.DuckDBPyConnection, set[str], int], Answer | None]
+
+
+def relations(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """schema.table of every table and view the connection's database holds."""
+    rows = con.execute(
+        "select table_schema || '.' || table_name from information_schema.tables "
+        "where table_catalog = current_database()"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> pd.DataFrame:
+    return con.execute(sql, params).df()
+
+
+def row_counts(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """What is in the warehouse: raw table sizes (recorded at publish in the serving copy)."""
+    title = "What is in the warehouse"
+    if "serving.row_counts" in have:
+        frame = _frame(con, "select relation, n_rows from serving.row_counts", [])
+        return Answer(title, frame, "serving.row_counts")
+    if "raw.patterns" not in have:
+        return None
+    frame = _frame(
+        con,
+        """
+        select 'patterns' as relation, count(*) as n_rows from raw.patterns
+        union all select 'usage events', count(*) from raw.usage_events
+        union all select 'distinct task texts', count(distinct context_hash) from raw.usage_events
+        union all select 'embedded texts (cache)', count(*) from raw.embeddings
+        union all select 'rejected records', count(*) from raw.rejected_records
+        union all select 'ingest runs', count(*) from raw.ingest_runs
+        """,
+        [],
+    )
+    return Answer(title, frame, "raw tables")
+
+
+def most_used_patterns(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """The most-used patterns with their success rate (mean outcome quality)."""
+    title = "Most-used patterns and their success rate (mean outcome quality)"
+    if "marts.dim_patterns" in have:
+        sql = """
+            select pattern_id, usage_count, success_rate, description from marts.dim_patterns
+            order by usage_count desc, pattern_id limit ?
+        """
+        return Answer(title, _frame(con, sql, [top]), "marts.dim_patterns")
+    if "raw.usage_events" not in have:
+        return None
+    sql = """
+        select e.pattern_id, count(*) as usage_count, avg(e.outcome_quality) as success_rate,
+               any_value(p.description) as description
+        from raw.usage_events as e left join raw.patterns as p using (pattern_id)
+        group by e.pattern_id order by usage_count desc, e.pattern_id limit ?
+    """
+    return Answer(title, _frame(con, sql, [top]), "raw tables (marts not built)")
+
+
+def most_similar_pairs(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """The most similar pattern pairs (cosine of the description embeddings)."""
+    title = "Most similar pattern pairs (cosine of description embeddings)"
+    if {"marts.pattern_similar_pairs", "marts.dim_patterns"} <= have:
+        sql = """
+            select s.similarity, s.pattern_id, s.similar_pattern_id,
+                   a.description, b.description as similar_description
+            from marts.pattern_similar_pairs as s
+            join marts.dim_patterns as a on a.pattern_id = s.pattern_id
+            join marts.dim_patterns as b on b.pattern_id = s.similar_pattern_id
+            where s.pattern_id < s.similar_pattern_id
+            order by s.similarity desc, s.pattern_id, s.similar_pattern_id limit ?
+        """
+        return Answer(title, _frame(con, sql, [top]), "marts.pattern_similar_pairs")
+    return None
+
+
+def moving_patterns(
+    con: duckdb.DuckDBPyConnection, have: set[str], top: int, direction: str | None = None
+) -> Answer | None:
+    """Patterns getting better or worse: the steepest significant weekly slopes of quality
+    (`direction` 'improving' or 'declining' keeps one side)."""
+    if "marts.pattern_trend_summary" not in have:
+        return None
+    wanted = [direction] if direction else ["improving", "declining"]
+    describe = "marts.dim_patterns" in have
+    sql = f"""
+        select s.pattern_id, s.direction, s.quality_slope_per_week,
+               s.quality_slope_per_week * 52 as change_per_year, s.slope_t_stat, s.n_events,
+               s.avg_quality, s.first_week, s.last_week,
+               {"p.description" if describe else "null::varchar as description"}
+        from marts.pattern_trend_summary as s
+        {"left join marts.dim_patterns as p using (pattern_id)" if describe else ""}
+        where s.direction in (select unnest(?::varchar[]))
+        order by abs(s.quality_slope_per_week) desc, s.pattern_id
+        limit ?
+    """
+    title = "Patterns getting better or worse (quality change per year = weekly slope x 52)"
+    return Answer(title, _frame(con, sql, [wanted, top]), "marts.pattern_trend_summary")
+
+
+def strongest_file_pairs(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """Files that travel together most often, and how those combinations fare."""
+    if "marts.file_cooccurrence" not in have:
+        return None
+    sql = """
+        select file_a, file_b, co_occurrences, avg_quality, quality_lift, success_correlation,
+               quality_slope_per_week, quality_slope_per_week * 52 as change_per_year,
+               direction, first_seen_at, last_seen_at
+        from marts.file_cooccurrence
+        order by co_occurrences desc, file_a, file_b
+        limit ?
+    """
+    title = "Files that travel together (and how those combinations fare)"
+    return Answer(title, _frame(con, sql, [top]), "marts.file_cooccurrence")
+
+
+def largest_clusters(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """The largest clusters of patterns by meaning, with their label and mean success."""
+    if "marts.pattern_clusters" not in have:
+        return None
+    success = "null::double as success_rate, null::hugeint as usage_count"
+    join = ""
+    if "marts.dim_patterns" in have:
+        success = (
+            "sum(p.success_rate * p.usage_count) / nullif(sum(p.usage_count), 0) "
+            "as success_rate, sum(p.usage_count) as usage_count"
+        )
+        join = "left join marts.dim_patterns as p using (pattern_id)"
+    sql = f"""
+        select c.cluster_id, any_value(c.cluster_label) as cluster_label,
+               count(*) as n_patterns, {success}
+        from marts.pattern_clusters as c {join}
+        group by c.cluster_id order by n_patterns desc, c.cluster_id limit ?
+    """
+    return Answer(
+        "Largest clusters of patterns by meaning", _frame(con, sql, [top]), "marts.pattern_clusters"
+    )
+
+
+def kinds_of_task(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """The clusters of task texts with the most events."""
+    if "marts.context_clusters" not in have:
+        return None
+    sql = """
+        select context_cluster_id, n_contexts, n_events, label from marts.context_clusters
+        order by n_events desc, context_cluster_id limit ?
+    """
+    return Answer(
+        "Kinds of task (clusters of task texts)", _frame(con, sql, [top]), "marts.context_clusters"
+    )
+
+
+def backtest_summary(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """Do predictions work? The walk-forward backtest against its baselines."""
+    if "marts.prediction_backtest_summary" not in have:
+        return None
+    frame = _frame(con, "select * from marts.prediction_backtest_summary", [])
+    return Answer(
+        "Do predictions work? Walk-forward backtest (lower Brier is better)",
+        frame,
+        "marts.prediction_backtest_summary",
+    )
+
+
+HEADLINES: tuple[AnswerFn, ...] = (
+    row_counts,
+    most_used_patterns,
+    most_similar_pairs,
+    moving_patterns,
+    strongest_file_pairs,
+    largest_clusters,
+    kinds_of_task,
+    backtest_summary,
+)
