@@ -1,7 +1,9 @@
 """One read-only view of a warehouse's answers: the connection every question module uses.
 
 A Reader opens the published serving copy (engram.query.serving), never the warehouse while
-one exists, so it keeps answering while ingest or dbt write. It knows which relations exist
+one exists, so it keeps answering while ingest or dbt write. Its connection is a sandbox
+(serving.SANDBOX_CONFIG): read-only, no file or network access, configuration locked, so
+SQL from a person or an agent can read the marts and nothing else. It knows which relations exist
 (so a question can say "run `engram build`" instead of failing on a missing table), opens
 the vector indexes once, and embeds query texts with a per-text cache.
 """
@@ -21,6 +23,7 @@ from engram.query.index import SearchMode, VectorIndex, normalize, open_index
 from engram.query.serving import (
     connect_reader,
     context_vectors_sql,
+    lock_down,
     pattern_vectors_sql,
     read_vectors,
 )
@@ -48,6 +51,7 @@ class Reader:
             raise QueryError(str(exc)) from exc
         self.search_mode: SearchMode = search_mode
         self.query_embedder = register_embed(self.con, embedder)
+        lock_down(self.con)  # from here on the connection can only read its own tables
         self.relations = {
             r[0]
             for r in self.con.execute(

@@ -113,8 +113,34 @@ def current(db_path: Path) -> ServingCopy | None:
     )
 
 
+# What a reader's connection may do: read the one database it opened, nothing else. With
+# external access off, DuckDB refuses every file and network path (ATTACH, COPY ... TO,
+# EXPORT DATABASE, read_csv/read_text/glob, INSTALL/LOAD); the database itself is opened
+# read-only, so no write reaches it; and once `lock_down` has run, no SET/RESET/PRAGMA can
+# turn any of this back on. Python UDFs such as embed() still work: they are registered
+# before the lock and run inside the process.
+SANDBOX_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
+
+
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """Freeze the connection's configuration (call after registering UDFs): from now on
+    SET, RESET and configuration PRAGMAs fail."""
+    con.execute("set lock_configuration = true")
+
+
+def connect_sandboxed(path: Path) -> duckdb.DuckDBPyConnection:
+    """`path` opened read-only with SANDBOX_CONFIG (still to be locked with lock_down)."""
+    return duckdb.connect(str(path), read_only=True, config=SANDBOX_CONFIG)
+
+
 def connect_reader(db_path: Path) -> tuple[duckdb.DuckDBPyConnection, ServingCopy | None]:
-    """A read-only connection to the current serving copy, else to the warehouse itself.
+    """A sandboxed read-only connection to the current serving copy, else to the warehouse
+    itself (see SANDBOX_CONFIG; the caller registers its UDFs, then calls lock_down).
 
     Never takes a write lock. Raises ServingError with a one-line reason when neither can
     be opened.
@@ -125,7 +151,7 @@ def connect_reader(db_path: Path) -> tuple[duckdb.DuckDBPyConnection, ServingCop
         if copy is None:
             break
         try:
-            return duckdb.connect(str(copy.database), read_only=True), copy
+            return connect_sandboxed(copy.database), copy
         except duckdb.IOException:
             time.sleep(0.05)
     if not db_path.exists():
@@ -134,7 +160,7 @@ def connect_reader(db_path: Path) -> tuple[duckdb.DuckDBPyConnection, ServingCop
             "or point --db / $ENGRAM_DB at one"
         )
     try:
-        return duckdb.connect(str(db_path), read_only=True), None
+        return connect_sandboxed(db_path), None
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise ServingError(
