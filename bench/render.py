@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from engram.tables import format_table
+from engram.render import format_table
 
 HEADERS = ["stage", "figure", "value", "note"]
 NA = "n/a"

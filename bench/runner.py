@@ -13,8 +13,8 @@ Stages, in order (each adds a section to the results dict):
                the dbt side of the baseline ratios.
   baselines    pandas and SQLite versions of the same marts on the same rows; load and
                compute timed apart; every answer checked against the dbt marts.
-  publish      the serving copy + ANN index (engram.serving).
-  queries      p50/p95 through engram.memory.Memory.
+  publish      the serving copy + ANN index (engram.query.serving).
+  queries      p50/p95 through engram.query.memory.Memory.
   disk         warehouse bytes per event and per pattern after a checkpoint.
   incremental  ingest the held-back 1%, `dbt build` again: ratio to the full build.
 """
@@ -370,10 +370,8 @@ def stage_baselines(cfg: BenchConfig, db: Path, work: Path, log: Log) -> dict[st
 
 
 def stage_publish(db: Path) -> dict[str, Any]:
-    try:
-        from engram.query.serving import publish
-    except ImportError:
-        return {"skipped": "engram.serving not available"}
+    from engram.query.serving import publish
+
     result = publish(db)
     size = sum(p.stat().st_size for p in result.directory.rglob("*") if p.is_file())
     return {"seconds": result.seconds, "serving_bytes": size, "directory": str(result.directory)}
@@ -397,10 +395,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def stage_queries(cfg: BenchConfig, db: Path, truth: dict[str, Any]) -> dict[str, Any]:
     """p50/p95 of the questions an agent asks, through the public Memory API. A query whose
     mart is missing is reported as unavailable, with the reason, instead of failing the run."""
-    try:
-        from engram.query.memory import Memory
-    except ImportError:
-        return {"skipped": "engram.memory not available"}
+    from engram.query.memory import Memory
     from ingest.embedder import Embedder
 
     rng = random.Random(cfg.seed)

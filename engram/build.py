@@ -126,8 +126,8 @@ def build(
 ) -> subprocess.CompletedProcess[str]:
     """Embed what is missing, then `dbt build` (models and their tests) on the warehouse.
 
-    After a successful build, publish the read-only serving copy + vector index (engram.serving)
-    that queries read, unless publish=False.
+    After a successful build, publish the read-only serving copy + vector index
+    (engram.query.serving) that queries read, unless publish=False.
     """
     if not warehouse_has_data(db_path):
         raise BuildError(

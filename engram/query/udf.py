@@ -2,7 +2,7 @@
 
     import duckdb
     from engram.query.udf import register_embed
-    con = duckdb.connect("warehouse/engram.serving/build-.../serving.duckdb", read_only=True)
+    con = duckdb.connect("warehouse/engram.serving/build-.../engram_serving.duckdb", read_only=True)
     register_embed(con)
     con.sql("select pattern_id, description from marts.dim_patterns "
             "order by array_cosine_similarity(embedding, embed('flaky test')) desc limit 5")
