@@ -272,7 +272,7 @@ def validate_event(record: dict[str, Any]) -> EventRow:
 
 
 _ENCODE_PROBLEMS = {  # orjson's words -> ours
-    "Recursion limit reached": "is nested deeper than 255 levels",
+    "Recursion limit reached": "is nested too deeply to store (more than 254 levels)",
     "Integer exceeds 64-bit range": "holds an integer beyond the 64-bit range",
     "str is not valid UTF-8: surrogates not allowed": (
         "holds a string with a lone surrogate (not valid Unicode)"
@@ -282,8 +282,8 @@ _ENCODE_PROBLEMS = {  # orjson's words -> ours
 
 def _metadata_json(metadata: dict[str, Any]) -> str:
     """Metadata as sorted JSON text, or Rejected when it cannot be stored as JSON: orjson
-    writes at most 255 levels and 64-bit integers, refuses lone surrogates, and would
-    silently write NaN and infinity as null (so those are refused here)."""
+    writes at most 254 levels (the metadata object counts) and 64-bit integers, refuses
+    lone surrogates, and would silently write NaN and infinity as null (refused here)."""
     try:
         encoded = orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError as exc:
