@@ -538,6 +538,7 @@ def can_deny_reads() -> bool:
                 preexec_fn=_drop_dac,
                 capture_output=True,
                 check=False,
+                timeout=120,
             )
         except (OSError, subprocess.SubprocessError):  # prctl refused: cannot drop
             return False
@@ -622,6 +623,7 @@ def run_engram(*args: str | Path, drop_dac: bool) -> subprocess.CompletedProcess
         errors="backslashreplace",
         check=False,
         preexec_fn=preexec() if drop_dac else None,
+        timeout=600,  # a hang (an old reader blocked on a FIFO) fails instead of waiting
     )
 
 
@@ -749,6 +751,7 @@ def test_each_hostile_file_alone_gives_the_documented_exit_code(tmp_path: Path) 
         errors="surrogateescape",
         check=False,
         preexec_fn=preexec(),
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout)
