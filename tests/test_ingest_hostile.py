@@ -795,6 +795,45 @@ def test_a_file_problem_mid_file_rolls_that_file_back_and_the_run_goes_on(
     assert con.execute("select status from raw.ingest_runs").fetchall() == [("succeeded",)]
 
 
+def test_only_dead_runs_are_marked_abandoned(tmp_path: Path) -> None:
+    """A run left `running` by a killed process becomes `abandoned` at the next run; a run
+    still going in this same process (DuckDB's lock is per process) is left alone."""
+    from ingest.loader import ingest_paths
+
+    db = tmp_path / "wh.duckdb"
+    first = tmp_path / "a_events.jsonl"
+    first.write_bytes(lines(*(E("outer", i) for i in range(20))))
+    inner_file = tmp_path / "b_events.jsonl"
+    inner_file.write_bytes(lines(E("inner", 1)))
+    ingest_paths([inner_file], db, embed=False)  # creates the tables
+    dead = duckdb.connect(str(db))
+    dead.execute(
+        "insert into raw.ingest_runs (run_id, started_at, status) values ('dead', now(), 'running')"
+    )
+    dead.close()
+    seen: dict[str, str] = {}
+
+    def nested_run(_path: Path, _records: int) -> None:
+        if seen:
+            return
+        inner = ingest_paths([inner_file], db, embed=False)  # while the outer run is live
+        check = duckdb.connect(str(db))
+        try:
+            seen.update(check.execute("select run_id, status from raw.ingest_runs").fetchall())
+        finally:
+            check.close()
+        seen["inner"] = inner.run_id
+
+    outer = ingest_paths([first], db, embed=False, chunk_records=5, on_chunk=nested_run)
+
+    assert seen["dead"] == "abandoned"
+    assert seen[outer.run_id] == "running"  # live in this process: not abandoned
+    assert seen[seen["inner"]] == "succeeded"
+    con = duckdb.connect(str(db), read_only=True)
+    final = dict(con.execute("select run_id, status from raw.ingest_runs").fetchall())
+    assert final[outer.run_id] == "succeeded" and final["dead"] == "abandoned"
+
+
 @pytest.mark.parametrize(
     "failure", [duckdb.IOException("disk full"), KeyboardInterrupt()], ids=["database", "ctrl-c"]
 )
