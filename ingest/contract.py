@@ -167,7 +167,7 @@ def _required_id(record: dict[str, Any], field: str, *, allow_int: bool) -> str:
         raise Rejected(field, f"'{field}' must not be empty")
     if len(value) > MAX_ID_CHARS:
         raise Rejected(field, f"'{field}' is {len(value)} characters long (limit {MAX_ID_CHARS})")
-    if problem := _lone_surrogate(value, field):
+    if not value.isascii() and (problem := _lone_surrogate(value, field)):
         raise problem
     return value
 
@@ -180,7 +180,7 @@ def _optional_text(record: dict[str, Any], field: str, limit: int) -> str | None
         raise Rejected(field, f"'{field}' must be a string, got {_type_name(value)}")
     if len(value) > limit:
         raise Rejected(field, f"'{field}' is {len(value)} characters long (limit {limit})")
-    if problem := _lone_surrogate(value, field):
+    if not value.isascii() and (problem := _lone_surrogate(value, field)):
         raise problem
     value = value.strip()
     return value or None
@@ -236,7 +236,7 @@ def _string_list(record: dict[str, Any], field: str, item_limit: int) -> list[st
             raise Rejected(
                 field, f"'{field}'[{position}] is {len(item)} characters long (limit {item_limit})"
             )
-        if problem := _lone_surrogate(item, field, f"[{position}]"):
+        if not item.isascii() and (problem := _lone_surrogate(item, field, f"[{position}]")):
             raise problem
         items.append(item)
     return items

@@ -178,13 +178,6 @@ def _read(path: Path, handle: IO[bytes], limit: int) -> bytes:
         raise UnreadableFile(path, _os_reason(exc)) from exc
 
 
-def _readline(path: Path, handle: IO[bytes], limit: int) -> bytes:
-    try:
-        return handle.readline(limit)
-    except OSError as exc:
-        raise UnreadableFile(path, _os_reason(exc)) from exc
-
-
 def clip(text: str) -> str:
     if len(text) <= RAW_TEXT_LIMIT:
         return text
@@ -216,10 +209,19 @@ def _json_kind(value: object) -> str:
 def read_jsonl(path: Path) -> Iterator[RawRecord]:
     """One record per non-blank line; bad UTF-8, bad JSON and giant lines become errors.
     A UTF-8 byte order mark at the start of a line is dropped."""
+    try:
+        # One try around the loop rather than per read: an OSError can only come from the
+        # file here (what the consumer does between records is not run inside it).
+        yield from _jsonl_records(path)
+    except OSError as exc:
+        raise UnreadableFile(path, _os_reason(exc)) from exc
+
+
+def _jsonl_records(path: Path) -> Iterator[RawRecord]:
     with _open(path) as handle:
         line_number = 0
         while True:
-            line = _readline(path, handle, MAX_LINE_BYTES + 1)
+            line = handle.readline(MAX_LINE_BYTES + 1)
             if not line:
                 return
             line_number += 1
@@ -228,7 +230,7 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
             if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
                 total = len(line)
                 while True:  # consume the rest of the giant line without keeping it
-                    more = _readline(path, handle, 1 << 20)
+                    more = handle.readline(1 << 20)
                     total += len(more)
                     if not more or more.endswith(b"\n"):
                         break
@@ -281,27 +283,22 @@ class _JsonText:
 
     The bytes are decoded with errors="surrogateescape", so bytes that are not UTF-8 do not
     stop the file: only the element holding them is quarantined (its raw text shows them as
-    `\\xNN`). NaN, Infinity, numbers too big for a double and integers past Python's digit
-    limit are likewise refused per element rather than ending the file."""
+    `\\xNN`). NaN, Infinity and integers past Python's digit limit are likewise refused per
+    element rather than ending the file. A number too big for a double (1e400) decodes to
+    infinity, which the validators refuse wherever a number matters (quality, metadata)."""
 
     def __init__(self, data: bytes) -> None:
         self.text = data.decode("utf-8", errors="surrogateescape")
         self.length = len(self.text)
         self._counted = [0, 1]  # position up to which newlines are counted, and the line there
         self._refused: str | None = None  # set by the hooks while decoding one element
-        self._decoder = json.JSONDecoder(
-            parse_constant=self._constant, parse_float=self._float, parse_int=self._int
-        )
+        self._decoder = json.JSONDecoder(parse_constant=self._constant, parse_int=self._int)
+        # Bytes that were not UTF-8 are searched for per element only if there are any.
+        self._escaped = not self.text.isascii() and bool(_ESCAPED_BYTE.search(self.text))
 
     def _constant(self, name: str) -> float:
         self._refused = self._refused or f"{name} is not valid JSON"
         return math.nan
-
-    def _float(self, text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value):
-            self._refused = self._refused or f"the number {_short(text)} is too large for a double"
-        return value
 
     def _int(self, text: str) -> int | float:
         digits = len(text) - text.startswith("-")
@@ -347,7 +344,7 @@ class _JsonText:
         error: str | None = None
         if self._refused:
             error = f"malformed JSON: {self._refused}"
-        elif bad := _ESCAPED_BYTE.search(self.text, start, end):
+        elif self._escaped and (bad := _ESCAPED_BYTE.search(self.text, start, end)):
             error = f"invalid UTF-8 at byte {self.byte_offset(bad.start())} of the file"
         elif not isinstance(value, dict):
             error = f"expected a JSON object, got {_json_kind(value)}"
@@ -378,10 +375,6 @@ class _JsonText:
 # Python's default limit for int(str): longer digit strings cost quadratic time to convert.
 _MAX_INT_DIGITS = min(sys.get_int_max_str_digits() or 4300, 4300)
 _UNDECODABLE = (json.JSONDecodeError, ValueError, RecursionError)
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def read_json_array(path: Path) -> Iterator[RawRecord]:
