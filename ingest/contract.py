@@ -2,6 +2,10 @@
 
 Each validator turns one decoded JSON object into a clean row or raises `Rejected`
 naming the field and the reason, so the loader can quarantine the record verbatim.
+Validators raise nothing else, whatever the input: hostile values (timestamps that
+overflow when shifted to UTC, 400-digit numbers, metadata orjson cannot write, lone
+surrogates) get a reason of their own, and anything unforeseen is still turned into a
+`Rejected` by the public `validate_*` functions, so one record can never stop a run.
 """
 
 from __future__ import annotations
@@ -31,12 +35,47 @@ PATTERN_FIELDS = frozenset({"description", "pattern_type", "first_seen"})
 
 
 class Rejected(Exception):
-    """A record that breaks the contract: `field` is None for whole-record problems."""
+    """A record that breaks the contract: `field` is None for whole-record problems.
+
+    The reason is made storable (no lone surrogates), since it goes into the quarantine."""
 
     def __init__(self, field: str | None, reason: str) -> None:
+        reason = storable_text(reason)
         super().__init__(reason)
         self.field = field
         self.reason = reason
+
+
+def storable_text(text: str) -> str:
+    """`text`, with any lone surrogate written as a backslash escape (`\\ud800`).
+
+    Python strings can hold lone surrogates (JSON's `"\\ud800"` decodes to one; so does a
+    file name that is not UTF-8), but UTF-8, DuckDB and Arrow cannot: anything kept in the
+    quarantine goes through here first."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _lone_surrogate(value: str, field: str, where: str = "") -> Rejected | None:
+    """A rejection when `value` is not valid Unicode (a lone surrogate), else None.
+    ASCII strings (nearly all) are told in O(1) by `str.isascii`."""
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        return Rejected(
+            field,
+            f"'{field}'{where} contains a lone surrogate \\u{code:04x} at character {exc.start}:"
+            " not valid Unicode",
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +138,26 @@ def _type_name(value: Any) -> str:
     return "object" if isinstance(value, dict) else type(value).__name__
 
 
+def _digits(value: int) -> int:
+    """Decimal digits of an integer, without `str()` (which refuses past 4,300 digits)."""
+    return max(1, math.ceil(abs(value).bit_length() * math.log10(2)))
+
+
+def _shown_number(value: int | float) -> str:
+    if isinstance(value, int) and _digits(value) > 30:
+        return f"an integer of about {_digits(value)} digits"
+    return repr(value)
+
+
 def _required_id(record: dict[str, Any], field: str, *, allow_int: bool) -> str:
     if field not in record or record[field] is None:
         raise Rejected(field, f"required field '{field}' is missing")
     value = record[field]
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
+        if _digits(value) > MAX_ID_CHARS:
+            raise Rejected(
+                field, f"'{field}' is {_shown_number(value)} (limit {MAX_ID_CHARS} characters)"
+            )
         value = str(value)
     if not isinstance(value, str):
         wanted = "a string or an integer" if allow_int else "a string"
@@ -113,6 +167,8 @@ def _required_id(record: dict[str, Any], field: str, *, allow_int: bool) -> str:
         raise Rejected(field, f"'{field}' must not be empty")
     if len(value) > MAX_ID_CHARS:
         raise Rejected(field, f"'{field}' is {len(value)} characters long (limit {MAX_ID_CHARS})")
+    if not value.isascii() and (problem := _lone_surrogate(value, field)):
+        raise problem
     return value
 
 
@@ -124,8 +180,16 @@ def _optional_text(record: dict[str, Any], field: str, limit: int) -> str | None
         raise Rejected(field, f"'{field}' must be a string, got {_type_name(value)}")
     if len(value) > limit:
         raise Rejected(field, f"'{field}' is {len(value)} characters long (limit {limit})")
+    if not value.isascii() and (problem := _lone_surrogate(value, field)):
+        raise problem
     value = value.strip()
     return value or None
+
+
+def _shown_text(text: str) -> str:
+    """A value quoted in a reason: short, and escaped (repr) so control characters and
+    surrogates cannot reach a terminal or the quarantine raw."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def parse_timestamp(value: Any, field: str) -> datetime:
@@ -136,10 +200,18 @@ def parse_timestamp(value: Any, field: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        raise Rejected(field, f"'{field}' is not an ISO-8601 timestamp: {shown!r}") from None
+        raise Rejected(
+            field, f"'{field}' is not an ISO-8601 timestamp: {_shown_text(text)}"
+        ) from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00
+            raise Rejected(
+                field,
+                f"'{field}' {_shown_text(text)} is outside {MIN_YEAR}..{MAX_YEAR} "
+                "(it overflows when converted to UTC)",
+            ) from None
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise Rejected(field, f"'{field}' year {parsed.year} is outside {MIN_YEAR}..{MAX_YEAR}")
     return parsed
@@ -164,11 +236,84 @@ def _string_list(record: dict[str, Any], field: str, item_limit: int) -> list[st
             raise Rejected(
                 field, f"'{field}'[{position}] is {len(item)} characters long (limit {item_limit})"
             )
+        if not item.isascii() and (problem := _lone_surrogate(item, field, f"[{position}]")):
+            raise problem
         items.append(item)
     return items
 
 
+def _unforeseen(exc: Exception) -> Rejected:
+    """The last line of defence: an error no check above foresaw still rejects only the
+    record (with the error named), never the run. The fuzz tests assert it is not reached."""
+    if isinstance(exc, MemoryError):
+        raise exc
+    detail = " ".join(str(exc).split())[:200]
+    return Rejected(None, f"cannot validate this record ({type(exc).__name__}: {detail})")
+
+
 def validate_pattern(record: dict[str, Any]) -> PatternRow:
+    """A clean pattern row, or `Rejected` (and nothing else) naming the field and why."""
+    try:
+        return _validate_pattern(record)
+    except Rejected:
+        raise
+    except Exception as exc:
+        raise _unforeseen(exc) from exc
+
+
+def validate_event(record: dict[str, Any]) -> EventRow:
+    """A clean event row, or `Rejected` (and nothing else) naming the field and why."""
+    try:
+        return _validate_event(record)
+    except Rejected:
+        raise
+    except Exception as exc:
+        raise _unforeseen(exc) from exc
+
+
+_ENCODE_PROBLEMS = {  # orjson's words -> ours
+    "Recursion limit reached": "is nested too deeply to store (more than 254 levels)",
+    "Integer exceeds 64-bit range": "holds an integer beyond the 64-bit range",
+    "str is not valid UTF-8: surrogates not allowed": (
+        "holds a string with a lone surrogate (not valid Unicode)"
+    ),
+}
+
+
+def _metadata_json(metadata: dict[str, Any]) -> str:
+    """Metadata as sorted JSON text, or Rejected when it cannot be stored as JSON: orjson
+    writes at most 254 levels (the metadata object counts) and 64-bit integers, refuses
+    lone surrogates, and would silently write NaN and infinity as null (refused here)."""
+    try:
+        encoded = orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        problem = _ENCODE_PROBLEMS.get(str(exc), f"cannot be written as JSON ({exc})")
+        raise Rejected("metadata", f"'metadata' {problem}") from None
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise Rejected(
+            "metadata", f"'metadata' is {len(encoded)} bytes (limit {MAX_METADATA_BYTES})"
+        )
+    if b"null" in encoded and _has_non_finite(metadata):
+        raise Rejected("metadata", "'metadata' holds NaN or an infinite number (not JSON)")
+    return encoded.decode()
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Any NaN or infinite float inside, walked without recursion (depth is bounded by the
+    successful orjson.dumps before it, but a loop needs no bound at all)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _validate_pattern(record: dict[str, Any]) -> PatternRow:
     pattern_id = _required_id(record, "pattern_id", allow_int=False)
     if record.get("description") is None:
         raise Rejected("description", "required field 'description' is missing")
@@ -183,12 +328,7 @@ def validate_pattern(record: dict[str, Any]) -> PatternRow:
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise Rejected("metadata", f"'metadata' must be an object, got {_type_name(metadata)}")
-        encoded = orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS)
-        if len(encoded) > MAX_METADATA_BYTES:
-            raise Rejected(
-                "metadata", f"'metadata' is {len(encoded)} bytes (limit {MAX_METADATA_BYTES})"
-            )
-        metadata_json = encoded.decode()
+        metadata_json = _metadata_json(metadata)
     return PatternRow(pattern_id, description, pattern_type, first_seen_at, metadata_json)
 
 
@@ -200,13 +340,18 @@ def _quality(record: dict[str, Any]) -> float:
         raise Rejected(
             "outcome_quality", f"'outcome_quality' must be a number, got {_type_name(value)}"
         )
-    quality = float(value)
+    try:
+        quality = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        quality = math.inf
     if not math.isfinite(quality) or not 0.0 <= quality <= 1.0:
-        raise Rejected("outcome_quality", f"'outcome_quality' is {value}, outside [0, 1]")
+        raise Rejected(
+            "outcome_quality", f"'outcome_quality' is {_shown_number(value)}, outside [0, 1]"
+        )
     return quality
 
 
-def validate_event(record: dict[str, Any]) -> EventRow:
+def _validate_event(record: dict[str, Any]) -> EventRow:
     event_id = _required_id(record, "event_id", allow_int=True)
     pattern_id = _required_id(record, "pattern_id", allow_int=False)
     session_id = _required_id(record, "session_id", allow_int=True)

@@ -6,10 +6,20 @@ record, or a file whose exact content was ingested before) or rejected (quaranti
 raw.rejected_records with its reason). A crash rolls the whole file back; the ledger row in
 raw.ingested_files is written in the same transaction, so a re-run redoes exactly the files
 that did not commit.
+
+Per run, two kinds of failure are kept apart on purpose:
+- a file that cannot be read at all (`UnreadableFile`: permission denied, a folder or pipe
+  in its place, an I/O error, the wrong encoding, a name that is not UTF-8) is a problem of
+  that file: its transaction is rolled back, one row goes to raw.rejected_files with the
+  reason, and the run goes on with the next file;
+- anything else (a database error such as a full disk, an interrupt) is a problem of the
+  run: it is recorded as `failed` in raw.ingest_runs and raised.
+A run that never finished (its process was killed) is marked `abandoned` by the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,13 +38,21 @@ from ingest.contract import (
     Rejected,
     kind_from_fields,
     kind_from_filename,
+    storable_text,
     validate_event,
     validate_pattern,
 )
 from ingest.embedder import Embedder, text_hash
 from ingest.embeddings import EmbedStats, embed_missing
 from ingest.progress import ProgressBar, ProgressFactory
-from ingest.reader import RawRecord, discover_files, file_sha256, read_records
+from ingest.reader import (
+    RawRecord,
+    UnreadableFile,
+    discover_files,
+    display_path,
+    file_sha256,
+    read_records,
+)
 from ingest.warehouse import connect_for_write
 
 DEFAULT_CHUNK_RECORDS = 50_000
@@ -53,6 +71,14 @@ class FileReport:
     already_ingested: bool = False
     examples: list[str] = field(default_factory=list)  # first rejections, "line N: field: why"
     reasons: Counter[str] = field(default_factory=Counter)
+    # Why the file as a whole could not be read (then nothing of it was loaded and the
+    # counts are 0); None for a file that was read. Kept in raw.rejected_files.
+    file_rejected: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The path as printable, storable text (see reader.display_path)."""
+        return display_path(self.path)
 
 
 @dataclass
@@ -67,6 +93,15 @@ class IngestReport:
     @property
     def nothing_read(self) -> bool:
         return self.total("read") == 0
+
+    @property
+    def files_rejected(self) -> list[FileReport]:
+        return [f for f in self.files if f.file_rejected is not None]
+
+    @property
+    def anything_rejected(self) -> bool:
+        """A record quarantined or a file refused: what --strict fails on."""
+        return self.total("rejected") > 0 or bool(self.files_rejected)
 
 
 def _now() -> datetime:
@@ -345,11 +380,16 @@ def ingest_paths(
     on_chunk: ChunkHook | None = None,
     on_file: Callable[[FileReport], None] | None = None,
 ) -> IngestReport:
-    """Ingest files and folders into the warehouse, then embed texts not yet cached."""
+    """Ingest files and folders into the warehouse, then embed texts not yet cached.
+
+    A file that cannot be read is recorded in raw.rejected_files and the run goes on (see
+    the module docstring); any other error fails the run and is raised."""
     files = discover_files(list(paths))
     run_id = uuid.uuid4().hex[:12]
     con = connect_for_write(db_path)
+    _LIVE_RUNS.add(run_id)
     try:
+        _abandon_stale_runs(con, run_id)
         con.execute(
             "insert into raw.ingest_runs (run_id, started_at, status, files_seen, engram_version)"
             " values (?, ?, 'running', ?, ?)",
@@ -358,7 +398,7 @@ def ingest_paths(
         report = IngestReport(run_id, [])
         try:
             for path in files:
-                file_report = load_file(
+                file_report = _load_or_reject(
                     con,
                     path,
                     run_id,
@@ -372,12 +412,76 @@ def ingest_paths(
             if embed:
                 report.embed = embed_missing(con, embedder or Embedder(), progress=progress)
         except BaseException as exc:
-            _finish_run(con, report, "failed", f"{type(exc).__name__}: {exc}")
+            # When the database itself is what failed, keep (raise) the first error.
+            with contextlib.suppress(duckdb.Error):
+                error = storable_text(f"{type(exc).__name__}: {exc}")
+                _finish_run(con, report, "failed", error)
             raise
         _finish_run(con, report, "succeeded", None)
         return report
     finally:
+        _LIVE_RUNS.discard(run_id)
         con.close()
+
+
+# Runs in progress in this process. DuckDB's write lock is per process, so while a writer
+# holds it the only other live runs can be this process's own (threads); every other
+# `running` row belongs to a process that died.
+_LIVE_RUNS: set[str] = set()
+
+
+def _abandon_stale_runs(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    """Mark `abandoned` the runs left `running` by a process that was killed: this writer
+    holds the warehouse's write lock, so no other process can still be running one."""
+    live = sorted(_LIVE_RUNS - {run_id})
+    keep = f" and run_id not in ({', '.join('?' * len(live))})" if live else ""
+    return _count(
+        con,
+        f"""
+        update raw.ingest_runs set status = 'abandoned',
+            error = coalesce(error || '; ', '') || ?
+        where status = 'running'{keep}
+        """,
+        [
+            f"abandoned: the process stopped before the run finished (killed?); found by run "
+            f"{run_id} at {_now():%Y-%m-%d %H:%M:%S} UTC",
+            *live,
+        ],
+    )
+
+
+def _load_or_reject(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    run_id: str,
+    *,
+    chunk_records: int,
+    progress: ProgressFactory | None,
+    on_chunk: ChunkHook | None,
+) -> FileReport:
+    """`load_file`, except that a file which cannot be read (UnreadableFile, raised only
+    for file problems, after load_file has rolled its transaction back) becomes a row in
+    raw.rejected_files. Database errors and interrupts pass through: they fail the run."""
+    shown = display_path(path)
+    if shown != str(path):
+        reason = "the file name is not valid UTF-8: rename the file"
+    else:
+        try:
+            return load_file(
+                con, path, run_id, chunk_records=chunk_records, progress=progress, on_chunk=on_chunk
+            )
+        except UnreadableFile as exc:
+            reason = exc.reason
+    report = FileReport(path, file_rejected=reason)
+    try:
+        size: int | None = path.stat().st_size
+    except OSError:
+        size = None
+    con.execute(
+        "insert into raw.rejected_files values (?, ?, ?, ?, ?)",
+        [run_id, shown, reason, size, _now()],
+    )
+    return report
 
 
 def _finish_run(

@@ -86,9 +86,21 @@ class WarehouseBusy(WarehouseError):
         )
 
 
+def _nearest_existing(path: Path) -> Path | None:
+    """`path` or its nearest ancestor that exists (None if even that cannot be checked)."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError:
+            return None
+    return None
+
+
 def explain_open_failure(db_path: Path, exc: BaseException, *, write: bool) -> WarehouseError:
-    """Tell a held lock from a missing folder, a folder in the file's place, a permission
-    problem or a file that is not a DuckDB database; each gets its own message."""
+    """Tell a held lock from a folder in the file's place, a file in the folder's place, a
+    permission problem, a missing folder or a file that is not a DuckDB database; each gets
+    its own message."""
     detail = " ".join(str(exc).split())
     lowered = detail.lower()
     mode = "for writing" if write else "for reading"
@@ -96,16 +108,24 @@ def explain_open_failure(db_path: Path, exc: BaseException, *, write: bool) -> W
         return WarehouseError(
             db_path, f"cannot open {db_path}: it is a directory, not a warehouse file", detail
         )
-    if not db_path.parent.is_dir():
+    existing = _nearest_existing(db_path.parent)
+    if existing is not None and not existing.is_dir():
         return WarehouseError(
-            db_path, f"cannot open {db_path}: the folder {db_path.parent} does not exist", detail
+            db_path,
+            f"cannot open {db_path}: {existing} is a file, not a folder, so the warehouse "
+            "cannot be created under it",
+            detail,
         )
     if "conflicting lock" in lowered or "could not set lock" in lowered:
         return WarehouseBusy(db_path, detail)
     if isinstance(exc, PermissionError) or "permission denied" in lowered:
-        target = db_path if db_path.exists() else db_path.parent
+        target = db_path if db_path.exists() else existing or db_path.parent
         return WarehouseError(
             db_path, f"cannot open {db_path} {mode}: permission denied on {target}", detail
+        )
+    if not db_path.parent.is_dir():
+        return WarehouseError(
+            db_path, f"cannot open {db_path}: the folder {db_path.parent} does not exist", detail
         )
     if "read-only file system" in lowered:
         return WarehouseError(db_path, f"cannot open {db_path} {mode}: read-only file system")
@@ -208,6 +228,17 @@ create table if not exists raw.rejected_records (
     rejected_at       timestamp not null
 );
 
+create table if not exists raw.rejected_files (
+    -- a file that could not be read at all (permission denied, a folder or pipe in its
+    -- place, an I/O error, UTF-16, a name that is not UTF-8): nothing of it was loaded.
+    -- One row per run that tried it; a file that loads later also appears in ingested_files.
+    run_id            varchar not null,
+    source_file       varchar not null,
+    reason            varchar not null,
+    size_bytes        bigint,             -- null when even its size could not be read
+    rejected_at       timestamp not null
+);
+
 create table if not exists raw.ingested_files (
     run_id            varchar not null,
     source_file       varchar not null,
@@ -224,7 +255,7 @@ create table if not exists raw.ingest_runs (
     run_id            varchar not null,
     started_at        timestamp not null,
     finished_at       timestamp,
-    status            varchar not null,   -- running, succeeded, failed
+    status            varchar not null,   -- running, succeeded, failed, abandoned
     files_seen        bigint,
     records_read      bigint,
     records_loaded    bigint,

@@ -264,8 +264,10 @@ def test_killed_ingest_leaves_no_partial_file_and_rerun_completes(
     assert counts(db)["usage_events"] == 35
     assert report.files[1].loaded == 35
     con = duckdb.connect(str(db), read_only=True)
-    statuses = [r[0] for r in con.execute("select status from raw.ingest_runs").fetchall()]
-    assert sorted(statuses) == ["running", "succeeded"]  # the killed run never finished
+    runs = con.execute("select status, error from raw.ingest_runs order by started_at").fetchall()
+    # the killed run never finished; the next writer (holding the lock) marked it abandoned
+    assert [status for status, _ in runs] == ["abandoned", "succeeded"]
+    assert "killed" in runs[0][1] and report.run_id in runs[0][1]
 
 
 def test_failure_mid_file_rolls_back_that_file(tmp_path: Path, embedder: Embedder) -> None:

@@ -74,15 +74,19 @@ or folders of them (searched recursively). Records are patterns or events by fil
 
 Every record read is either loaded, skipped as already present (duplicate event id,
 unchanged pattern, file ingested before) or rejected into raw.rejected_records with
-the file, line, field and reason. Each file is loaded in one transaction: an
-interrupted ingest leaves no partial file, and running it again completes the work.
-Texts (pattern descriptions, event contexts) are then embedded once each and cached.""",
+the file, line, field and reason. A file that cannot be read at all (permission
+denied, not UTF-8 text, ...) is listed in raw.rejected_files and the run goes on with
+the next file. Each file is loaded in one transaction: an interrupted ingest leaves no
+partial file, and running it again completes the work. Texts (pattern descriptions,
+event contexts) are then embedded once each and cached.""",
         epilog="""\
 exit status: 0 when something was read (even with rejections), 1 when nothing could
-be read, 2 on a usage error, 3 with --strict when any record was rejected.""",
+be read, 2 on a usage error, 3 with --strict when any record or file was rejected.""",
     )
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
-    ingest.add_argument("--strict", action="store_true", help="exit 3 if any record was rejected")
+    ingest.add_argument(
+        "--strict", action="store_true", help="exit 3 if any record or file was rejected"
+    )
     ingest.add_argument(
         "--no-embed",
         action="store_true",
@@ -126,8 +130,9 @@ the largest clusters, and the prediction backtest. Opens the warehouse read-only
         help="show quarantined records and why they were rejected",
         description="""\
 List the records ingest quarantined in raw.rejected_records, newest first: the source
-file, the line where the record starts, the offending field and the reason. Nothing is
-lost: every record read is loaded, skipped as already present, or listed here.""",
+file, the line where the record starts, the offending field and the reason; then the
+files that could not be read at all (raw.rejected_files). Nothing is lost: every record
+read is loaded, skipped as already present, or listed here.""",
     )
     rejects.add_argument("--limit", type=int, default=20, metavar="N", help="rows to show")
 
@@ -173,9 +178,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     def show(report: FileReport) -> None:
         if args.quiet:
             return
+        if report.file_rejected is not None:
+            print(f"{report.name}: file rejected, nothing read: {report.file_rejected}")
+            return
         status = "already ingested" if report.already_ingested else "loaded"
         print(
-            f"{report.path}: read {report.read}, loaded {report.loaded}, "
+            f"{report.name}: read {report.read}, loaded {report.loaded}, "
             f"skipped {report.skipped}, rejected {report.rejected} ({status})"
         )
         for example in report.examples:
@@ -195,8 +203,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     read, loaded = result.total("read"), result.total("loaded")
     skipped, rejected = result.total("skipped"), result.total("rejected")
+    files_rejected = len(result.files_rejected)
+    unread = f", {_plural(files_rejected, 'file')} rejected" if files_rejected else ""
     print(
-        f"total: {len(result.files)} files, read {read}, loaded {loaded}, "
+        f"total: {len(result.files)} files{unread}, read {read}, loaded {loaded}, "
         f"skipped {skipped}, rejected {rejected} -> {db_path} "
         f"({time.perf_counter() - started:.1f}s, run {result.run_id})"
     )
@@ -205,13 +215,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"embeddings: {result.embed.texts_embedded} texts embedded, "
             f"{result.embed.texts_cached} served from the cache"
         )
+    for report in result.files_rejected:
+        print(f"  file rejected: {report.name}: {report.file_rejected}", file=sys.stderr)
     if result.nothing_read:
         print("error: no records could be read from the given paths", file=sys.stderr)
         return EXIT_FAILED
-    if args.strict and rejected:
-        print(f"error: --strict and {rejected} records were rejected", file=sys.stderr)
+    if args.strict and result.anything_rejected:
+        what = [_plural(rejected, "record")] if rejected else []
+        what += [_plural(files_rejected, "file")] if files_rejected else []
+        print(f"error: --strict and {' and '.join(what)} were rejected", file=sys.stderr)
         return EXIT_REJECTED
     return EXIT_OK
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -261,10 +279,30 @@ def cmd_rejects(args: argparse.Namespace) -> int:
             """,
             [args.limit],
         ).fetchall()
+        # Warehouses made before raw.rejected_files existed do not have it (read-only here).
+        has_files = con.execute(
+            "select count(*) from information_schema.tables"
+            " where table_schema = 'raw' and table_name = 'rejected_files'"
+        ).fetchone()[0]  # type: ignore[index]
+        file_rows: list[tuple[object, ...]] = []
+        files_total = 0
+        if has_files:
+            files_total = con.execute("select count(*) from raw.rejected_files").fetchone()[0]  # type: ignore[index]
+            file_rows = con.execute(
+                """
+                select source_file, coalesce(size_bytes::varchar, '-'), reason, run_id
+                from raw.rejected_files order by rejected_at desc, source_file limit ?
+                """,
+                [args.limit],
+            ).fetchall()
     finally:
         con.close()
     print(format_table(["file", "line", "field", "reason"], rows, max_width=90))
     print(f"{total} rejected records in all")
+    if file_rows:
+        print()
+        print(format_table(["file", "bytes", "reason", "run"], file_rows, max_width=90))
+    print(f"{files_total} rejected files (not read at all) in all")
     return EXIT_OK
 
 
@@ -307,6 +345,8 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: known failures become one clear line on stderr and a non-zero exit."""
+    import duckdb
+
     from engram.build import BuildError
     from engram.project import ProjectNotFound
     from engram.query.errors import QueryError
@@ -321,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (BuildError, WarehouseError, QueryError, ProjectNotFound) as exc:
         print(f"engram {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except duckdb.Error as exc:  # a full disk, a corrupt file: the run failed, not the input
+        print(f"engram {args.command}: database error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"engram {args.command}: interrupted", file=sys.stderr)

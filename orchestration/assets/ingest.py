@@ -65,6 +65,9 @@ def inbox_ingest(
     archived: list[tuple[FileReport, str]] = []
 
     def archive(report: FileReport) -> None:
+        if report.file_rejected is not None:  # stays in the inbox, retried once it is fixed
+            context.log.warning(f"{report.name}: file rejected: {report.file_rejected}")
+            return
         archived.append((report, str(inbox.archive(report.path, batch))))
 
     if files:
