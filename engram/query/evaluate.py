@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -40,8 +41,9 @@ from engram.numeric.ranking import (
     neighbour_votes,
     usage_stats,
 )
-from engram.query.errors import InvalidQuery
+from engram.query.errors import InvalidQuery, MissingMart, QueryError
 from engram.query.reader import Reader
+from ingest.warehouse import WarehouseError, connect_for_read
 
 METHODS = ("engram", "nearest_10_vote", "most_used", "global_success")
 BASELINE_NEIGHBOURS = 10  # the skeptic's plain vote: 10 nearest past task texts
@@ -103,12 +105,25 @@ class Evaluation:
 
 def load_history(reader: Reader) -> History:
     """Events, texts and clusters from the serving copy (or the warehouse read-only)."""
-    reader.require("staging.stg_usage_events", "staging.stg_contexts")
-    events = reader.df(
+    reader.require("staging.stg_contexts")
+    events_sql = (
         "select pattern_id, occurred_at, outcome_quality, context_hash "
         "from staging.stg_usage_events where outcome_quality is not null "
         "and occurred_at is not null order by occurred_at, event_id"
     )
+    if reader.has("staging.stg_usage_events"):
+        events = reader.df(events_sql)
+    else:  # the serving copy holds no events: read them from the warehouse, read-only
+        try:
+            con = connect_for_read(reader.db_path)
+        except WarehouseError as exc:
+            raise QueryError(f"evaluate needs the events: {exc}") from exc
+        try:
+            events = con.execute(events_sql).df()
+        except duckdb.CatalogException as exc:
+            raise MissingMart("staging.stg_usage_events") from exc
+        finally:
+            con.close()
     known = (
         reader.df("select pattern_id from marts.dim_patterns")["pattern_id"]
         if reader.has("marts.dim_patterns")
