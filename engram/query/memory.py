@@ -16,12 +16,14 @@ from __future__ import annotations
 import pandas as pd
 
 from engram.query import clusters as clusters_q
+from engram.query import evaluate as evaluate_q
 from engram.query import files as files_q
 from engram.query import predict as predict_q
 from engram.query import similar as similar_q
 from engram.query import sql as sql_q
 from engram.query import trends as trends_q
 from engram.query.errors import check_k
+from engram.query.evaluate import Evaluation
 from engram.query.predict import Prediction
 from engram.query.reader import Reader
 
@@ -41,8 +43,12 @@ class Memory(Reader):
         return similar_q.similar_to_pattern(self, pattern_id, k)
 
     def predict(self, text: str, k: int = 10, *, rank_by: str = "mean") -> Prediction:
-        """Patterns ranked by predicted success for this task text."""
+        """Patterns that fit this task text and work: relevance x success^4, best first."""
         return predict_q.predict(self, text, k, rank_by=rank_by)
+
+    def evaluate(self, holdout: float = 0.05, min_quality: float = 0.9) -> Evaluation:
+        """Walk-forward check of predict on this warehouse's own history, with baselines."""
+        return evaluate_q.evaluate(self, holdout, min_quality, predict_q.ranking_params())
 
     def global_mean(self) -> float:
         """Event-weighted mean outcome quality over all patterns: the prior of last resort."""
