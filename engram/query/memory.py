@@ -13,17 +13,20 @@ with one method per question; each question's logic lives in its own module
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from engram.query import clusters as clusters_q
 from engram.query import files as files_q
-from engram.query import predict as predict_q
 from engram.query import similar as similar_q
 from engram.query import sql as sql_q
 from engram.query import trends as trends_q
 from engram.query.errors import check_k
-from engram.query.predict import Prediction
 from engram.query.reader import Reader
+
+if TYPE_CHECKING:  # predict needs scipy (~0.3 s to import): loaded when first asked
+    from engram.query.predict import Prediction
 
 
 class Memory(Reader):
@@ -42,10 +45,14 @@ class Memory(Reader):
 
     def predict(self, text: str, k: int = 10, *, rank_by: str = "mean") -> Prediction:
         """Patterns ranked by predicted success for this task text."""
+        from engram.query import predict as predict_q
+
         return predict_q.predict(self, text, k, rank_by=rank_by)
 
     def global_mean(self) -> float:
         """Event-weighted mean outcome quality over all patterns: the prior of last resort."""
+        from engram.query import predict as predict_q
+
         return predict_q.global_mean(self)
 
     def trends(self, pattern_id: str | None = None, weeks: int = 12) -> pd.DataFrame:

@@ -10,8 +10,10 @@ source as (
     where context_hash is not null
 ),
 
+-- only the vectors of the variant the marts read (stg_embedding_model): never two backends
 embeddings as (
     select text_hash, embedding from {{ source('raw', 'embeddings') }}
+    where model = (select embedding_model from {{ ref('stg_embedding_model') }})
 ),
 
 grouped as (

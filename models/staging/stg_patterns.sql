@@ -4,8 +4,10 @@ source as (
     select * from {{ source('raw', 'patterns') }}
 ),
 
+-- only the vectors of the variant the marts read (stg_embedding_model): never two backends
 embeddings as (
     select text_hash, embedding from {{ source('raw', 'embeddings') }}
+    where model = (select embedding_model from {{ ref('stg_embedding_model') }})
 ),
 
 renamed as (
