@@ -210,7 +210,7 @@ def test_switching_backend_reembeds_and_the_marts_follow(
     other = other_backend(stored_tag)
     clean_env.setenv(BACKEND_ENV_VAR, other)
     # the embed pass + the staging models that read the tag (the rest is tested elsewhere)
-    build(db, select="stg_embedding_model+1", capture=True, publish=False)
+    build(db, select="stg_embedding_model stg_patterns stg_contexts", capture=True, publish=False)
     con = connect_for_read(db)
     try:
         counts = dict(
