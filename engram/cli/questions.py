@@ -147,6 +147,12 @@ example: engram sql "select pattern_id, description from marts.dim_patterns
     }
 
 
+def run_with_memory(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """Open Memory and run body with the question commands' error handling (for the
+    loop's commands, engram/cli/loop.py)."""
+    return _run(args, body)
+
+
 def _run(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
     """Open Memory, run body, turn known errors and index warnings into one-line messages."""
     import duckdb
