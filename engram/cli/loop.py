@@ -124,7 +124,41 @@ Register it with an MCP client as {"command": "engram", "args": ["mcp", "--db", 
 (README "The agent loop").""",
     )
     del mcp
-    return {"record": cmd_record, "recommend": cmd_recommend, "mcp": cmd_mcp}
+
+    simulate = commands.add_parser(
+        "simulate",
+        formatter_class=formatter,
+        help="a synthetic agent runs the loop against planted truth; plots regret",
+        description="""\
+Show whether the loop learns. Generates planted data (`engram generate`: topics whose
+best patterns are known), ingests and builds it under OUTDIR, then runs three agents on
+copies of that warehouse over the same TASKS tasks (unseen phrasings of the topics):
+recommend -> choose -> draw the outcome from the planted success rate of the choice ->
+record it through the write path (citing the recommendation_id) -> rebuild every M
+tasks. explore and best follow the first recommendation of that strategy; random picks
+uniformly among the same candidates the strategies choose from (recommend's pool). Prints the cumulative regret (planted
+success of the topic's best pattern minus the chosen one's) and writes OUTDIR/regret.png
+and OUTDIR/simulation.json. Each agent's warehouse (OUTDIR/agents/NAME) keeps its log,
+so `engram sql --db ... "select * from marts.recommendation_impact"` shows the impact
+marts after its last rebuild. See engram/cli/simulate.py for the planted success rates.""",
+        epilog="example: engram simulate /tmp/sim --tasks 150 --rebuild-every 50",
+    )
+    simulate.add_argument("outdir", type=Path, metavar="OUTDIR")
+    simulate.add_argument("--patterns", type=int, default=300, metavar="N")
+    simulate.add_argument("--events", type=int, default=6000, metavar="M")
+    simulate.add_argument("--seed", type=int, default=7, metavar="S")
+    simulate.add_argument("--tasks", type=int, default=150, metavar="N", help="tasks per agent")
+    simulate.add_argument(
+        "--rebuild-every", type=int, default=50, metavar="M", help="0: never rebuild"
+    )
+    simulate.add_argument("-k", type=int, default=5, metavar="K", help="candidates shown")
+    simulate.add_argument("--json", action="store_true", help="print the result as JSON")
+    return {
+        "record": cmd_record,
+        "recommend": cmd_recommend,
+        "mcp": cmd_mcp,
+        "simulate": cmd_simulate,
+    }
 
 
 def _fail(args: argparse.Namespace, message: str, code: int = EXIT_USAGE) -> int:
@@ -241,4 +275,57 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     from ingest.warehouse import resolve_db_path
 
     serve(resolve_db_path(args.db))
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import orjson
+
+    from engram.build import build
+    from engram.cli.output import dumps
+    from engram.cli.simulate import plot, simulate
+    from engram.generate import generate
+    from ingest.loader import ingest_paths
+    from ingest.progress import terminal_progress
+
+    for value, name in ((args.patterns, "--patterns"), (args.events, "--events")):
+        if value <= 0:
+            return _fail(args, f"{name} must be a positive integer, got {value}")
+    if args.tasks <= 0 or args.k <= 0 or args.rebuild_every < 0:
+        return _fail(args, "--tasks and -k must be positive, --rebuild-every zero or more")
+    outdir: Path = args.outdir
+    data, base = outdir / "data", outdir / "base" / "engram.duckdb"
+    print(f"generating {args.patterns} patterns / {args.events} events (seed {args.seed})")
+    generate(data, args.patterns, args.events, seed=args.seed)
+    if base.parent.exists():
+        import shutil
+
+        shutil.rmtree(base.parent)
+    ingest_paths([data], base, progress=terminal_progress)
+    print("building the starting warehouse (dbt)")
+    build(base, capture=True)
+    bar = terminal_progress(args.tasks * 3, "simulating")
+    try:
+        result = simulate(
+            base,
+            data / "truth.json",
+            outdir / "agents",
+            tasks=args.tasks,
+            rebuild_every=args.rebuild_every,
+            k=args.k,
+            seed=args.seed,
+            on_task=bar.update,
+        )
+    finally:
+        bar.close()
+    png = plot(result, outdir / "regret.png")
+    (outdir / "simulation.json").write_bytes(orjson.dumps(result.to_dict()))
+    if args.json:
+        print(dumps(result.to_dict()))
+        return EXIT_OK
+    print("cumulative regret (lower is better)")
+    print(result.table())
+    means = ", ".join(f"{a} {m:.3f}" for a, m in result.mean_outcome.items())
+    print(f"mean outcome: {means}; {result.builds} rebuilds")
+    print(f"plot: {png}")
     return EXIT_OK
