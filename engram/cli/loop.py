@@ -136,11 +136,12 @@ copies of that warehouse over the same TASKS tasks (unseen phrasings of the topi
 recommend -> choose -> draw the outcome from the planted success rate of the choice ->
 record it through the write path (citing the recommendation_id) -> rebuild every M
 tasks. explore and best follow the first recommendation of that strategy; random picks
-uniformly among the same candidates the strategies choose from (recommend's pool). Prints the cumulative regret (planted
-success of the topic's best pattern minus the chosen one's) and writes OUTDIR/regret.png
-and OUTDIR/simulation.json. Each agent's warehouse (OUTDIR/agents/NAME) keeps its log,
-so `engram sql --db ... "select * from marts.recommendation_impact"` shows the impact
-marts after its last rebuild. See engram/cli/simulate.py for the planted success rates.""",
+uniformly among the same candidates the strategies choose from (recommend's pool).
+Prints the cumulative regret (planted success of the topic's best pattern minus the
+chosen one's) and writes OUTDIR/regret.png and OUTDIR/simulation.json. Each agent's
+warehouse (OUTDIR/agents/NAME) keeps its log, so `engram sql --db ... "select * from
+marts.recommendation_impact"` shows the impact marts after its last rebuild. See
+engram/cli/simulate.py for the planted success rates.""",
         epilog="example: engram simulate /tmp/sim --tasks 150 --rebuild-every 50",
     )
     simulate.add_argument("outdir", type=Path, metavar="OUTDIR")

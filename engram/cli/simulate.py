@@ -7,8 +7,8 @@ warehouse is rebuilt every M tasks; between builds the read-your-writes overlay 
 counts the new outcomes. Three agents run on copies of the same warehouse with the same
 task sequence: `explore` and `best` follow the first recommendation of that strategy,
 `random` picks uniformly among the same plausible candidates the strategies choose from
-(recommend's pool: a memory that retrieves but does not rank). Regret per task = the planted success of the task topic's best pattern
-minus that of the chosen one.
+(recommend's pool: a memory that retrieves but does not rank). Regret per task = the
+planted success of the task topic's best pattern minus that of the chosen one.
 
 Planted success of a pattern for a task of topic T (truth.json and its quality model):
 the middle of its role's range (best 0.875, poor 0.15, normal 0.475), the end of its line
