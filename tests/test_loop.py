@@ -233,3 +233,42 @@ def test_cli_recommend_json(loop_db: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "task is empty" in bad.stderr
+
+
+def test_mcp_state_switches_to_a_newly_published_build(loop_db: Path) -> None:
+    from engram.cli.mcp_server import Warm
+    from engram.query.serving import current, publish
+
+    warm = Warm(loop_db)
+    first = warm.get()
+    assert warm.get() is first  # warm: the same connection while nothing new is published
+    before = current(loop_db)
+    assert before is not None and first.copy is not None
+    publish(loop_db)
+    after = current(loop_db)
+    assert after is not None and after.build_id != before.build_id
+    second = warm.get()
+    assert second is not first and second.copy is not None
+    assert second.copy.build_id == after.build_id
+    assert second.overlay is first.overlay  # the embedded journal entries are kept
+    second.close()
+
+
+def test_declining_candidates_get_a_warning(loop_db: Path, embedder: Any) -> None:
+    from engram.query import recommend as recommend_q
+
+    with Memory(loop_db, embedder=embedder) as memory:
+        declining_ids = [
+            r[0]
+            for r in memory.rows(
+                "select pattern_id from marts.pattern_trend_summary where direction = 'declining'"
+            )
+        ]
+        assert declining_ids  # planted declining patterns are found by the trend mart
+        warnings = recommend_q.declining(memory, [*declining_ids[:3], "not-declining"])
+        assert set(warnings) == set(declining_ids[:3])
+        assert all("is declining" in w and "per week" in w for w in warnings.values())
+        shown = memory.recommend(
+            "intermittent test failure that only happens in CI", 10, log=False
+        ).patterns
+    assert list(shown["declining"]) == [p in set(declining_ids) for p in shown["pattern_id"]]

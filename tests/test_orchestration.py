@@ -222,14 +222,17 @@ def test_blocking_ingest_check_stops_the_build(tmp_path: Path) -> None:
 def test_sensor_requests_one_run_per_new_drop(tmp_path: Path) -> None:
     from dagster import build_sensor_context
 
-    from orchestration.resources import Inbox
+    from orchestration.resources import Inbox, Warehouse
     from orchestration.sensors import inbox_sensor
 
     inbox = Inbox(path=str(tmp_path / "inbox"), settle_seconds=0)
+    warehouse = Warehouse(db_path=str(tmp_path / "wh" / "engram.duckdb"))
     (tmp_path / "inbox").mkdir()
 
     def tick(cursor: str | None) -> Any:
-        context = build_sensor_context(resources={"inbox": inbox}, cursor=cursor)
+        context = build_sensor_context(
+            resources={"inbox": inbox, "warehouse": warehouse}, cursor=cursor
+        )
         return inbox_sensor.evaluate_tick(context)
 
     empty = tick(None)
@@ -246,6 +249,14 @@ def test_sensor_requests_one_run_per_new_drop(tmp_path: Path) -> None:
     second = tick(again.cursor)
     assert len(second.run_requests) == 1
     assert second.run_requests[0].run_key != first.run_requests[0].run_key
+
+    # an agent's `engram record` grows the journal: that is a drop too
+    from engram.query.record import record_pattern
+
+    record_pattern(warehouse.path, "recorded by an agent")
+    journal = tick(second.cursor)
+    assert len(journal.run_requests) == 1
+    assert tick(journal.cursor).run_requests == []
 
 
 def test_sensor_waits_for_files_still_being_written(tmp_path: Path) -> None:
