@@ -146,6 +146,8 @@ def propensities(frame: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.
     a = frame["alpha"].to_numpy(dtype=float)
     b = frame["beta"].to_numpy(dtype=float)
     n = len(frame)
+    if n == 0:
+        return {name: np.zeros(0) for name in STRATEGIES}
     low, _high = beta_interval(a, b, CAUTIOUS_MASS)
     out = {}
     for name, score in (("best", a / (a + b)), ("cautious", low)):
