@@ -32,6 +32,10 @@ RAW_TABLES: dict[str, str] = {
     "rejected_records": "Quarantine: every record that was not loaded, with its reason.",
     "ingested_files": "Ledger of committed files by content hash; re-ingest is a no-op.",
     "ingest_runs": "One row per ingest run with its totals.",
+    # taken in from the journal (`engram recommend` / MCP logs them there)
+    "recommendations": "Logged recommendations: task, strategy, Thompson seed.",
+    "recommendation_candidates": "The candidates each recommendation showed, with propensities.",
+    "recommendation_links": "Outcomes recorded with the recommendation_id they followed.",
 }
 RAW_KEYS: dict[str, AssetKey] = {name: AssetKey(["raw", name]) for name in RAW_TABLES}
 EMBEDDINGS_KEY = AssetKey(["raw", "embeddings"])
@@ -104,7 +108,7 @@ def inbox_ingest(
     for name, key in RAW_KEYS.items():
         yield MaterializeResult(
             asset_key=key,
-            metadata={"dagster/row_count": counts[name], **common, **extra[name]},
+            metadata={"dagster/row_count": counts[name], **common, **extra.get(name, {})},
         )
 
 
