@@ -60,9 +60,9 @@ class RankingParams:
     """The ranking's knobs; DEFAULT_PARAMS were chosen by `python -m bench.tune_ranking`
     on data the tests do not check (README "How predict ranks")."""
 
-    neighbours: int = 10  # nearest past task texts that vote
-    bandwidth: float = 0.1  # kernel exp(-(1 - cos) / bandwidth)
-    cluster_weight: float = 1.0  # pseudo-votes toward the cluster usage share
+    neighbours: int = 80  # nearest past task texts that vote
+    bandwidth: float = 0.2  # kernel exp(-(1 - cos) / bandwidth)
+    cluster_weight: float = 0.5  # pseudo-votes toward the cluster usage share
     base_weight: float = 5.0  # pseudo-events toward the global usage share, per cluster
     exponent: float = 4.0  # how hard success discounts relevance
     n_clusters: int = 3  # context clusters of the neighbourhood that are mixed
