@@ -19,7 +19,14 @@ import pandas as pd
 import pytest
 
 from engram.build import run_dbt
-from engram.numeric.ranking import DEFAULT_PARAMS, RankingParams, rank, usage_stats
+from engram.numeric.ranking import (
+    DEFAULT_PARAMS,
+    SPARSE_ABOVE,
+    RankingParams,
+    full_scores,
+    rank,
+    usage_stats,
+)
 from engram.query.evaluate import evaluate
 from engram.query.memory import Memory
 from engram.query.predict import ranking_params, usage
@@ -86,6 +93,26 @@ def test_k_rows_whenever_k_patterns_exist_with_fallback_flags() -> None:
     assert set(full.fallback[1:]) <= {"cluster", "global"}
     never = full.fallback[np.isin(full.pattern, np.arange(40, 50))]
     assert (never == "global").all()
+
+
+def test_large_rankings_score_only_candidates_and_match_the_full_ranking() -> None:
+    """Above SPARSE_ABOVE patterns rank() scores voted, clustered and the best quiet
+    patterns only; the answer must be the full ranking's top k, scores included."""
+    rng = np.random.default_rng(5)
+    n_patterns, n_events = SPARSE_ABOVE * 2, 60_000
+    p = rng.zipf(1.5, n_events) % n_patterns
+    stats = usage_stats(n_patterns, p, rng.integers(0, 300, n_events), rng.beta(5, 2, n_events))
+    for trial in range(20):
+        vp = rng.integers(0, n_patterns, 30)
+        vw = rng.random(30)
+        cids = rng.choice(300, 3, replace=False) if trial % 4 else np.zeros(0, np.int64)
+        cws = np.full(len(cids), 1 / max(len(cids), 1))
+        k = int(rng.choice([1, 10, 200]))
+        got = rank(stats, vp, vw, cids, cws, k)
+        score, _ = full_scores(stats, vp, vw, cids, cws)
+        want = np.lexsort((np.arange(n_patterns), -score))[:k]
+        assert got.pattern.tolist() == want.tolist()
+        assert got.score == pytest.approx(score[want], rel=1e-12)
 
 
 def test_success_term_is_the_pattern_predictions_mart(
