@@ -115,6 +115,7 @@ def test_large_rankings_score_only_candidates_and_match_the_full_ranking() -> No
         assert got.score == pytest.approx(score[want], rel=1e-12)
 
 
+@pytest.mark.slow
 def test_success_term_is_the_pattern_predictions_mart(
     planted_warehouse: Path, embedder: Embedder
 ) -> None:
@@ -144,6 +145,7 @@ def test_success_term_is_the_pattern_predictions_mart(
         assert ranked.beta[i] == pytest.approx(row.posterior_beta, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_predict_returns_k_rows_on_real_history(sample_warehouse: Path, embedder: Embedder) -> None:
     """The issue's complaint: predict -k 5 returned fewer rows for 30-45% of tasks."""
     with Memory(sample_warehouse, embedder=embedder) as memory:
@@ -280,6 +282,7 @@ def _by_hand(db: Path, embedder: Embedder, params: RankingParams, holdout: float
     return out
 
 
+@pytest.mark.slow
 def test_evaluate_matches_a_hand_recomputation(tiny: Path, embedder: Embedder) -> None:
     params = RankingParams(neighbours=3, bandwidth=0.2, cluster_weight=1.0, exponent=2.0)
     with Memory(tiny, embedder=embedder) as memory:
@@ -314,6 +317,7 @@ def _engram(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_evaluate_cli_json_and_usage_errors(tiny: Path) -> None:
     done = _engram("evaluate", "--db", str(tiny), "--holdout", "0.34", "--json", "--events")
     assert done.returncode == 0, done.stderr
