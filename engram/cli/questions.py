@@ -202,6 +202,12 @@ See README "How predict ranks" for the model and the figures on real histories.{
     }
 
 
+def run_with_memory(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """Open Memory and run body with the question commands' error handling (for the
+    loop's commands, engram/cli/loop.py)."""
+    return _run(args, body)
+
+
 def _run(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
     """Open Memory, run body, turn known errors and index warnings into one-line messages."""
     import duckdb

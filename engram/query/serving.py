@@ -45,6 +45,7 @@ _ALIAS = "engram_serving_copy"
 EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     ("staging.stg_contexts", "context_hash"),
     ("intermediate.int_contexts__clustered", "context_cluster_id, context_hash"),
+    ("staging.stg_embedding_model", ""),  # which variant the vectors are (Reader checks it)
 )
 # Marts sorted on their lookup key so DuckDB's zone maps skip most row groups at 1M rows.
 # predict's evidence from one past task text: its CONTEXT_EVIDENCE_CAP most-used patterns.
@@ -315,7 +316,14 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
 def _serving_tables(
     con: duckdb.DuckDBPyConnection, relations: dict[str, str], result: PublishResult
 ) -> None:
-    """Precomputed lookups queries need: per-context pattern outcomes, warehouse row counts."""
+    """Precomputed lookups queries need: per-context pattern outcomes, warehouse row counts,
+    and how far the journal had been taken in (so the read-your-writes overlay shows only
+    journal lines the marts do not hold yet)."""
+    if "raw.journal_offsets" in relations:
+        con.execute(
+            f"create table {_ALIAS}.serving.journal_offsets as "
+            "select journal_file, byte_offset, lines from raw.journal_offsets"
+        )
     if "staging.stg_usage_events" in relations:
         con.execute(
             f"""
