@@ -72,10 +72,11 @@ from ingest.reader import (
 )
 from ingest.warehouse import connect_for_write, sql_string
 
-DEFAULT_CHUNK_RECORDS = 50_000
+DEFAULT_CHUNK_RECORDS = 20_000
 # DuckDB's buffer pool during an ingest: the publish's joins and windows spill past it
-# (to <warehouse>.tmp/). With the model loaded this keeps the process near 1 GiB at most.
-INGEST_MEMORY_LIMIT = "256MB"
+# (to <warehouse>.tmp/). The model and torch take ~600 MiB of the 1 GiB budget
+# (bench/ingest_memory.py); 256MB here peaked at 1,069 MiB on a 10M-event file.
+INGEST_MEMORY_LIMIT = "128MB"
 SCRATCH_SUFFIX = ".scratch.duckdb"
 PROGRESS_MIN_BYTES = 8 << 20  # show a per-file bar for files over 8 MiB
 
@@ -529,6 +530,9 @@ def ingest_paths(
     model = (embedder or Embedder()) if embed else None
     try:
         con.execute(f"set memory_limit = '{INGEST_MEMORY_LIMIT}'")
+        # Rows carry source_line; their physical order in raw.* means nothing, and keeping
+        # it makes DuckDB buffer large inserts.
+        con.execute("set preserve_insertion_order = false")
         remove_stale_scratch(db_path, _LIVE_RUNS)
         _abandon_stale_runs(con, run_id)
         con.execute(

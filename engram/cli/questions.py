@@ -65,7 +65,7 @@ The patterns that fit the task described by TEXT and work, best first: each know
 pattern is scored relevance x predicted_success^4 (README "How predict ranks").
 
   relevance          how likely the pattern is the one used for tasks like this: a
-                     kernel-weighted vote of the 10 nearest past task texts, smoothed
+                     kernel-weighted vote of the 80 nearest past task texts, smoothed
                      toward its usage in their context clusters and overall
   predicted_success  Beta-binomial shrinkage of its outcomes in those clusters toward
                      its own mean and the global mean, with a 90% interval
