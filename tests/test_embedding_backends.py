@@ -290,3 +290,21 @@ def test_similar_on_onnx_imports_neither_torch_nor_dagster_dbt_scipy(
     assert not {"torch", "sentence_transformers", "transformers", "dagster", "dbt", "scipy"} & set(
         loaded
     ), loaded
+
+
+@pytest.mark.slow
+def test_embedding_info_names_the_backend_and_the_warehouses_variant(
+    sample_warehouse: Path, stored_tag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engram.cli.main import main
+
+    assert main(["embedding", "info", "--db", str(sample_warehouse)]) == 0
+    out = capsys.readouterr().out
+    assert f"(tag {Embedder().tag})" in out
+    assert f"marts read {stored_tag}" in out
+    con = connect_for_read(sample_warehouse)
+    try:
+        (n,) = con.execute("select count(*) from raw.embeddings").fetchone()  # type: ignore[misc]
+    finally:
+        con.close()
+    assert f"{n:,} vectors" in out
