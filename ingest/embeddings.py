@@ -51,6 +51,58 @@ def embeddings_table(
     )
 
 
+def _insert_embeddings(
+    con: duckdb.DuckDBPyConnection, embedder: Embedder, hashes: list[str], texts: list[str]
+) -> None:
+    """Embed and insert one batch (autocommit: the cache keeps what is done if killed)."""
+    vectors = embedder.encode(texts)
+    batch = embeddings_table(hashes, texts, vectors, embedder.tag)
+    con.register("_embedding_batch", batch)
+    con.execute("insert into raw.embeddings select * from _embedding_batch")
+    con.unregister("_embedding_batch")
+
+
+def embed_new_texts(
+    con: duckdb.DuckDBPyConnection,
+    embedder: Embedder,
+    texts: dict[str, str],
+    *,
+    batch_texts: int = 1024,
+) -> int:
+    """Embed those of `texts` (hash -> text) that have no cached vector yet; returns how
+    many were embedded.
+
+    The loader calls this per chunk, so memory stays bounded by the chunk whatever the
+    number of distinct texts in a file, and a file's texts are cached as it is read (a
+    cache entry for a file that is later rolled back is harmless: it is keyed by content).
+    The caller must not hold an open transaction: each batch commits on its own."""
+    if not texts:
+        return 0
+    wanted = pa.table(
+        {
+            "text_hash": pa.array(list(texts), type=pa.string()),
+            "text": pa.array(list(texts.values()), type=pa.string()),
+        }
+    )
+    con.register("_texts_wanted", wanted)
+    try:
+        rows = con.execute(
+            """
+            select w.text_hash, w.text from _texts_wanted as w
+            anti join (select text_hash from raw.embeddings where model = ?) as e
+                on e.text_hash = w.text_hash
+            order by length(w.text), w.text_hash
+            """,
+            [embedder.tag],
+        ).fetchall()
+    finally:
+        con.unregister("_texts_wanted")
+    for start in range(0, len(rows), batch_texts):
+        batch = rows[start : start + batch_texts]
+        _insert_embeddings(con, embedder, [r[0] for r in batch], [r[1] for r in batch])
+    return len(rows)
+
+
 def embed_missing(
     con: duckdb.DuckDBPyConnection,
     embedder: Embedder,
@@ -82,13 +134,7 @@ def embed_missing(
             "select text_hash, text from _texts_to_embed where n > ? and n <= ? order by n",
             [done, done + batch_texts],
         ).fetchall()
-        hashes = [row[0] for row in rows]
-        texts = [row[1] for row in rows]
-        vectors = embedder.encode(texts)
-        batch = embeddings_table(hashes, texts, vectors, embedder.tag)
-        con.register("_embedding_batch", batch)
-        con.execute("insert into raw.embeddings select * from _embedding_batch")
-        con.unregister("_embedding_batch")
+        _insert_embeddings(con, embedder, [row[0] for row in rows], [row[1] for row in rows])
         done += len(rows)
         if bar:
             bar.update(len(rows))

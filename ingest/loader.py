@@ -15,6 +15,14 @@ Per run, two kinds of failure are kept apart on purpose:
 - anything else (a database error such as a full disk, an interrupt) is a problem of the
   run: it is recorded as `failed` in raw.ingest_runs and raised.
 A run that never finished (its process was killed) is marked `abandoned` by the next run.
+
+Memory stays bounded whatever the file's size: a file is read chunk by chunk into a scratch
+DuckDB file beside the warehouse (`<stem>.ingest-<run>.scratch.duckdb`), the chunk's new
+texts are embedded, and only when the whole file has been read are its rows published into
+raw.* in one transaction (DuckDB spills to disk past INGEST_MEMORY_LIMIT). Holding the
+rows in the warehouse's own open transaction instead made memory grow with the file. A
+failure rolls the publish back and deletes the scratch file; a kill leaves at most a
+scratch file, which the next run deletes.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from ingest.contract import (
     validate_pattern,
 )
 from ingest.embedder import Embedder, text_hash
-from ingest.embeddings import EmbedStats, embed_missing
+from ingest.embeddings import EmbedStats, embed_missing, embed_new_texts
 from ingest.progress import ProgressBar, ProgressFactory
 from ingest.reader import (
     RawRecord,
@@ -53,9 +61,13 @@ from ingest.reader import (
     file_sha256,
     read_records,
 )
-from ingest.warehouse import connect_for_write
+from ingest.warehouse import connect_for_write, sql_string
 
 DEFAULT_CHUNK_RECORDS = 50_000
+# DuckDB's buffer pool during an ingest: the publish's joins and windows spill past it
+# (to <warehouse>.tmp/). With the model loaded this keeps the process near 1 GiB at most.
+INGEST_MEMORY_LIMIT = "256MB"
+SCRATCH_SUFFIX = ".scratch.duckdb"
 PROGRESS_MIN_BYTES = 8 << 20  # show a per-file bar for files over 8 MiB
 
 ChunkHook = Callable[[Path, int], None]
@@ -74,6 +86,8 @@ class FileReport:
     # Why the file as a whole could not be read (then nothing of it was loaded and the
     # counts are 0); None for a file that was read. Kept in raw.rejected_files.
     file_rejected: str | None = None
+    # Texts embedded while the file was read (each chunk's texts not yet cached).
+    embedded: int = 0
 
     @property
     def name(self) -> str:
@@ -192,119 +206,223 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> in
     return int(row[0]) if row else 0
 
 
-def _flush_patterns(
-    con: duckdb.DuckDBPyConnection, rows: list[tuple[int, PatternRow]], file: str, run_id: str
-) -> int:
-    """Upsert: new ids are inserted, changed ones replaced (and so re-embedded via a new
-    description hash), unchanged ones left alone. Within a file the last line wins."""
-    con.register("_pattern_rows", _patterns_table(rows))
-    con.execute(
-        """
-        create or replace temp table _pattern_chunk as
-        select * from _pattern_rows
-        qualify row_number() over (partition by pattern_id order by source_line desc) = 1
-        """
-    )
-    con.unregister("_pattern_rows")
-    changed = """
-        p.description <> c.description
-        or p.pattern_type is distinct from c.pattern_type
-        or p.first_seen is distinct from c.first_seen
-        or p.metadata::varchar is distinct from c.metadata
-    """
-    now = _now()
-    updated = _count(
-        con,
-        f"""
-        update raw.patterns as p set
-            description = c.description, description_hash = sha256(c.description),
-            pattern_type = c.pattern_type, first_seen = c.first_seen, metadata = c.metadata,
-            source_file = ?, source_line = c.source_line, run_id = ?, loaded_at = ?
-        from _pattern_chunk as c
-        where p.pattern_id = c.pattern_id and ({changed})
-        """,
-        [file, run_id, now],
-    )
-    inserted = _count(
-        con,
-        """
-        insert into raw.patterns
-        select c.pattern_id, c.description, sha256(c.description), c.pattern_type,
-               c.first_seen, c.metadata, ?, c.source_line, ?, ?
-        from _pattern_chunk as c
-        anti join raw.patterns as p on p.pattern_id = c.pattern_id
-        """,
-        [file, run_id, now],
-    )
-    return updated + inserted
+def scratch_prefix(db_path: Path) -> str:
+    """Scratch files of a warehouse are named `<prefix><run_id>.scratch.duckdb`."""
+    return f"{Path(db_path).stem}.ingest-"
 
 
-def _flush_events(
-    con: duckdb.DuckDBPyConnection, rows: list[tuple[int, EventRow]], file: str, run_id: str
-) -> int:
-    """Insert events whose id is new; the first occurrence of an id wins (events are facts)."""
-    con.register("_event_rows", _events_table(rows))
-    inserted = _count(
-        con,
-        """
-        insert into raw.usage_events
-        with chunk as (
-            select * from _event_rows
-            qualify row_number() over (partition by event_id order by source_line) = 1
-        )
-        select c.event_id, c.pattern_id, c.session_id, c.occurred_at, c.outcome_quality,
-               c.files_involved, c.tools_used, c.context, sha256(c.context), c.project_id,
-               ?, c.source_line, ?, ?
-        from chunk as c
-        anti join raw.usage_events as e on e.event_id = c.event_id
-        """,
-        [file, run_id, _now()],
-    )
-    con.unregister("_event_rows")
-    return inserted
+def scratch_path(db_path: Path, run_id: str) -> Path:
+    db_path = Path(db_path)
+    return db_path.parent / f"{scratch_prefix(db_path)}{run_id}{SCRATCH_SUFFIX}"
 
 
-def _flush_rejects(
-    con: duckdb.DuckDBPyConnection,
-    rows: list[tuple[int, str | None, str | None, str, str]],
-    file: str,
-    run_id: str,
-) -> int:
-    """Quarantine; the same bad record from the same place is kept once."""
-    con.register("_reject_rows", _rejects_table(rows))
-    inserted = _count(
-        con,
-        """
-        insert into raw.rejected_records
-        select ?, ?, r.line_number, r.record_kind, r.field, r.reason, r.raw_text, r.raw_hash, ?
-        from _reject_rows as r
-        anti join raw.rejected_records as q
-            on q.source_file = ? and q.line_number = r.line_number and q.raw_hash = r.raw_hash
-        """,
-        [run_id, file, _now(), file],
-    )
-    con.unregister("_reject_rows")
-    return inserted
+def _remove_database_files(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
 
 
-def _flush(con: duckdb.DuckDBPyConnection, chunk: _Chunk, report: FileReport, run_id: str) -> None:
-    file = str(report.path)
-    if chunk.patterns:
-        loaded = _flush_patterns(con, chunk.patterns, file, run_id)
-        report.loaded += loaded
-        report.skipped += len(chunk.patterns) - loaded
-    if chunk.events:
-        loaded = _flush_events(con, chunk.events, file, run_id)
-        report.loaded += loaded
-        report.skipped += len(chunk.events) - loaded
-    if chunk.rejects:
-        quarantined = _flush_rejects(con, chunk.rejects, file, run_id)
-        report.rejected += quarantined
-        report.skipped += len(chunk.rejects) - quarantined
-        for line, _kind, field_name, reason, _raw in chunk.rejects:
-            if len(report.examples) < 5:
+def remove_stale_scratch(db_path: Path, live: set[str]) -> list[Path]:
+    """Delete scratch files left by killed runs (only the writer holding the warehouse's
+    lock calls this, so no other process can be using one); returns what was deleted."""
+    db_path = Path(db_path)
+    prefix = scratch_prefix(db_path)
+    removed: list[Path] = []
+    try:
+        entries = list(db_path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(prefix) or SCRATCH_SUFFIX not in name:
+            continue
+        run_id = name[len(prefix) :].split(".", 1)[0]
+        if run_id in live:
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+class _Staging:
+    """One file's rows, staged chunk by chunk in a scratch DuckDB file attached to the
+    warehouse connection, then published into raw.* in one transaction.
+
+    Counting happens at publish, against what raw.* holds then: every staged row is either
+    loaded or skipped, every staged rejection quarantined or skipped, so read = loaded +
+    skipped + rejected holds per file."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, run_id: str) -> None:
+        self.con = con
+        self.path = path
+        # Attached databases belong to the DuckDB instance, which connections to the same
+        # file in one process share: the alias is unique per run.
+        self.alias = f"engram_scratch_{run_id}"
+        self.staged = {"patterns": 0, "events": 0, "rejects": 0}
+        _remove_database_files(path)
+        con.execute(f"attach {sql_string(path)} as {self.alias}")
+        self.attached = True
+        for name, empty in (
+            ("patterns", _patterns_table([])),
+            ("events", _events_table([])),
+            ("rejects", _rejects_table([])),
+        ):
+            con.register("_staging_schema", empty)
+            con.execute(f"create table {self.alias}.{name} as select * from _staging_schema")
+            con.unregister("_staging_schema")
+
+    def _append(self, name: str, table: pa.Table) -> None:
+        self.con.register("_staging_rows", table)
+        try:
+            self.con.execute(f"insert into {self.alias}.{name} select * from _staging_rows")
+        finally:
+            self.con.unregister("_staging_rows")
+        self.staged[name] += table.num_rows
+
+    def stage(self, chunk: _Chunk, report: FileReport) -> None:
+        if chunk.patterns:
+            self._append("patterns", _patterns_table(chunk.patterns))
+        if chunk.events:
+            self._append("events", _events_table(chunk.events))
+        if chunk.rejects:
+            self._append("rejects", _rejects_table(chunk.rejects))
+            for line, _kind, field_name, reason, _raw in chunk.rejects:
+                if len(report.examples) >= 5:
+                    break
                 label = f"{field_name}: " if field_name else ""
                 report.examples.append(f"line {line}: {label}{reason}")
+
+    def publish(self, report: FileReport, run_id: str, sha: str, size: int) -> None:
+        """Everything staged into raw.*, plus the file's ledger row, in one transaction."""
+        con, file = self.con, str(report.path)
+        con.execute("begin transaction")
+        try:
+            if self.staged["patterns"]:
+                loaded = self._publish_patterns(file, run_id)
+                report.loaded += loaded
+                report.skipped += self.staged["patterns"] - loaded
+            if self.staged["events"]:
+                loaded = self._publish_events(file, run_id)
+                report.loaded += loaded
+                report.skipped += self.staged["events"] - loaded
+            if self.staged["rejects"]:
+                quarantined = self._publish_rejects(file, run_id)
+                report.rejected += quarantined
+                report.skipped += self.staged["rejects"] - quarantined
+            con.execute(
+                "insert into raw.ingested_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    file,
+                    sha,
+                    size,
+                    report.read,
+                    report.loaded,
+                    report.skipped,
+                    report.rejected,
+                    _now(),
+                ],
+            )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            report.loaded = report.skipped = report.rejected = 0
+            raise
+
+    def _publish_patterns(self, file: str, run_id: str) -> int:
+        """Upsert: new ids are inserted, changed ones replaced (and so re-embedded via a new
+        description hash), unchanged ones left alone. Within a file the last line wins."""
+        con = self.con
+        con.execute(
+            f"""
+            create or replace temp table _pattern_file as
+            select * from {self.alias}.patterns
+            qualify row_number() over (partition by pattern_id order by source_line desc) = 1
+            """
+        )
+        changed = """
+            p.description <> c.description
+            or p.pattern_type is distinct from c.pattern_type
+            or p.first_seen is distinct from c.first_seen
+            or p.metadata::varchar is distinct from c.metadata
+        """
+        now = _now()
+        updated = _count(
+            con,
+            f"""
+            update raw.patterns as p set
+                description = c.description, description_hash = sha256(c.description),
+                pattern_type = c.pattern_type, first_seen = c.first_seen, metadata = c.metadata,
+                source_file = ?, source_line = c.source_line, run_id = ?, loaded_at = ?
+            from _pattern_file as c
+            where p.pattern_id = c.pattern_id and ({changed})
+            """,
+            [file, run_id, now],
+        )
+        inserted = _count(
+            con,
+            """
+            insert into raw.patterns
+            select c.pattern_id, c.description, sha256(c.description), c.pattern_type,
+                   c.first_seen, c.metadata, ?, c.source_line, ?, ?
+            from _pattern_file as c
+            anti join raw.patterns as p on p.pattern_id = c.pattern_id
+            """,
+            [file, run_id, now],
+        )
+        con.execute("drop table _pattern_file")
+        return updated + inserted
+
+    def _publish_events(self, file: str, run_id: str) -> int:
+        """Insert events whose id is new; the first occurrence of an id wins (events are
+        facts, a resent one changes nothing)."""
+        return _count(
+            self.con,
+            f"""
+            insert into raw.usage_events
+            with staged as (
+                select * from {self.alias}.events
+                qualify row_number() over (partition by event_id order by source_line) = 1
+            )
+            select c.event_id, c.pattern_id, c.session_id, c.occurred_at, c.outcome_quality,
+                   c.files_involved, c.tools_used, c.context, sha256(c.context), c.project_id,
+                   ?, c.source_line, ?, ?
+            from staged as c
+            anti join raw.usage_events as e on e.event_id = c.event_id
+            """,
+            [file, run_id, _now()],
+        )
+
+    def _publish_rejects(self, file: str, run_id: str) -> int:
+        """Quarantine; the same bad record from the same place is kept once."""
+        return _count(
+            self.con,
+            f"""
+            insert into raw.rejected_records
+            select ?, ?, r.line_number, r.record_kind, r.field, r.reason, r.raw_text,
+                   r.raw_hash, ?
+            from {self.alias}.rejects as r
+            anti join raw.rejected_records as q
+                on q.source_file = ? and q.line_number = r.line_number
+                and q.raw_hash = r.raw_hash
+            """,
+            [run_id, file, _now(), file],
+        )
+
+    def close(self) -> None:
+        """Detach and delete the scratch file (also after a failure)."""
+        if self.attached:
+            self.attached = False
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute(f"detach {self.alias}")
+        _remove_database_files(self.path)
+
+
+def _chunk_texts(chunk: _Chunk) -> dict[str, str]:
+    """hash -> text for the chunk's distinct descriptions and contexts."""
+    distinct = {row.description for _, row in chunk.patterns}
+    distinct.update(row.context for _, row in chunk.events if row.context is not None)
+    return {text_hash(text): text for text in distinct}
 
 
 def load_file(
@@ -312,11 +430,16 @@ def load_file(
     path: Path,
     run_id: str,
     *,
+    scratch: Path,
+    embedder: Embedder | None = None,
     chunk_records: int = DEFAULT_CHUNK_RECORDS,
     progress: ProgressFactory | None = None,
     on_chunk: ChunkHook | None = None,
 ) -> FileReport:
-    """Load one file in one transaction (see the module docstring for the guarantees)."""
+    """Load one file atomically (see the module docstring for the guarantees): stage it in
+    the scratch file `scratch` chunk by chunk, embedding each chunk's new texts when an
+    embedder is given, then publish it in one transaction. `report.embedded` counts the
+    texts embedded on the way."""
     report = FileReport(path)
     sha, size = file_sha256(path)
     previous = con.execute(
@@ -331,42 +454,41 @@ def load_file(
     bar: ProgressBar | None = None
     if progress and size >= PROGRESS_MIN_BYTES:
         bar = progress(size, f"reading {path.name}")
-    con.execute("begin transaction")
+    staging = _Staging(con, scratch, run_id)
     try:
         chunk = _Chunk()
         for raw in read_records(path):
             report.read += 1
             chunk.add(raw, hint, report)
-            if bar:
+            if bar is not None:
                 bar.update(len(raw.raw_text) + 1)
             if len(chunk) >= chunk_records:
-                _flush(con, chunk, report, run_id)
+                _stage(con, staging, chunk, report, embedder)
                 chunk = _Chunk()
                 if on_chunk:
                     on_chunk(path, report.read)
-        _flush(con, chunk, report, run_id)
-        con.execute(
-            "insert into raw.ingested_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run_id,
-                str(path),
-                sha,
-                size,
-                report.read,
-                report.loaded,
-                report.skipped,
-                report.rejected,
-                _now(),
-            ],
-        )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    finally:
-        if bar:
+        _stage(con, staging, chunk, report, embedder)
+        if bar is not None:
             bar.close()
+            bar = progress(0, f"publishing {path.name}") if progress else None
+        staging.publish(report, run_id, sha, size)
+    finally:
+        if bar is not None:
+            bar.close()
+        staging.close()
     return report
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    staging: _Staging,
+    chunk: _Chunk,
+    report: FileReport,
+    embedder: Embedder | None,
+) -> None:
+    staging.stage(chunk, report)
+    if embedder is not None:
+        report.embedded += embed_new_texts(con, embedder, _chunk_texts(chunk))
 
 
 def ingest_paths(
@@ -388,7 +510,10 @@ def ingest_paths(
     run_id = uuid.uuid4().hex[:12]
     con = connect_for_write(db_path)
     _LIVE_RUNS.add(run_id)
+    model = (embedder or Embedder()) if embed else None
     try:
+        con.execute(f"set memory_limit = '{INGEST_MEMORY_LIMIT}'")
+        remove_stale_scratch(db_path, _LIVE_RUNS)
         _abandon_stale_runs(con, run_id)
         con.execute(
             "insert into raw.ingest_runs (run_id, started_at, status, files_seen, engram_version)"
@@ -402,6 +527,8 @@ def ingest_paths(
                     con,
                     path,
                     run_id,
+                    scratch=scratch_path(db_path, run_id),
+                    embedder=model,
                     chunk_records=chunk_records,
                     progress=progress,
                     on_chunk=on_chunk,
@@ -409,8 +536,15 @@ def ingest_paths(
                 report.files.append(file_report)
                 if on_file:
                     on_file(file_report)
-            if embed:
-                report.embed = embed_missing(con, embedder or Embedder(), progress=progress)
+            if model is not None:
+                # What the files' chunks did not embed: texts of earlier --no-embed runs.
+                rest = embed_missing(con, model, progress=progress)
+                embedded = rest.texts_embedded + report.total("embedded")
+                report.embed = EmbedStats(
+                    rest.texts_referenced,
+                    embedded,
+                    max(rest.texts_referenced - embedded, 0),
+                )
         except BaseException as exc:
             # When the database itself is what failed, keep (raise) the first error.
             with contextlib.suppress(duckdb.Error):
@@ -455,12 +589,14 @@ def _load_or_reject(
     path: Path,
     run_id: str,
     *,
+    scratch: Path,
+    embedder: Embedder | None,
     chunk_records: int,
     progress: ProgressFactory | None,
     on_chunk: ChunkHook | None,
 ) -> FileReport:
     """`load_file`, except that a file which cannot be read (UnreadableFile, raised only
-    for file problems, after load_file has rolled its transaction back) becomes a row in
+    for file problems, after load_file has rolled back and deleted its scratch) becomes a row in
     raw.rejected_files. Database errors and interrupts pass through: they fail the run."""
     shown = display_path(path)
     if shown != str(path):
@@ -468,7 +604,14 @@ def _load_or_reject(
     else:
         try:
             return load_file(
-                con, path, run_id, chunk_records=chunk_records, progress=progress, on_chunk=on_chunk
+                con,
+                path,
+                run_id,
+                scratch=scratch,
+                embedder=embedder,
+                chunk_records=chunk_records,
+                progress=progress,
+                on_chunk=on_chunk,
             )
         except UnreadableFile as exc:
             reason = exc.reason

@@ -26,6 +26,7 @@ from engram.query.errors import check_k
 from engram.query.reader import Reader
 
 if TYPE_CHECKING:  # predict needs scipy (~0.3 s to import): loaded when first asked
+    from engram.query.evaluate import Evaluation
     from engram.query.predict import Prediction
 
 
@@ -44,10 +45,17 @@ class Memory(Reader):
         return similar_q.similar_to_pattern(self, pattern_id, k)
 
     def predict(self, text: str, k: int = 10, *, rank_by: str = "mean") -> Prediction:
-        """Patterns ranked by predicted success for this task text."""
+        """Patterns that fit this task text and work: relevance x success^4, best first."""
         from engram.query import predict as predict_q
 
         return predict_q.predict(self, text, k, rank_by=rank_by)
+
+    def evaluate(self, holdout: float = 0.05, min_quality: float = 0.9) -> Evaluation:
+        """Walk-forward check of predict on this warehouse's own history, with baselines."""
+        from engram.query import evaluate as evaluate_q
+        from engram.query import predict as predict_q
+
+        return evaluate_q.evaluate(self, holdout, min_quality, predict_q.ranking_params())
 
     def global_mean(self) -> float:
         """Event-weighted mean outcome quality over all patterns: the prior of last resort."""
