@@ -312,3 +312,34 @@ def test_embedding_info_names_the_backend_and_the_warehouses_variant(
     finally:
         con.close()
     assert f"{n:,} vectors" in out
+
+
+@pytest.mark.slow
+def test_first_use_exports_the_graphs_once_and_says_so(tmp_path: Path) -> None:
+    """An empty cache: the first ONNX encode runs the export (stderr says where), the
+    second process finds the graphs and says nothing."""
+    script = (
+        "from ingest.embedder import Embedder; "
+        "v = Embedder(backend='onnx-int8').encode(['flaky test']); print(v.shape)"
+    )
+    env = {**os.environ, CACHE_ENV_VAR: str(tmp_path / "cache")}
+    env.pop(BACKEND_ENV_VAR, None)
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+
+    first = run()
+    assert first.stdout.strip() == "(1, 384)"
+    assert "first use of the ONNX embedding backend" in first.stderr
+    assert str(tmp_path / "cache" / "onnx") in first.stderr
+    exported = sorted(p.name for p in (tmp_path / "cache").rglob("*.onnx"))
+    assert exported == ["model-fp32.onnx", "model-int8-dynamic.onnx", "model-int8.onnx"]
+    second = run()
+    assert second.stdout.strip() == "(1, 384)" and "first use" not in second.stderr
