@@ -32,6 +32,7 @@ class EmbedStats:
     texts_referenced: int  # distinct texts the warehouse refers to
     texts_embedded: int  # computed by the model in this call
     texts_cached: int  # already in raw.embeddings, no model time spent
+    model: str = ""  # the model:backend tag the vectors are stored under
 
 
 def embeddings_table(
@@ -144,4 +145,4 @@ def embed_missing(
         "insert into raw.embedding_runs values (?, ?, ?, ?)",
         [embedder.tag, referenced, missing, datetime.now(UTC).replace(tzinfo=None)],
     )
-    return EmbedStats(referenced, missing, referenced - missing)
+    return EmbedStats(referenced, missing, referenced - missing, embedder.tag)

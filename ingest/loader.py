@@ -569,6 +569,7 @@ def ingest_paths(
                     rest.texts_referenced,
                     embedded,
                     max(rest.texts_referenced - embedded, 0),
+                    rest.model,
                 )
         except BaseException as exc:
             # When the database itself is what failed, keep (raise) the first error.

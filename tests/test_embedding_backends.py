@@ -294,3 +294,52 @@ def test_similar_on_onnx_imports_neither_torch_nor_dagster_dbt_scipy(
     assert not {"torch", "sentence_transformers", "transformers", "dagster", "dbt", "scipy"} & set(
         loaded
     ), loaded
+
+
+@pytest.mark.slow
+def test_embedding_info_names_the_backend_and_the_warehouses_variant(
+    sample_warehouse: Path, stored_tag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engram.cli.main import main
+
+    assert main(["embedding", "info", "--db", str(sample_warehouse)]) == 0
+    out = capsys.readouterr().out
+    assert f"(tag {Embedder().tag})" in out
+    assert f"marts read {stored_tag}" in out
+    con = connect_for_read(sample_warehouse)
+    try:
+        (n,) = con.execute("select count(*) from raw.embeddings").fetchone()  # type: ignore[misc]
+    finally:
+        con.close()
+    assert f"{n:,} vectors" in out
+
+
+@pytest.mark.slow
+def test_first_use_exports_the_graphs_once_and_says_so(tmp_path: Path) -> None:
+    """An empty cache: the first ONNX encode runs the export (stderr says where), the
+    second process finds the graphs and says nothing."""
+    script = (
+        "from ingest.embedder import Embedder; "
+        "v = Embedder(backend='onnx-int8').encode(['flaky test']); print(v.shape)"
+    )
+    env = {**os.environ, CACHE_ENV_VAR: str(tmp_path / "cache")}
+    env.pop(BACKEND_ENV_VAR, None)
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+
+    first = run()
+    assert first.stdout.strip() == "(1, 384)"
+    assert "first use of the ONNX embedding backend" in first.stderr
+    assert str(tmp_path / "cache" / "onnx") in first.stderr
+    exported = sorted(p.name for p in (tmp_path / "cache").rglob("*.onnx"))
+    assert exported == ["model-fp32.onnx", "model-int8-dynamic.onnx", "model-int8.onnx"]
+    second = run()
+    assert second.stdout.strip() == "(1, 384)" and "first use" not in second.stderr

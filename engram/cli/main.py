@@ -228,7 +228,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if result.embed:
         print(
             f"embeddings: {result.embed.texts_embedded} texts embedded, "
-            f"{result.embed.texts_cached} served from the cache"
+            f"{result.embed.texts_cached} served from the cache ({result.embed.model})"
         )
     for report in result.files_rejected:
         print(f"  file rejected: {report.name}: {report.file_rejected}", file=sys.stderr)

@@ -125,7 +125,8 @@ def _embedder() -> Embedder:
     kinds={"duckdb", "python"},
     pool=WAREHOUSE_POOL,
     description="all-MiniLM-L6-v2 vectors for every distinct description and context, "
-    "keyed by sha256 of the text; only texts not yet cached are embedded.",
+    "keyed by sha256 of the text and the model:backend tag (README 'Embedding backends'); "
+    "only texts not yet cached under this machine's backend are embedded.",
 )
 def embeddings(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     con = connect_for_write(warehouse.path)
@@ -141,5 +142,6 @@ def embeddings(context: AssetExecutionContext, warehouse: Warehouse) -> Material
             "texts_embedded": stats.texts_embedded,
             "texts_cached": stats.texts_cached,
             "texts_referenced": stats.texts_referenced,
+            "embedding_model": _embedder().tag,
         }
     )
