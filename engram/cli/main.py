@@ -156,6 +156,9 @@ memory. The same arguments always give the same files.""",
     from engram.cli.questions import add_parsers
 
     COMMANDS.update(add_parsers(commands, db, formatter))
+    from engram.cli import merges
+
+    COMMANDS.update(merges.add_parsers(commands, db, formatter))
     return parser
 
 
