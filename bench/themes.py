@@ -51,11 +51,63 @@ def _table(name: str, texts: list[str], truths: dict[str, list[str]], embedder: 
         print(f"  {cut:<5}  {labels.max() + 1:>6}  {scores}")
 
 
+def speed(n_patterns: int, seed: int) -> None:
+    """Cost of the two levels: int_patterns__clustered's function (two cuts, stable ids,
+    c-TF-IDF labels) against the one-level clustering it replaced, on the same generated
+    patterns with the benchmark's synthetic clustered vectors (bench/vectors.py)."""
+    import time
+
+    import pyarrow as pa
+
+    from bench.vectors import ClusteredVectors
+    from engram.numeric.clustering import clustered_table, embedding_array, two_level_table
+    from ingest.embedder import text_hash
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp), n_patterns, 0, seed=seed)
+        rows = _read(Path(tmp) / "patterns.jsonl")
+    texts = [str(r["description"]) for r in rows]
+    hashes = [text_hash(t) for t in texts]
+    families = [str(r["metadata"]["family"]) for r in rows]  # type: ignore[index]
+    x = ClusteredVectors().vectors(list(zip(hashes, texts, families, strict=True)))
+    table = pa.table(
+        {
+            "pattern_id": [str(r["pattern_id"]) for r in rows],
+            "description_hash": hashes,
+            "description": texts,
+            "embedding": embedding_array(x),
+        }
+    )
+    started = time.perf_counter()
+    clustered_table(
+        table,
+        group_key="description_hash",
+        text="description",
+        keep=("pattern_id",),
+        threshold=0.5,
+        names={"cluster_id": "cluster_id"},
+    )
+    one = time.perf_counter() - started
+    started = time.perf_counter()
+    two_level_table(table, theme_threshold=0.4, paraphrase_threshold=0.5)
+    two = time.perf_counter() - started
+    print(
+        f"{n_patterns} patterns: one level {one:.1f} s, two levels with ids and labels "
+        f"{two:.1f} s ({two / one:.2f}x)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.themes", description=__doc__)
     parser.add_argument("--patterns", type=int, default=1000, help="generated patterns")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--speed", type=int, metavar="N", help="only time the clustering model on N patterns"
+    )
     args = parser.parse_args()
+    if args.speed:
+        speed(args.speed, args.seed)
+        return 0
     embedder = Embedder()
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), args.patterns, 0, seed=args.seed)

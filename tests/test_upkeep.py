@@ -213,7 +213,7 @@ def test_planted_declining_patterns_are_flagged_with_a_better_replacement(
     best = set(truth["best_pattern_ids"])
     named = declining[declining["related_pattern_id"].notna()]
     for row in declining.itertuples():
-        if row.related_pattern_id is None:
+        if pd.isna(row.related_pattern_id):
             assert "No other pattern of its theme" in row.message
             continue
         replacement = dims.loc[row.related_pattern_id]
