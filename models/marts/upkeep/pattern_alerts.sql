@@ -10,7 +10,6 @@ patterns as (
     select
         pattern_id,
         description,
-        embedding,
         usage_count,
         success_rate,
         first_seen_at,
@@ -123,41 +122,42 @@ declining as (
     ) = 1
 ),
 
-keepers as (
-    -- in each paraphrase group, the member with the most evidence is the one to keep
-    select
-        paraphrase_group_id,
-        pattern_id,
-        usage_count,
-        embedding
-    from patterns
-    qualify row_number() over (
-        partition by paraphrase_group_id order by usage_count desc, pattern_id
-    ) = 1
+close_pairs as (
+    -- nearest neighbours (pattern_similar_pairs, k per pattern) at least this similar
+    select pattern_id, similar_pattern_id, similarity
+    from {{ ref('pattern_similar_pairs') }}
+    where similarity >= {{ var('near_duplicate_similarity') }}
 ),
 
 near_duplicate as (
+    -- a pattern with a close neighbour in its paraphrase group that has more evidence
+    -- (more events; ties to the smaller id): keep the neighbour with the most evidence
     select
         'near_duplicate' as kind,
         2 as priority,
         patterns.pattern_id,
-        keepers.pattern_id as related_pattern_id,
+        keep.pattern_id as related_pattern_id,
         patterns.theme_id,
-        array_cosine_similarity(patterns.embedding, keepers.embedding) as score,
+        close_pairs.similarity as score,
         patterns.usage_count as n_events,
         patterns.success_rate as avg_quality,
         null::double as quality_slope_per_week,
         null::double as slope_t_stat,
-        array_cosine_similarity(patterns.embedding, keepers.embedding) as similarity,
+        close_pairs.similarity,
         null::integer as weeks_unused,
-        keepers.usage_count as related_n_events,
+        keep.usage_count as related_n_events,
         null::double as related_expected_quality
-    from patterns
-    inner join keepers
-        on keepers.paraphrase_group_id = patterns.paraphrase_group_id
-        and keepers.pattern_id <> patterns.pattern_id
-    where array_cosine_similarity(patterns.embedding, keepers.embedding)
-        >= {{ var('near_duplicate_similarity') }}
+    from close_pairs
+    inner join patterns on patterns.pattern_id = close_pairs.pattern_id
+    inner join patterns as keep
+        on keep.pattern_id = close_pairs.similar_pattern_id
+        and keep.paraphrase_group_id = patterns.paraphrase_group_id
+    where keep.usage_count > patterns.usage_count
+        or (keep.usage_count = patterns.usage_count and keep.pattern_id < patterns.pattern_id)
+    qualify row_number() over (
+        partition by patterns.pattern_id
+        order by keep.usage_count desc, close_pairs.similarity desc, keep.pattern_id
+    ) = 1
 ),
 
 stale as (
