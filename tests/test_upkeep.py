@@ -313,6 +313,13 @@ def test_cli_and_memory_show_the_alerts(warehouse: Path, capsys: pytest.CaptureF
     assert len(members) == min(50, themes["theme_size"].iloc[0])
     assert main(["themes", "th_000000000000", "--db", str(warehouse)]) == 2
     assert "unknown theme id" in capsys.readouterr().err
+    # merge refusals are usage errors with the reason, and record nothing
+    assert main(["merge-patterns", "--db", str(warehouse), "no-such-id", "other-id"]) == 2
+    assert "unknown pattern id(s): no-such-id, other-id" in capsys.readouterr().err
+    assert main(["unmerge", "--db", str(warehouse), members["pattern_id"].iloc[0]]) == 2
+    assert "not merged into anything" in capsys.readouterr().err
+    recorded = frame(warehouse, "select count(*) as n from raw.pattern_supersessions")
+    assert recorded["n"][0] == 0
 
 
 def test_dagster_metadata_shows_the_top_alerts(warehouse: Path) -> None:

@@ -119,7 +119,8 @@ from the project root with ENGRAM_DB set to the warehouse.""",
         description="""\
 Row counts, the most-used patterns with their success rate, the most similar pattern
 pairs, and, once built, improving and declining patterns, files that travel together,
-the largest clusters, and the prediction backtest. Opens the warehouse read-only.""",
+the largest clusters, themes and alerts, and the prediction backtest. Opens the
+warehouse read-only.""",
     )
     report.add_argument("--top", type=int, default=10, metavar="N", help="rows per section")
 
