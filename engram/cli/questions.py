@@ -129,7 +129,8 @@ Pattern clusters (marts.pattern_clusters) by size with their labels and mean suc
         description=f"""\
 One row per actionable finding (marts.pattern_alerts), most urgent kind first:
   declining       quality falls significantly (|t| >= trend_min_abs_t); names the
-                  replacement: the best-evidenced pattern of the same theme
+                  replacement: the pattern of the same theme with the best expected
+                  quality (>= 5 events), if that beats what it does lately
   near_duplicate  another pattern of its paraphrase group has cosine >= 0.92
                   (near_duplicate_similarity) and more events: keep that one (the
                   message gives the `engram merge-patterns` command)
