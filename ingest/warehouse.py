@@ -319,6 +319,17 @@ create table if not exists raw.recommendation_links (
     source_line       bigint not null,
     loaded_at         timestamp not null
 );
+
+create table if not exists raw.pattern_supersessions (
+    -- `engram merge-patterns KEEP DROP`: DROP's events count toward KEEP in every mart.
+    -- Rows are never deleted: `engram unmerge DROP` sets revoked_at. Input is never touched.
+    supersession_id     varchar not null,
+    kept_pattern_id     varchar not null,
+    dropped_pattern_id  varchar not null,
+    reason              varchar,
+    recorded_at         timestamp not null,  -- UTC
+    revoked_at          timestamp            -- UTC; null while the merge stands
+);
 """
 
 

@@ -128,7 +128,8 @@ from the project root with ENGRAM_DB set to the warehouse.""",
         description="""\
 Row counts, the most-used patterns with their success rate, the most similar pattern
 pairs, and, once built, improving and declining patterns, files that travel together,
-the largest clusters, and the prediction backtest. Opens the warehouse read-only.""",
+the largest clusters, themes and alerts, and the prediction backtest. Opens the
+warehouse read-only.""",
     )
     report.add_argument("--top", type=int, default=10, metavar="N", help="rows per section")
 
@@ -171,6 +172,9 @@ memory. The same arguments always give the same files.""",
     from engram.cli import loop
 
     COMMANDS.update(loop.add_parsers(commands, db, formatter))
+    from engram.cli import merges
+
+    COMMANDS.update(merges.add_parsers(commands, db, formatter))
     return parser
 
 

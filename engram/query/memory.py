@@ -8,7 +8,7 @@
 
 Memory is a Reader (one read-only, sandboxed connection to the published serving copy)
 with one method per question; each question's logic lives in its own module
-(similar, predict, trends, files, clusters, sql).
+(similar, predict, trends, files, clusters, upkeep, sql).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from engram.query import record as record_q
 from engram.query import similar as similar_q
 from engram.query import sql as sql_q
 from engram.query import trends as trends_q
+from engram.query import upkeep as upkeep_q
 from engram.query.errors import check_k
 from engram.query.reader import Reader
 
@@ -129,6 +130,18 @@ class Memory(Reader):
     def cluster_members(self, cluster_id: int, top: int = 20) -> pd.DataFrame:
         """A cluster's patterns, nearest its centroid first."""
         return clusters_q.cluster_members(self, cluster_id, top)
+
+    def alerts(self, top: int = 20, kind: str | None = None) -> pd.DataFrame:
+        """Upkeep alerts (declining, near_duplicate, stale, rising), most urgent first."""
+        return upkeep_q.alerts(self, top, kind)
+
+    def themes(self, top: int = 20) -> pd.DataFrame:
+        """The most-used themes (kinds of problem) with approaches, success and trend."""
+        return upkeep_q.themes(self, top)
+
+    def theme_members(self, theme_id: str, top: int = 50) -> pd.DataFrame:
+        """A theme's patterns with their paraphrase groups, usage and success."""
+        return upkeep_q.theme_members(self, theme_id, top)
 
     def sql(self, query: str) -> pd.DataFrame:
         """Any read-only SQL against the serving copy; embed('text') is available."""
