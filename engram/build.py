@@ -99,6 +99,17 @@ def ensure_embeddings(db_path: Path, progress: ProgressFactory | None = None) ->
         con.close()
 
 
+def take_in_journal(db_path: Path) -> int:
+    """Load what agents recorded in the journal (ingest/journal.py) since the last intake,
+    so a build includes every write made before it started; returns lines taken in."""
+    from ingest.journal import segments
+    from ingest.loader import ingest_paths
+
+    if not segments(db_path):
+        return 0
+    return ingest_paths([], db_path, embed=False).total("read")
+
+
 def warehouse_has_data(db_path: Path) -> bool:
     if not db_path.exists():
         return False
@@ -129,6 +140,7 @@ def build(
     After a successful build, publish the read-only serving copy + vector index
     (engram.query.serving) that queries read, unless publish=False.
     """
+    take_in_journal(db_path)
     if not warehouse_has_data(db_path):
         raise BuildError(
             f"{db_path} has no ingested data yet: run `engram ingest PATH` first "

@@ -52,6 +52,15 @@ from ingest.contract import (
 )
 from ingest.embedder import Embedder, text_hash
 from ingest.embeddings import EmbedStats, embed_missing, embed_new_texts
+from ingest.journal import (
+    JournalLine,
+    RecommendationRow,
+    check_recommendation_id,
+    decode_entry,
+    read_new_lines,
+    validate_recommendation,
+)
+from ingest.journal import segments as journal_segments
 from ingest.progress import ProgressBar, ProgressFactory
 from ingest.reader import (
     RawRecord,
@@ -63,10 +72,11 @@ from ingest.reader import (
 )
 from ingest.warehouse import connect_for_write, sql_string
 
-DEFAULT_CHUNK_RECORDS = 50_000
+DEFAULT_CHUNK_RECORDS = 20_000
 # DuckDB's buffer pool during an ingest: the publish's joins and windows spill past it
-# (to <warehouse>.tmp/). With the model loaded this keeps the process near 1 GiB at most.
-INGEST_MEMORY_LIMIT = "256MB"
+# (to <warehouse>.tmp/). The model and torch take ~600 MiB of the 1 GiB budget
+# (bench/ingest_memory.py); 256MB here peaked at 1,069 MiB on a 10M-event file.
+INGEST_MEMORY_LIMIT = "128MB"
 SCRATCH_SUFFIX = ".scratch.duckdb"
 PROGRESS_MIN_BYTES = 8 << 20  # show a per-file bar for files over 8 MiB
 
@@ -297,18 +307,7 @@ class _Staging:
         con, file = self.con, str(report.path)
         con.execute("begin transaction")
         try:
-            if self.staged["patterns"]:
-                loaded = self._publish_patterns(file, run_id)
-                report.loaded += loaded
-                report.skipped += self.staged["patterns"] - loaded
-            if self.staged["events"]:
-                loaded = self._publish_events(file, run_id)
-                report.loaded += loaded
-                report.skipped += self.staged["events"] - loaded
-            if self.staged["rejects"]:
-                quarantined = self._publish_rejects(file, run_id)
-                report.rejected += quarantined
-                report.skipped += self.staged["rejects"] - quarantined
+            self.publish_rows(report, run_id)
             con.execute(
                 "insert into raw.ingested_files values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -328,6 +327,23 @@ class _Staging:
             con.execute("rollback")
             report.loaded = report.skipped = report.rejected = 0
             raise
+
+    def publish_rows(self, report: FileReport, run_id: str) -> None:
+        """The staged rows into raw.*, counted into `report`, inside the caller's
+        transaction (publish adds the file's ledger row; the journal intake its offset)."""
+        file = str(report.path)
+        if self.staged["patterns"]:
+            loaded = self._publish_patterns(file, run_id)
+            report.loaded += loaded
+            report.skipped += self.staged["patterns"] - loaded
+        if self.staged["events"]:
+            loaded = self._publish_events(file, run_id)
+            report.loaded += loaded
+            report.skipped += self.staged["events"] - loaded
+        if self.staged["rejects"]:
+            quarantined = self._publish_rejects(file, run_id)
+            report.rejected += quarantined
+            report.skipped += self.staged["rejects"] - quarantined
 
     def _publish_patterns(self, file: str, run_id: str) -> int:
         """Upsert: new ids are inserted, changed ones replaced (and so re-embedded via a new
@@ -501,6 +517,7 @@ def ingest_paths(
     progress: ProgressFactory | None = None,
     on_chunk: ChunkHook | None = None,
     on_file: Callable[[FileReport], None] | None = None,
+    journal: bool = True,
 ) -> IngestReport:
     """Ingest files and folders into the warehouse, then embed texts not yet cached.
 
@@ -513,6 +530,9 @@ def ingest_paths(
     model = (embedder or Embedder()) if embed else None
     try:
         con.execute(f"set memory_limit = '{INGEST_MEMORY_LIMIT}'")
+        # Rows carry source_line; their physical order in raw.* means nothing, and keeping
+        # it makes DuckDB buffer large inserts.
+        con.execute("set preserve_insertion_order = false")
         remove_stale_scratch(db_path, _LIVE_RUNS)
         _abandon_stale_runs(con, run_id)
         con.execute(
@@ -536,6 +556,11 @@ def ingest_paths(
                 report.files.append(file_report)
                 if on_file:
                     on_file(file_report)
+            if journal:  # what agents recorded since the last intake (ingest/journal.py)
+                for file_report in load_journal(con, db_path, run_id):
+                    report.files.append(file_report)
+                    if on_file:
+                        on_file(file_report)
             if model is not None:
                 # What the files' chunks did not embed: texts of earlier --no-embed runs.
                 rest = embed_missing(con, model, progress=progress)
@@ -651,4 +676,206 @@ def _finish_run(
             error,
             report.run_id,
         ],
+    )
+
+
+# ------------------------------------------------------------------------------ journal
+
+JOURNAL_CHUNK_LINES = 20_000  # lines per transaction when taking the journal in
+
+
+def load_journal(
+    con: duckdb.DuckDBPyConnection,
+    db_path: Path,
+    run_id: str,
+    *,
+    chunk_lines: int = JOURNAL_CHUNK_LINES,
+    after_chunk: ChunkHook | None = None,
+) -> list[FileReport]:
+    """Take in the lines written to the warehouse's journal since the last intake.
+
+    Per segment, lines are read from the byte offset in raw.journal_offsets; each chunk of
+    lines is loaded (patterns, events, recommendations) or quarantined and the new offset
+    stored in ONE transaction, so a kill at any point loses or repeats nothing: the next
+    intake starts exactly after the last committed line. Returns one report per segment
+    with new lines (read = loaded + skipped + rejected, as for files)."""
+    reports = []
+    scratch = scratch_path(db_path, run_id)
+    for segment in journal_segments(db_path):
+        row = con.execute(
+            "select byte_offset, lines from raw.journal_offsets where journal_file = ?",
+            [segment.name],
+        ).fetchone()
+        offset, lines = (int(row[0]), int(row[1])) if row else (0, 0)
+        if segment.stat().st_size <= offset:
+            continue
+        report = FileReport(segment)
+        batch: list[JournalLine] = []
+        for line in read_new_lines(segment, offset, lines + 1):
+            batch.append(line)
+            if len(batch) >= chunk_lines:
+                _load_journal_chunk(con, scratch, segment, batch, report, run_id)
+                lines += len(batch)
+                batch = []
+                if after_chunk:
+                    after_chunk(segment, report.read)
+        if batch:
+            _load_journal_chunk(con, scratch, segment, batch, report, run_id)
+        if report.read:
+            reports.append(report)
+    return reports
+
+
+def _load_journal_chunk(
+    con: duckdb.DuckDBPyConnection,
+    scratch: Path,
+    segment: Path,
+    batch: list[JournalLine],
+    report: FileReport,
+    run_id: str,
+) -> None:
+    """One transaction: the rows of these lines, and the segment's new offset."""
+    chunk = _Chunk()
+    recommendations: list[tuple[int, RecommendationRow]] = []
+    links: list[tuple[int, str, str]] = []  # (line, event_id, recommendation_id)
+    for line in batch:
+        report.read += 1
+        try:
+            kind, record = decode_entry(line.text)
+        except Rejected as rejection:
+            chunk.add(RawRecord(line.line_number, line.text, None, rejection.reason), None, report)
+            continue
+        if kind == "recommendation":
+            try:
+                recommendations.append((line.line_number, validate_recommendation(record)))
+            except Rejected as rejection:
+                chunk.rejects.append(
+                    (line.line_number, kind, rejection.field, rejection.reason, line.text)
+                )
+            continue
+        if kind == "event":
+            try:
+                link = check_recommendation_id(record.get("recommendation_id"))
+            except Rejected as rejection:
+                chunk.rejects.append(
+                    (line.line_number, kind, rejection.field, rejection.reason, line.text)
+                )
+                continue
+            before = len(chunk.events)
+            chunk.add(RawRecord(line.line_number, line.text, record), kind, report)
+            if link and len(chunk.events) > before:
+                links.append((line.line_number, chunk.events[-1][1].event_id, link))
+            continue
+        chunk.add(RawRecord(line.line_number, line.text, record), kind, report)
+    staging = _Staging(con, scratch, run_id)
+    try:
+        staging.stage(chunk, report)
+        con.execute("begin transaction")
+        try:
+            _publish_journal_chunk(
+                con, staging, segment, batch, report, run_id, recommendations, links
+            )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    finally:
+        staging.close()
+
+
+def _publish_journal_chunk(
+    con: duckdb.DuckDBPyConnection,
+    staging: _Staging,
+    segment: Path,
+    batch: list[JournalLine],
+    report: FileReport,
+    run_id: str,
+    recommendations: list[tuple[int, RecommendationRow]],
+    links: list[tuple[int, str, str]],
+) -> None:
+    """Inside the caller's transaction: the rows, the recommendations and links, and the
+    segment's new offset."""
+    staging.publish_rows(report, run_id)
+    if recommendations:
+        loaded = _flush_recommendations(con, recommendations, str(segment))
+        report.loaded += loaded
+        report.skipped += len(recommendations) - loaded
+    if links:
+        _flush_links(con, links, str(segment))
+    con.execute("delete from raw.journal_offsets where journal_file = ?", [segment.name])
+    con.execute(
+        "insert into raw.journal_offsets values (?, ?, ?, ?)",
+        [segment.name, batch[-1].end_offset, batch[-1].line_number, _now()],
+    )
+
+
+def _flush_recommendations(
+    con: duckdb.DuckDBPyConnection, rows: list[tuple[int, RecommendationRow]], file: str
+) -> int:
+    """Insert recommendations whose id is new (the first line of an id wins), with their
+    shown candidates."""
+    now = _now()
+    seen = {
+        r[0]
+        for r in con.execute(
+            "select recommendation_id from raw.recommendations"
+            " where recommendation_id in (select unnest(?::varchar[]))",
+            [[row.recommendation_id for _, row in rows]],
+        ).fetchall()
+    }
+    header, candidates = [], []
+    for line, row in rows:
+        if row.recommendation_id in seen:
+            continue
+        seen.add(row.recommendation_id)
+        header.append(
+            [
+                row.recommendation_id,
+                row.created_at,
+                row.task,
+                row.strategy,
+                row.seed,
+                len(row.candidates),
+                file,
+                line,
+                now,
+            ]
+        )
+        candidates += [
+            [
+                row.recommendation_id,
+                c.rank,
+                c.pattern_id,
+                c.score,
+                c.propensity,
+                c.propensity_best,
+                c.propensity_cautious,
+                c.propensity_explore,
+                c.predicted_success,
+                c.declining,
+            ]
+            for c in row.candidates
+        ]
+    if header:
+        con.executemany(
+            "insert into raw.recommendations values (?, ?, ?, ?, ?, ?, ?, ?, ?)", header
+        )
+    if candidates:
+        con.executemany(
+            "insert into raw.recommendation_candidates values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            candidates,
+        )
+    return len(header)
+
+
+def _flush_links(
+    con: duckdb.DuckDBPyConnection, links: list[tuple[int, str, str]], file: str
+) -> None:
+    con.executemany(
+        """
+        insert into raw.recommendation_links
+        select ?, ?, ?, ?, ?
+        where not exists (select 1 from raw.recommendation_links where event_id = ?)
+        """,
+        [[event_id, rec_id, file, line, _now(), event_id] for line, event_id, rec_id in links],
     )

@@ -276,6 +276,60 @@ create table if not exists raw.ingest_runs (
     error             varchar,
     engram_version    varchar
 );
+create table if not exists raw.journal_offsets (
+    -- how far each journal segment (ingest/journal.py) has been taken in: updated in the
+    -- same transaction as the rows of its lines, so each line loads exactly once
+    journal_file      varchar not null,   -- the segment's file name, journal-YYYYMMDD.jsonl
+    byte_offset       bigint not null,    -- just past the last line taken in
+    lines             bigint not null,    -- lines taken in so far
+    updated_at        timestamp not null
+);
+
+create table if not exists raw.recommendations (
+    -- one row per `engram recommend` / Memory.recommend / MCP recommend_patterns call
+    recommendation_id varchar not null,
+    created_at        timestamp not null, -- UTC
+    task              varchar not null,
+    strategy          varchar not null,   -- best, cautious, explore
+    seed              bigint,             -- Thompson sampling seed (explore)
+    n_candidates      bigint not null,
+    source_file       varchar not null,
+    source_line       bigint not null,
+    loaded_at         timestamp not null
+);
+
+create table if not exists raw.recommendation_candidates (
+    recommendation_id   varchar not null,
+    rank                bigint not null,  -- 1 = shown first
+    pattern_id          varchar not null,
+    score               double not null,  -- what the strategy ranked by
+    propensity          double not null,  -- P(shown first) under the strategy used
+    propensity_best     double,           -- ... under each strategy, for off-policy estimates
+    propensity_cautious double,
+    propensity_explore  double,
+    predicted_success   double,
+    declining           boolean not null
+);
+
+create table if not exists raw.recommendation_links (
+    -- a usage event recorded with the recommendation_id of the advice it followed
+    event_id          varchar not null,
+    recommendation_id varchar not null,
+    source_file       varchar not null,
+    source_line       bigint not null,
+    loaded_at         timestamp not null
+);
+
+create table if not exists raw.pattern_supersessions (
+    -- `engram merge-patterns KEEP DROP`: DROP's events count toward KEEP in every mart.
+    -- Rows are never deleted: `engram unmerge DROP` sets revoked_at. Input is never touched.
+    supersession_id     varchar not null,
+    kept_pattern_id     varchar not null,
+    dropped_pattern_id  varchar not null,
+    reason              varchar,
+    recorded_at         timestamp not null,  -- UTC
+    revoked_at          timestamp            -- UTC; null while the merge stands
+);
 """
 
 

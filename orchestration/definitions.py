@@ -6,6 +6,7 @@ from dagster import Definitions, in_process_executor
 
 from orchestration.assets.dbt import engram_dbt
 from orchestration.assets.ingest import embeddings, inbox_ingest
+from orchestration.assets.merges import pattern_supersessions
 from orchestration.assets.serving import serving_copy
 from orchestration.checks import ALL_CHECKS, FRESHNESS_CHECKS
 from orchestration.project import DBT_PROJECT, dbt_resource
@@ -32,7 +33,7 @@ def build_definitions(
     touches the same DuckDB file, so parallel step processes would only contend for its lock.
     """
     return Definitions(
-        assets=[inbox_ingest, embeddings, engram_dbt, serving_copy],
+        assets=[inbox_ingest, embeddings, pattern_supersessions, engram_dbt, serving_copy],
         asset_checks=ALL_CHECKS,
         jobs=[full_graph_job, *([marts_freshness_job] if FRESHNESS_CHECKS else [])],
         schedules=SCHEDULES,

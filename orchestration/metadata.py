@@ -76,6 +76,27 @@ def largest_clusters(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | No
     )
 
 
+def top_alerts(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
+    return _markdown(
+        answers.top_alerts(con, have, TOP_N),
+        {"kind": "kind", "pattern_id": "pattern", "message": "what to do"},
+    )
+
+
+def largest_themes(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
+    return _markdown(
+        answers.largest_themes(con, have, TOP_N),
+        {
+            "theme_label": "theme",
+            "theme_size": "patterns",
+            "n_paraphrase_groups": "approaches",
+            "usage_count": "events",
+            "success_rate": "success",
+            "direction": "trend",
+        },
+    )
+
+
 def weekly_quality_plot(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
     """Weekly moving-average quality of the most improving patterns (the most used ones when
     nothing is improving), as a PNG data URI inside markdown."""
@@ -139,7 +160,13 @@ def mart_insights(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Metadat
     pairs = strongest_file_pairs(con, have)
     clusters = largest_clusters(con, have)
     plot = weekly_quality_plot(con, have)
+    alerts = top_alerts(con, have)
+    themes = largest_themes(con, have)
     out: dict[str, dict[str, MetadataValue]] = {}
+    if alerts is not None:
+        out["pattern_alerts"] = {"top_alerts": MetadataValue.md(alerts)}
+    if themes is not None:
+        out["pattern_themes"] = {"largest_themes": MetadataValue.md(themes)}
     if improving is not None:
         out["pattern_trend_summary"] = {"most_improving_patterns": MetadataValue.md(improving)}
     if plot is not None:
@@ -153,6 +180,8 @@ def mart_insights(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Metadat
         ("Most improving patterns", improving),
         ("Strongest file pairs", pairs),
         ("Largest clusters", clusters),
+        ("Top alerts", alerts),
+        ("Largest themes", themes),
         ("Weekly quality of the top patterns", plot),
     ]
     summary = "\n\n".join(f"### {title}\n\n{body}" for title, body in sections if body)

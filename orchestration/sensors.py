@@ -12,7 +12,8 @@ from dagster import (
     sensor,
 )
 
-from orchestration.resources import Inbox
+from ingest.journal import segments
+from orchestration.resources import Inbox, Warehouse
 from orchestration.schedules import automation_on, full_graph_job
 
 SENSOR_INTERVAL_S = 30
@@ -23,14 +24,16 @@ SENSOR_INTERVAL_S = 30
     job=full_graph_job,
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=DefaultSensorStatus.RUNNING if automation_on() else DefaultSensorStatus.STOPPED,
-    description="Requests a full-graph run when ready files appear in the inbox. The cursor "
-    "holds the files already requested (name, size, mtime), so one drop starts one run.",
+    description="Requests a full-graph run when ready files appear in the inbox or the journal "
+    "(`engram record`, MCP) grows. The cursor holds the files already requested (name, size, "
+    "mtime), so one drop starts one run.",
 )
 def inbox_sensor(
-    context: SensorEvaluationContext, inbox: Inbox
+    context: SensorEvaluationContext, inbox: Inbox, warehouse: Warehouse
 ) -> Iterator[RunRequest | SkipReason]:
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     present = {inbox.fingerprint(path) for path in inbox.pending()}
+    present |= {f"journal/{p.name}|{p.stat().st_size}" for p in segments(warehouse.path)}
     new = sorted(present - seen)
     # Keep only what is still in the inbox: ingested files move out, so the cursor stays small.
     context.update_cursor(json.dumps(sorted(present)))

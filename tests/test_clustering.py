@@ -15,11 +15,14 @@ from engram.numeric.clustering import (
     cluster_embeddings,
     cluster_keyed,
     cluster_texts,
+    distinctive_terms,
     embedding_array,
     embedding_matrix,
     normalize,
     partition,
+    stable_ids,
     summarize,
+    two_level_table,
 )
 from engram.numeric.neighbors import expand_duplicates, nearest_neighbors
 from engram.numeric.posterior import beta_interval
@@ -229,3 +232,73 @@ def test_beta_interval_matches_scipy_quantiles() -> None:
     assert np.all(high10 - low10 < high - low)
     with pytest.raises(ValueError):
         beta_interval(alpha, beta, 1.0)
+
+
+def test_stable_ids_depend_on_membership_only() -> None:
+    keys = np.array(["p3", "p1", "p2", "p4"])
+    first = stable_ids(np.array([0, 1, 0, 2]), keys, "pg_")
+    # same memberships, numbered and ordered differently: same ids
+    reordered = stable_ids(np.array([1, 0, 0]), np.array(["p4", "p3", "p2"]), "pg_")
+    assert first[0] == reordered[0]  # {p2, p3}
+    assert first[2] == reordered[1]  # {p4}
+    assert all(i.startswith("pg_") and len(i) == 15 for i in first)
+    assert len(set(first)) == 3
+    # one member more changes the id
+    grown = stable_ids(np.array([0, 0, 0]), np.array(["p3", "p2", "p5"]), "pg_")
+    assert grown[0] != first[0]
+
+
+def test_distinctive_terms_prefer_words_frequent_in_the_cluster_and_rare_elsewhere() -> None:
+    texts = np.array(
+        [
+            "retry the flaky test with a timeout",
+            "rerun the flaky test after a timeout",
+            "fix the flaky test",
+            "update the docs index",
+            "update the docs build",
+        ],
+        dtype=object,
+    )
+    terms = distinctive_terms(texts, np.array([0, 0, 0, 1, 1]), top=2)
+    # 'test' and 'flaky' appear in every member of cluster 0 and never in cluster 1;
+    # 'the' is a stopword, 'timeout' appears in two members only
+    assert sorted(terms[0]) == ["flaky", "test"]
+    assert sorted(terms[1]) == ["docs", "update"]
+
+
+def test_two_levels_label_with_the_medoid_and_nest_on_clear_structure() -> None:
+    import pyarrow as pa
+
+    # two themes (far apart), each with two paraphrase groups (close pairs)
+    rng = np.random.default_rng(3)
+    themes = normalize(rng.normal(size=(2, 32)))
+    offsets = normalize(rng.normal(size=(4, 32)))
+    group_centres = normalize(themes[[0, 0, 1, 1]] * 2.0 + offsets * 0.9)
+    members = np.repeat(np.arange(4), 3)
+    x = normalize(group_centres[members] + rng.normal(scale=0.05, size=(12, 32)))
+    texts = [f"approach {g} variant {i}" for i, g in enumerate(members)]
+    table = pa.table(
+        {
+            "pattern_id": [f"p{i:02d}" for i in range(12)],
+            "description_hash": [f"h{i}" for i in range(12)],
+            "description": texts,
+            "embedding": embedding_array(x),
+        }
+    )
+    out = two_level_table(table, theme_threshold=0.5, paraphrase_threshold=0.9).to_pandas()
+    assert out["paraphrase_group_id"].nunique() == 4
+    assert out["theme_id"].nunique() == 2
+    # each group lies inside one theme
+    assert (out.groupby("paraphrase_group_id")["theme_id"].nunique() == 1).all()
+    # the label starts with the description of the member nearest the centroid, and that
+    # member is never farther from the centroid than the median member
+    for _, theme in out.groupby("theme_id"):
+        medoid = theme.loc[theme["similarity_to_theme_centroid"].idxmax()]
+        assert (theme["theme_medoid_pattern_id"] == medoid["pattern_id"]).all()
+        assert theme["theme_label"].iloc[0].startswith(texts[int(medoid["pattern_id"][1:])])
+        assert (
+            medoid["similarity_to_theme_centroid"] >= theme["similarity_to_theme_centroid"].median()
+        )
+    # cluster_* are the paraphrase level under their older names
+    assert out["cluster_id"].nunique() == 4
+    assert (out.groupby("cluster_id")["paraphrase_group_id"].nunique() == 1).all()

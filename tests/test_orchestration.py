@@ -222,14 +222,17 @@ def test_blocking_ingest_check_stops_the_build(tmp_path: Path) -> None:
 def test_sensor_requests_one_run_per_new_drop(tmp_path: Path) -> None:
     from dagster import build_sensor_context
 
-    from orchestration.resources import Inbox
+    from orchestration.resources import Inbox, Warehouse
     from orchestration.sensors import inbox_sensor
 
     inbox = Inbox(path=str(tmp_path / "inbox"), settle_seconds=0)
+    warehouse = Warehouse(db_path=str(tmp_path / "wh" / "engram.duckdb"))
     (tmp_path / "inbox").mkdir()
 
     def tick(cursor: str | None) -> Any:
-        context = build_sensor_context(resources={"inbox": inbox}, cursor=cursor)
+        context = build_sensor_context(
+            resources={"inbox": inbox, "warehouse": warehouse}, cursor=cursor
+        )
         return inbox_sensor.evaluate_tick(context)
 
     empty = tick(None)
@@ -246,6 +249,14 @@ def test_sensor_requests_one_run_per_new_drop(tmp_path: Path) -> None:
     second = tick(again.cursor)
     assert len(second.run_requests) == 1
     assert second.run_requests[0].run_key != first.run_requests[0].run_key
+
+    # an agent's `engram record` grows the journal: that is a drop too
+    from engram.query.record import record_pattern
+
+    record_pattern(warehouse.path, "recorded by an agent")
+    journal = tick(second.cursor)
+    assert len(journal.run_requests) == 1
+    assert tick(journal.cursor).run_requests == []
 
 
 def test_sensor_waits_for_files_still_being_written(tmp_path: Path) -> None:
@@ -314,3 +325,38 @@ def test_warehouse_writers_share_one_pool_limited_to_one_run(tmp_path: Path) -> 
     for key in asset_graph.get_all_asset_keys():
         node = asset_graph.get(key)
         assert node.pools == {WAREHOUSE_POOL}, key.to_user_string()
+
+
+def test_inbox_asset_takes_the_journal_in(tmp_path: Path) -> None:
+    """What agents recorded (`engram record`, MCP) reaches raw.* through the Dagster
+    ingest asset too, with an empty inbox, once."""
+    from dagster import materialize
+
+    from engram.query.record import record_outcome, record_pattern
+    from ingest.warehouse import connect_for_read
+    from orchestration.assets.ingest import inbox_ingest
+    from orchestration.resources import Inbox, Warehouse
+
+    db = tmp_path / "wh" / "engram.duckdb"
+    made = record_pattern(db, "restart the flaky worker with a clean cache")
+    record_outcome(db, made.id, 0.75, task="worker hangs")
+    (tmp_path / "inbox").mkdir()
+    resources = {
+        "warehouse": Warehouse(db_path=str(db)),
+        "inbox": Inbox(path=str(tmp_path / "inbox"), settle_seconds=0),
+    }
+    for expected in (2, 0):  # the second run finds nothing new in the journal
+        result = materialize([inbox_ingest], resources=resources)
+        assert result.success
+        runs = [
+            e.materialization.metadata["records_read"].value
+            for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key.to_user_string() == "raw/ingest_runs"
+        ]
+        assert runs == [expected]
+    con = connect_for_read(db)
+    try:
+        assert con.execute("select count(*) from raw.patterns").fetchone() == (1,)
+        assert con.execute("select count(*) from raw.usage_events").fetchone() == (1,)
+    finally:
+        con.close()

@@ -78,12 +78,21 @@ the file, line, field and reason. A file that cannot be read at all (permission
 denied, not UTF-8 text, ...) is listed in raw.rejected_files and the run goes on with
 the next file. Each file is loaded in one transaction: an interrupted ingest leaves no
 partial file, and running it again completes the work. Texts (pattern descriptions,
-event contexts) are then embedded once each and cached.""",
+event contexts) are then embedded once each and cached.
+
+The journal (what `engram record` and `engram mcp` wrote) is taken in too, after the
+files: each journal line is loaded or quarantined exactly once, even after a kill.""",
         epilog="""\
 exit status: 0 when something was read (even with rejections), 1 when nothing could
 be read, 2 on a usage error, 3 with --strict when any record or file was rejected.""",
     )
-    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file or folder")
+    ingest.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="file or folder; none: take in only the journal (`engram record`)",
+    )
     ingest.add_argument(
         "--strict", action="store_true", help="exit 3 if any record or file was rejected"
     )
@@ -119,7 +128,8 @@ from the project root with ENGRAM_DB set to the warehouse.""",
         description="""\
 Row counts, the most-used patterns with their success rate, the most similar pattern
 pairs, and, once built, improving and declining patterns, files that travel together,
-the largest clusters, and the prediction backtest. Opens the warehouse read-only.""",
+the largest clusters, themes and alerts, and the prediction backtest. Opens the
+warehouse read-only.""",
     )
     report.add_argument("--top", type=int, default=10, metavar="N", help="rows per section")
 
@@ -159,6 +169,12 @@ memory. The same arguments always give the same files.""",
     from engram.cli.embedding import add_parser as add_embedding_parser
 
     COMMANDS.update(add_embedding_parser(commands, db, formatter))
+    from engram.cli import loop
+
+    COMMANDS.update(loop.add_parsers(commands, db, formatter))
+    from engram.cli import merges
+
+    COMMANDS.update(merges.add_parsers(commands, db, formatter))
     return parser
 
 
@@ -220,6 +236,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
     for report in result.files_rejected:
         print(f"  file rejected: {report.name}: {report.file_rejected}", file=sys.stderr)
+    if result.nothing_read and not args.paths:
+        print("nothing new in the journal")
+        return EXIT_OK
     if result.nothing_read:
         print("error: no records could be read from the given paths", file=sys.stderr)
         return EXIT_FAILED

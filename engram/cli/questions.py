@@ -1,5 +1,5 @@
-"""`engram similar | predict | trends | files | clusters | sql | evaluate`: thin handlers
-over Memory.
+"""`engram similar | predict | trends | files | clusters | alerts | themes | sql | evaluate`:
+thin handlers over Memory.
 
 Tables for people by default, `--json` for agents. Errors are one line on stderr:
 exit 2 for a wrong question (empty text, k <= 0, unknown id), 1 when it cannot be
@@ -65,7 +65,7 @@ The patterns that fit the task described by TEXT and work, best first: each know
 pattern is scored relevance x predicted_success^4 (README "How predict ranks").
 
   relevance          how likely the pattern is the one used for tasks like this: a
-                     kernel-weighted vote of the 10 nearest past task texts, smoothed
+                     kernel-weighted vote of the 80 nearest past task texts, smoothed
                      toward its usage in their context clusters and overall
   predicted_success  Beta-binomial shrinkage of its outcomes in those clusters toward
                      its own mean and the global mean, with a 90% interval
@@ -129,6 +129,52 @@ Pattern clusters (marts.pattern_clusters) by size with their labels and mean suc
     clusters.add_argument("--cluster", type=int, metavar="ID", help="list this cluster's members")
     _k(clusters, 20, "--top")
     _json(clusters)
+
+    alerts = commands.add_parser(
+        "alerts",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="what to merge, replace, retire or promote in the pattern library",
+        description=f"""\
+One row per actionable finding (marts.pattern_alerts), most urgent kind first:
+  declining       quality falls significantly (|t| >= trend_min_abs_t); names the
+                  replacement: the pattern of the same theme with the best expected
+                  quality (>= 5 events), if that beats what it does lately
+  near_duplicate  another pattern of its paraphrase group has cosine >= 0.92
+                  (near_duplicate_similarity) and more events: keep that one (the
+                  message gives the `engram merge-patterns` command)
+  stale           unused for stale_weeks (8) weeks while its theme is still used
+  rising          quality improves significantly: promote it
+Each row has the evidence (slope, t, events, cosine, weeks) and a sentence to act
+on. Thresholds are dbt vars (dbt_project.yml). "Now" is the newest event in the
+data, so the same data always gives the same alerts.{reads}""",
+        epilog="example: engram alerts --kind declining --json",
+    )
+    alerts.add_argument(
+        "--kind",
+        choices=("declining", "near_duplicate", "stale", "rising"),
+        help="only this kind of alert",
+    )
+    _k(alerts, 20, "--top")
+    _json(alerts)
+
+    themes = commands.add_parser(
+        "themes",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="themes (kinds of problem) with their approaches, success and trend",
+        description=f"""\
+Themes (marts.pattern_themes): patterns grouped by kind of problem, a coarser cut
+than the paraphrase groups (one approach in other words) they contain. Each theme
+has a label (its most central description plus its most distinctive terms), its
+size, how many paraphrase groups (approaches) it holds, its members' usage and
+success, and its own weekly quality trend. With THEME_ID: the theme's patterns, with
+their paraphrase group, usage, success and any merge.{reads}""",
+        epilog="example: engram themes; engram themes th_2ced1531bad2 --json",
+    )
+    themes.add_argument("theme_id", nargs="?", metavar="THEME_ID")
+    _k(themes, 20, "--top")
+    _json(themes)
 
     sql = commands.add_parser(
         "sql",
@@ -197,9 +243,17 @@ See README "How predict ranks" for the model and the figures on real histories.{
         "trends": cmd_trends,
         "files": cmd_files,
         "clusters": cmd_clusters,
+        "alerts": cmd_alerts,
+        "themes": cmd_themes,
         "sql": cmd_sql,
         "evaluate": cmd_evaluate,
     }
+
+
+def run_with_memory(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
+    """Open Memory and run body with the question commands' error handling (for the
+    loop's commands, engram/cli/loop.py)."""
+    return _run(args, body)
 
 
 def _run(args: argparse.Namespace, body: Callable[[Any], int]) -> int:
@@ -377,6 +431,38 @@ def cmd_clusters(args: argparse.Namespace) -> int:
         else:
             frame = memory.cluster_members(args.cluster, args.top)
         return _emit(args, frame)
+
+    return _run(args, body)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    if _validated(args, [(args.top, "--top")], []):
+        return EXIT_USAGE
+
+    def body(memory: Any) -> int:
+        from engram.cli.output import frame_table
+
+        frame = memory.alerts(args.top, args.kind)
+        if args.json:
+            return _emit(args, frame)
+        # the message is the point, so it is printed whole below a short table
+        frame = frame.assign(n=range(1, len(frame) + 1))
+        print(frame_table(frame, ["n", "kind", "pattern_id", "related_pattern_id", "evidence"]))
+        for n, message in zip(frame["n"], frame["message"], strict=True):
+            print(f"{n:>3}. {message}")
+        return EXIT_OK
+
+    return _run(args, body)
+
+
+def cmd_themes(args: argparse.Namespace) -> int:
+    if _validated(args, [(args.top, "--top")], []):
+        return EXIT_USAGE
+
+    def body(memory: Any) -> int:
+        if args.theme_id is None:
+            return _emit(args, memory.themes(args.top))
+        return _emit(args, memory.theme_members(args.theme_id, args.top))
 
     return _run(args, body)
 

@@ -83,6 +83,27 @@ SECTIONS: tuple[tuple[answers.AnswerFn, dict[str, str] | None], ...] = (
         {"cluster_id": "cluster", "n_patterns": "size", "cluster_label": "label"},
     ),
     (
+        answers.largest_themes,
+        {
+            "theme_id": "theme",
+            "theme_size": "size",
+            "n_paraphrase_groups": "approaches",
+            "usage_count": "events",
+            "success_rate": "success",
+            "direction": "trend",
+            "theme_label": "label",
+        },
+    ),
+    (
+        answers.top_alerts,
+        {
+            "kind": "kind",
+            "pattern_id": "pattern",
+            "related_pattern_id": "use",
+            "evidence": "evidence",
+        },
+    ),
+    (
         answers.kinds_of_task,
         {
             "context_cluster_id": "cluster",

@@ -21,6 +21,7 @@ approximation of it. Everything is deterministic for a given input order and see
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,20 +31,25 @@ from scipy.spatial.distance import squareform
 
 __all__ = [
     "DEFAULT_LEAF_SIZE",
+    "ClusterLevel",
     "ClusterSummary",
     "TextClusters",
     "average_linkage",
     "canonical_labels",
     "cluster_embeddings",
     "cluster_keyed",
+    "cluster_level",
     "cluster_texts",
+    "distinctive_terms",
     "embedding_array",
     "embedding_matrix",
     "group_sums",
     "kmeans_assign",
     "normalize",
     "partition",
+    "stable_ids",
     "summarize",
+    "two_level_table",
 ]
 
 DEFAULT_LEAF_SIZE = 2000  # rows per UPGMA leaf: 2000^2 pair distances is ~30 ms of work
@@ -437,3 +443,257 @@ def clustered_table(
     columns = {name: table.column(name) for name in keep}  # type: ignore[attr-defined]
     columns.update({out: computed[generic] for generic, out in names.items()})
     return pa.table(columns)
+
+
+# --------------------------------------------------------------------------- two levels
+
+
+_TOKEN = re.compile(r"[a-z][a-z0-9_]{2,}")
+# words that say nothing about what an approach does; everything else may be distinctive
+_STOPWORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "from",
+        "into",
+        "that",
+        "this",
+        "then",
+        "than",
+        "when",
+        "where",
+        "which",
+        "while",
+        "what",
+        "are",
+        "was",
+        "were",
+        "been",
+        "being",
+        "has",
+        "have",
+        "had",
+        "not",
+        "but",
+        "all",
+        "any",
+        "its",
+        "their",
+        "there",
+        "them",
+        "they",
+        "you",
+        "your",
+        "our",
+        "out",
+        "off",
+        "via",
+        "per",
+        "use",
+        "used",
+        "using",
+        "can",
+        "will",
+        "would",
+        "should",
+        "could",
+        "may",
+        "one",
+        "two",
+        "new",
+        "old",
+    ]
+)
+
+
+def stable_ids(labels: np.ndarray, keys: np.ndarray, prefix: str) -> np.ndarray:
+    """An id per cluster that depends on its membership only: `prefix` + the first 12 hex
+    digits of sha256 over the sorted member keys. A rebuild that leaves a cluster's
+    members as they were gives it the same id, whatever else changed around it (a
+    positional number would shift as soon as one earlier cluster split)."""
+    import hashlib
+
+    labels = np.asarray(labels, dtype=np.int64)
+    keys = np.asarray(keys).astype(str)
+    k = int(labels.max()) + 1 if len(labels) else 0
+    order = np.lexsort((keys, labels))
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    out = np.empty(k, dtype=object)
+    for c in range(k):
+        members = keys[order[bounds[c] : bounds[c + 1]]]
+        digest = hashlib.sha256("\n".join(members.tolist()).encode()).hexdigest()
+        out[c] = f"{prefix}{digest[:12]}"
+    return out
+
+
+def distinctive_terms(texts: np.ndarray, labels: np.ndarray, top: int = 3) -> list[list[str]]:
+    """The `top` most distinctive words of each cluster, c-TF-IDF style (BERTopic's
+    class-based TF-IDF): a cluster's texts form one document; a word scores
+    tf(word, cluster) / words(cluster) * log(1 + mean words per cluster / tf(word, all)),
+    so a word frequent in the cluster and rare elsewhere wins. Why: the most central
+    description alone reads like one member ("Revert an earlier change in the project
+    configuration.") even when the cluster also holds fixes to src and docs; the terms
+    say what the members share. Ties go to the alphabetically first word."""
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(labels.max()) + 1 if len(labels) else 0
+    vocabulary: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, text in enumerate(np.asarray(texts, dtype=object).tolist()):
+        for word in _TOKEN.findall(str(text).lower()):
+            if word in _STOPWORDS:
+                continue
+            rows.append(i)
+            cols.append(vocabulary.setdefault(word, len(vocabulary)))
+    if not vocabulary or k == 0:
+        return [[] for _ in range(k)]
+    doc_term = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float64), (np.asarray(rows), np.asarray(cols))),
+        shape=(len(labels), len(vocabulary)),
+    )
+    onehot = sp.csr_matrix(
+        (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, len(labels))
+    )
+    class_term = (onehot @ doc_term).tocsr()
+    words_per_class = np.asarray(class_term.sum(axis=1)).ravel()
+    term_total = np.asarray(class_term.sum(axis=0)).ravel()
+    idf = np.log1p(max(words_per_class.mean(), 1.0) / term_total)
+    names = np.empty(len(vocabulary), dtype=object)
+    for word, j in vocabulary.items():
+        names[j] = word
+    result: list[list[str]] = []
+    for c in range(k):
+        lo, hi = class_term.indptr[c], class_term.indptr[c + 1]
+        if lo == hi:
+            result.append([])
+            continue
+        cols_c = class_term.indices[lo:hi]
+        score = class_term.data[lo:hi] / words_per_class[c] * idf[cols_c]
+        order = np.lexsort((names[cols_c].astype(str), -score))[:top]
+        result.append([str(names[cols_c[j]]) for j in order])
+    return result
+
+
+@dataclass(frozen=True)
+class ClusterLevel:
+    """One level of the pattern clustering, per row (pattern)."""
+
+    number: np.ndarray  # (n,) cluster 0..k-1, numbered by first appearance
+    ids: np.ndarray  # (n,) stable id (prefix + hash of the sorted member keys)
+    sizes: np.ndarray  # (n,) rows in the row's cluster
+    central_key: np.ndarray  # (n,) key of the cluster's most central distinct text
+    central_text: np.ndarray  # (n,) that text
+    terms: np.ndarray  # (n,) the cluster's distinctive terms, comma-separated
+    label: np.ndarray  # (n,) central text + " [terms]"
+    similarity: np.ndarray  # (n,) cosine of the row's vector to its cluster centroid
+
+
+def cluster_level(
+    row_keys: np.ndarray,
+    group_keys: np.ndarray,
+    texts: np.ndarray,
+    x: np.ndarray,
+    threshold: float,
+    prefix: str,
+    *,
+    leaf_size: int = DEFAULT_LEAF_SIZE,
+    seed: int = 0,
+) -> ClusterLevel:
+    """Cluster rows at one cut and describe each cluster: a stable id from its member
+    `row_keys`, its size, its most central distinct text (the medoid, ties to the first
+    row) and that text's cluster's c-TF-IDF terms."""
+    row_keys = np.asarray(row_keys).astype(str)
+    group_keys = np.asarray(group_keys).astype(str)
+    texts = np.asarray(texts, dtype=object)
+    clusters = cluster_texts(group_keys, texts, x, threshold, leaf_size=leaf_size, seed=seed)
+    labels = clusters.labels
+    k = int(labels.max()) + 1 if len(labels) else 0
+    ids = stable_ids(labels, row_keys, prefix)
+    # the central text's first row gives the medoid's key
+    central_text_of = np.empty(k, dtype=object)
+    central_text_of[labels] = clusters.label_text
+    first_row = {}
+    for i, (label, text) in enumerate(zip(labels.tolist(), texts.tolist(), strict=True)):
+        if text == central_text_of[label] and label not in first_row:
+            first_row[label] = i
+    central_key = np.array([row_keys[first_row[c]] for c in range(k)], dtype=object)
+    _, first = np.unique(group_keys, return_index=True)
+    terms_of = distinctive_terms(texts[first], labels[first])
+    joined = np.array([", ".join(t) for t in terms_of], dtype=object)
+    label_of = np.array(
+        [
+            f"{central_text_of[c]} [{joined[c]}]" if joined[c] else central_text_of[c]
+            for c in range(k)
+        ],
+        dtype=object,
+    )
+    return ClusterLevel(
+        number=labels,
+        ids=ids[labels],
+        sizes=clusters.sizes,
+        central_key=central_key[labels],
+        central_text=clusters.label_text,
+        terms=joined[labels],
+        label=label_of[labels],
+        similarity=clusters.similarity,
+    )
+
+
+def two_level_table(
+    table: object,
+    *,
+    theme_threshold: float,
+    paraphrase_threshold: float,
+) -> object:
+    """What int_patterns__clustered returns: per pattern (a pyarrow table with pattern_id,
+    description_hash, description, embedding) its paraphrase group (the finer cut: one
+    approach in other words) and its theme (a coarser cut: one kind of problem).
+
+    The paraphrase level also fills the older cluster_* columns (cluster_id numbered by
+    first appearance, cluster_label the central description, similarity_to_centroid),
+    which other code reads: they were this same cut before themes existed."""
+    import pyarrow as pa
+
+    if not 0.0 < theme_threshold <= paraphrase_threshold <= 1.0:
+        raise ValueError(
+            "need 0 < theme threshold <= paraphrase threshold <= 1, got "
+            f"{theme_threshold} and {paraphrase_threshold}"
+        )
+    keys = np.asarray(table.column("pattern_id").to_pylist(), dtype=object)  # type: ignore[attr-defined]
+    hashes = np.asarray(table.column("description_hash").to_pylist(), dtype=object)  # type: ignore[attr-defined]
+    texts = np.asarray(table.column("description").to_pylist(), dtype=object)  # type: ignore[attr-defined]
+    x = embedding_matrix(table.column("embedding"))  # type: ignore[attr-defined]
+    theme = cluster_level(keys, hashes, texts, x, theme_threshold, "th_")
+    group = cluster_level(keys, hashes, texts, x, paraphrase_threshold, "pg_")
+
+    def text(values: np.ndarray) -> object:
+        return pa.array(values.tolist(), type=pa.string())
+
+    def whole(values: np.ndarray) -> object:
+        return pa.array(values, type=pa.int64())
+
+    def real(values: np.ndarray) -> object:
+        return pa.array(values, type=pa.float64())
+
+    return pa.table(
+        {
+            "pattern_id": table.column("pattern_id"),  # type: ignore[attr-defined]
+            "description_hash": table.column("description_hash"),  # type: ignore[attr-defined]
+            "cluster_id": whole(group.number),
+            "cluster_size": whole(group.sizes),
+            "cluster_label": text(group.central_text),
+            "similarity_to_centroid": real(group.similarity),
+            "theme_id": text(theme.ids),
+            "theme_size": whole(theme.sizes),
+            "theme_label": text(theme.label),
+            "theme_terms": text(theme.terms),
+            "theme_medoid_pattern_id": text(theme.central_key),
+            "paraphrase_group_id": text(group.ids),
+            "paraphrase_group_size": whole(group.sizes),
+            "paraphrase_group_label": text(group.label),
+            "paraphrase_group_medoid_pattern_id": text(group.central_key),
+            "similarity_to_theme_centroid": real(theme.similarity),
+        }
+    )

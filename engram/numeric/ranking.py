@@ -35,15 +35,18 @@ evaluation reports describe exactly the model that answers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "SPARSE_ABOVE",
     "Ranked",
     "RankingParams",
     "UsageStats",
+    "candidates",
     "cluster_mix",
     "full_scores",
     "kernel",
@@ -60,9 +63,9 @@ class RankingParams:
     """The ranking's knobs; DEFAULT_PARAMS were chosen by `python -m bench.tune_ranking`
     on data the tests do not check (README "How predict ranks")."""
 
-    neighbours: int = 10  # nearest past task texts that vote
-    bandwidth: float = 0.1  # kernel exp(-(1 - cos) / bandwidth)
-    cluster_weight: float = 1.0  # pseudo-votes toward the cluster usage share
+    neighbours: int = 80  # nearest past task texts that vote
+    bandwidth: float = 0.2  # kernel exp(-(1 - cos) / bandwidth)
+    cluster_weight: float = 0.5  # pseudo-votes toward the cluster usage share
     base_weight: float = 5.0  # pseudo-events toward the global usage share, per cluster
     exponent: float = 4.0  # how hard success discounts relevance
     n_clusters: int = 3  # context clusters of the neighbourhood that are mixed
@@ -87,10 +90,29 @@ class UsageStats:
     cell_n: np.ndarray  # n_cp
     cell_sum: np.ndarray  # S_cp
     global_mean: float  # g
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)  # per-stats constants
 
     @property
     def n_patterns(self) -> int:
         return len(self.n_events)
+
+    @property
+    def total_events(self) -> float:
+        if "total" not in self.memo:
+            self.memo["total"] = float(self.n_events.sum())
+        return self.memo["total"]
+
+    def quiet_order(self, params: RankingParams) -> np.ndarray:
+        """Patterns by the score they get when no neighbour voted for them and they have
+        no cell in the task's clusters: a constant times base(p) * m_p^exponent, the same
+        order for every task. Computed once per (exponent, prior_strength)."""
+        key = f"order:{params.exponent}:{params.prior_strength}"
+        if key not in self.memo:
+            s = params.prior_strength
+            m_p = (self.sum_quality + s * self.global_mean) / (self.n_events + s)
+            value = (self.n_events + 1.0) * np.power(m_p, params.exponent)
+            self.memo[key] = np.lexsort((np.arange(self.n_patterns), -value))
+        return self.memo[key]
 
     def cells(self, cluster: int) -> slice:
         lo = int(np.searchsorted(self.cell_cluster, cluster, side="left"))
@@ -168,29 +190,44 @@ def _dense(
     clusters: np.ndarray,
     cluster_weights: np.ndarray,
     params: RankingParams,
-) -> tuple[np.ndarray, ...]:
+    subset: np.ndarray | None = None,
+) -> tuple[Any, ...]:
+    """The formulas of the module docstring for every pattern, or for the sorted pattern
+    positions in `subset` only (then every array is indexed like subset)."""
     P = stats.n_patterns
     s = params.prior_strength
     g = stats.global_mean
-    votes = np.bincount(
-        np.asarray(vote_pattern, dtype=np.int64),
-        weights=np.asarray(vote_weight, dtype=np.float64),
-        minlength=P,
-    )
-    v_total = float(votes.sum())
-    total_n = float(stats.n_events.sum())
-    base = (stats.n_events + 1.0) / (total_n + P)
-    m_p = (stats.sum_quality + s * g) / (stats.n_events + s)
+    vp = np.asarray(vote_pattern, dtype=np.int64)
+    vw = np.asarray(vote_weight, dtype=np.float64)
+    v_total = float(vw.sum())
+
+    def local(patterns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in the output, mask of entries kept) for pattern positions."""
+        if subset is None:
+            return patterns, np.ones(len(patterns), bool)
+        pos = np.minimum(np.searchsorted(subset, patterns), max(len(subset) - 1, 0))
+        keep = subset[pos] == patterns if len(subset) else np.zeros(len(patterns), bool)
+        return pos[keep], keep
+
+    size = P if subset is None else len(subset)
+    where, keep = local(vp)
+    votes = np.bincount(where, weights=vw[keep], minlength=size)
+    n_events = stats.n_events if subset is None else stats.n_events[subset]
+    sum_quality = stats.sum_quality if subset is None else stats.sum_quality[subset]
+    base = (n_events + 1.0) / (stats.total_events + P)
+    m_p = (sum_quality + s * g) / (n_events + s)
     b = params.base_weight
     if len(clusters):
-        cluster_share = np.zeros(P)
-        alpha = np.zeros(P)
-        beta = np.zeros(P)
-        cell_n = np.zeros(P)
+        cluster_share = np.zeros(size)
+        alpha = np.zeros(size)
+        beta = np.zeros(size)
+        cell_n = np.zeros(size)
         for c, w in zip(clusters, cluster_weights, strict=True):
             sl = stats.cells(int(c))
-            idx, n_cp, s_cp = stats.cell_pattern[sl], stats.cell_n[sl], stats.cell_sum[sl]
-            n_c = float(n_cp.sum())
+            n_cp, s_cp = stats.cell_n[sl], stats.cell_sum[sl]
+            n_c = float(n_cp.sum())  # the whole cluster, not only the subset
+            idx, kept = local(stats.cell_pattern[sl])
+            n_cp, s_cp = n_cp[kept], s_cp[kept]
             share = b * base / (n_c + b)
             share[idx] += n_cp / (n_c + b)
             cluster_share += w * share
@@ -204,13 +241,34 @@ def _dense(
     else:  # no cluster: the pattern level of the shrinkage, and the global usage share
         cluster_share = base
         # the pattern level: its own events on the global prior (mean m_p)
-        alpha = stats.sum_quality + s * g
-        beta = (stats.n_events - stats.sum_quality) + s * (1.0 - g)
-        cell_n = np.zeros(P)
+        alpha = sum_quality + s * g
+        beta = (n_events - sum_quality) + s * (1.0 - g)
+        cell_n = np.zeros(size)
     a = params.cluster_weight
     relevance = (votes + a * cluster_share) / (v_total + a)
     success = alpha / np.maximum(alpha + beta, 1e-12)
     return votes, v_total, relevance, success, alpha, beta, cell_n
+
+
+SPARSE_ABOVE = 4096  # patterns: above this, rank() scores only the candidates
+
+
+def candidates(
+    stats: UsageStats,
+    vote_pattern: np.ndarray,
+    clusters: np.ndarray,
+    k: int,
+    params: RankingParams,
+) -> np.ndarray:
+    """Sorted pattern positions that hold the exact top k (mean ranking): those voted for,
+    those with a cell in the task's clusters, and the first k + that many of the quiet
+    order. Every other pattern scores a task constant times its quiet-order value, so
+    none of them can beat the k best quiet ones included here."""
+    parts = [np.asarray(vote_pattern, dtype=np.int64)]
+    parts += [stats.cell_pattern[stats.cells(int(c))] for c in clusters]
+    active = np.unique(np.concatenate(parts))
+    quiet = stats.quiet_order(params)[: k + len(active)]
+    return np.union1d(active, quiet)
 
 
 def rank(
@@ -232,8 +290,11 @@ def rank(
     lower bound of success (mean - 1.645 sd of the Beta posterior) instead of the mean:
     risk-averse, it prefers well-evidenced patterns.
     """
+    subset = None
+    if rank_by == "mean" and stats.n_patterns > SPARSE_ABOVE:
+        subset = candidates(stats, vote_pattern, clusters, k, params)
     votes, v_total, relevance, success, alpha, beta, cell_n = _dense(
-        stats, vote_pattern, vote_weight, clusters, cluster_weights, params
+        stats, vote_pattern, vote_weight, clusters, cluster_weights, params, subset
     )
     if rank_by == "lower":
         value = success - 1.645 * np.sqrt(success * (1.0 - success) / (alpha + beta + 1.0))
@@ -242,7 +303,7 @@ def rank(
     else:
         raise ValueError(f"rank_by must be 'mean' or 'lower', got {rank_by!r}")
     score = relevance * np.power(np.clip(value, 0.0, 1.0), params.exponent)
-    P = stats.n_patterns
+    P = len(score)
     k = min(k, P)
     if k == 0:
         top = np.zeros(0, np.int64)
@@ -251,13 +312,14 @@ def rank(
         top = part[np.lexsort((part, -score[part]))]
     else:
         top = np.lexsort((np.arange(P), -score))
+    positions = top if subset is None else subset[top]
     fallback = np.where(
         votes[top] > 0,
         FALLBACK_NEIGHBOURS,
         np.where(cell_n[top] > 0, FALLBACK_CLUSTER, FALLBACK_GLOBAL),
     )
     return Ranked(
-        pattern=top,
+        pattern=positions,
         score=score[top],
         relevance=relevance[top],
         vote=votes[top] / v_total if v_total > 0 else np.zeros(len(top)),

@@ -162,6 +162,50 @@ def largest_clusters(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -
     )
 
 
+def largest_themes(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """The most-used themes (kinds of problem), with their approaches, success and trend."""
+    if "marts.pattern_themes" not in have:
+        return None
+    sql = """
+        select theme_id, theme_label, theme_size, n_paraphrase_groups, usage_count,
+               success_rate, quality_slope_per_week, direction
+        from marts.pattern_themes
+        order by usage_count desc, theme_size desc, theme_id limit ?
+    """
+    return Answer(
+        "Themes: kinds of problem and how their approaches fare",
+        _frame(con, sql, [top]),
+        "marts.pattern_themes",
+    )
+
+
+ALERT_KINDS = ("declining", "near_duplicate", "stale", "rising")
+
+
+def top_alerts(
+    con: duckdb.DuckDBPyConnection, have: set[str], top: int, kind: str | None = None
+) -> Answer | None:
+    """What to do about the pattern library: declining patterns (with a replacement),
+    near-duplicates (which to keep), stale and rising ones; most urgent kind first, the
+    strongest finding of each kind first (`kind` keeps one kind)."""
+    if "marts.pattern_alerts" not in have:
+        return None
+    kinds = [kind] if kind else list(ALERT_KINDS)
+    sql = """
+        select kind, pattern_id, related_pattern_id, message, evidence, theme_id, theme_label,
+               score, alert_id
+        from marts.pattern_alerts
+        where kind in (select unnest(?::varchar[]))
+        order by priority, score desc nulls last, pattern_id
+        limit ?
+    """
+    return Answer(
+        "Alerts: what to do about the pattern library",
+        _frame(con, sql, [kinds, top]),
+        "marts.pattern_alerts",
+    )
+
+
 def kinds_of_task(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
     """The clusters of task texts with the most events."""
     if "marts.context_clusters" not in have:
@@ -194,6 +238,8 @@ HEADLINES: tuple[AnswerFn, ...] = (
     moving_patterns,
     strongest_file_pairs,
     largest_clusters,
+    largest_themes,
+    top_alerts,
     kinds_of_task,
     backtest_summary,
 )

@@ -186,8 +186,13 @@ class Neighbourhood:
 def neighbourhood(history: History, event: int, end: int, n: int) -> Neighbourhood:
     """The n past texts (first used before index `end`) most similar to event's text,
     with the patterns used there in events[:end]."""
-    row = history.context[event]
-    sims = history.vectors @ history.vectors[row]
+    return neighbourhood_of(history, history.vectors[history.context[event]], end, n)
+
+
+def neighbourhood_of(history: History, vector: np.ndarray, end: int, n: int) -> Neighbourhood:
+    """The n past texts (first used before index `end`) most similar to a normalized
+    query vector, with the patterns used there in events[:end]."""
+    sims = history.vectors @ np.asarray(vector, dtype=np.float32)
     sims = np.where(history.context_first < end, sims, -np.inf)
     n = min(n, int(np.sum(history.context_first < end)))
     if n == 0:

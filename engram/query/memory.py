@@ -8,37 +8,57 @@
 
 Memory is a Reader (one read-only, sandboxed connection to the published serving copy)
 with one method per question; each question's logic lives in its own module
-(similar, predict, trends, files, clusters, sql).
+(similar, predict, trends, files, clusters, upkeep, sql).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from engram.query import clusters as clusters_q
 from engram.query import files as files_q
+from engram.query import overlay as overlay_q
+from engram.query import record as record_q
 from engram.query import similar as similar_q
 from engram.query import sql as sql_q
 from engram.query import trends as trends_q
+from engram.query import upkeep as upkeep_q
 from engram.query.errors import check_k
 from engram.query.reader import Reader
 
 if TYPE_CHECKING:  # predict needs scipy (~0.3 s to import): loaded when first asked
     from engram.query.evaluate import Evaluation
     from engram.query.predict import Prediction
+    from engram.query.recommend import Recommendation
 
 
 class Memory(Reader):
     """Read-only questions to one warehouse's serving copy (or the warehouse, if none)."""
 
+    _overlay: overlay_q.Overlay | None = None
+
     def __enter__(self) -> Memory:
         return self
 
     def find_similar(self, text: str, k: int = 10) -> pd.DataFrame:
-        """Patterns closest in meaning to text, best first."""
-        return similar_q.find_similar(self, text, k)
+        """Patterns closest in meaning to text, best first, including patterns recorded
+        since the last build (`built` False) and outcomes since it (`pending_*`)."""
+        return overlay_q.find_similar(self, self.overlay, text, k)
+
+    @property
+    def overlay(self) -> overlay_q.Overlay:
+        """The journal entries not yet built (read-your-writes); share one between Memory
+        objects of a long-lived process (`memory.overlay = other.overlay`) so descriptions
+        are embedded once."""
+        if self._overlay is None:
+            self._overlay = overlay_q.Overlay(self.db_path)
+        return self._overlay
+
+    @overlay.setter
+    def overlay(self, value: overlay_q.Overlay) -> None:
+        self._overlay = value
 
     def similar_to_pattern(self, pattern_id: str, k: int = 10) -> pd.DataFrame:
         """Patterns closest in meaning to an existing pattern (itself excluded)."""
@@ -56,6 +76,25 @@ class Memory(Reader):
         from engram.query import predict as predict_q
 
         return evaluate_q.evaluate(self, holdout, min_quality, predict_q.ranking_params())
+
+    def recommend(
+        self,
+        task: str,
+        k: int = 5,
+        *,
+        strategy: str = "best",
+        seed: int | None = None,
+        log: bool = True,
+    ) -> Recommendation:
+        """What to try for `task`: predict's ranking as a decision (strategy best, cautious
+        or explore), with outcomes recorded since the build counted, declining-trend
+        warnings, and a recommendation_id logged to the journal (cite it when recording
+        the outcome)."""
+        from engram.query import recommend as recommend_q
+
+        return recommend_q.recommend(
+            self, self.overlay, task, k, strategy=strategy, seed=seed, log=log
+        )
 
     def global_mean(self) -> float:
         """Event-weighted mean outcome quality over all patterns: the prior of last resort."""
@@ -92,6 +131,63 @@ class Memory(Reader):
         """A cluster's patterns, nearest its centroid first."""
         return clusters_q.cluster_members(self, cluster_id, top)
 
+    def alerts(self, top: int = 20, kind: str | None = None) -> pd.DataFrame:
+        """Upkeep alerts (declining, near_duplicate, stale, rising), most urgent first."""
+        return upkeep_q.alerts(self, top, kind)
+
+    def themes(self, top: int = 20) -> pd.DataFrame:
+        """The most-used themes (kinds of problem) with approaches, success and trend."""
+        return upkeep_q.themes(self, top)
+
+    def theme_members(self, theme_id: str, top: int = 50) -> pd.DataFrame:
+        """A theme's patterns with their paraphrase groups, usage and success."""
+        return upkeep_q.theme_members(self, theme_id, top)
+
     def sql(self, query: str) -> pd.DataFrame:
         """Any read-only SQL against the serving copy; embed('text') is available."""
         return sql_q.run_sql(self, query)
+
+    # ---------------------------------------------------------------- the agent loop
+    # (record_q: the journal write path; overlay/recommend: read-your-writes, decisions)
+
+    def record_pattern(
+        self,
+        description: str,
+        pattern_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        pattern_id: str | None = None,
+    ) -> str:
+        """Record a pattern in the journal (durable on return; never waits for the
+        warehouse lock); returns its id, generated when not given."""
+        return record_q.record_pattern(
+            self.db_path,
+            description,
+            pattern_type=pattern_type,
+            metadata=metadata,
+            pattern_id=pattern_id,
+        ).id
+
+    def record_outcome(
+        self,
+        pattern_id: str,
+        outcome_quality: float,
+        *,
+        task: str | None = None,
+        files: list[str] | None = None,
+        tools: list[str] | None = None,
+        session_id: str | None = None,
+        recommendation_id: str | None = None,
+    ) -> str:
+        """Record that `pattern_id` was used (for `task`) and how well it went (0..1);
+        returns the event id. Cite the recommendation_id of the advice followed."""
+        return record_q.record_outcome(
+            self.db_path,
+            pattern_id,
+            outcome_quality,
+            task=task,
+            files=files,
+            tools=tools,
+            session_id=session_id,
+            recommendation_id=recommendation_id,
+        ).id

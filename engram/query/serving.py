@@ -316,7 +316,14 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
 def _serving_tables(
     con: duckdb.DuckDBPyConnection, relations: dict[str, str], result: PublishResult
 ) -> None:
-    """Precomputed lookups queries need: per-context pattern outcomes, warehouse row counts."""
+    """Precomputed lookups queries need: per-context pattern outcomes, warehouse row counts,
+    and how far the journal had been taken in (so the read-your-writes overlay shows only
+    journal lines the marts do not hold yet)."""
+    if "raw.journal_offsets" in relations:
+        con.execute(
+            f"create table {_ALIAS}.serving.journal_offsets as "
+            "select journal_file, byte_offset, lines from raw.journal_offsets"
+        )
     if "staging.stg_usage_events" in relations:
         con.execute(
             f"""

@@ -2,12 +2,14 @@
 -- Incremental: a run takes only events loaded after the newest loaded_at already processed,
 -- finds the (pattern_id, week) groups they touch and recomputes those groups from all their
 -- events; delete+insert on [pattern_id, week] then replaces them. So a late event for an old
--- week rewrites that week's row instead of being lost or counted twice.
+-- week rewrites that week's row instead of being lost or counted twice. A merge or unmerge
+-- since the last run (macros/supersessions_changed.sql) recomputes every row instead.
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['pattern_id', 'week'],
+        pre_hook="{% if supersessions_changed() %}delete from {{ this }}{% endif %}",
     )
 }}
 
@@ -18,7 +20,7 @@ events as (
     from {{ ref('stg_usage_events') }}
 ),
 
-{% if is_incremental() %}
+{% if is_incremental() and not supersessions_changed() %}
 -- Reads the view itself: a CTE used twice would be materialized whole.
 touched as (
     select distinct pattern_id, event_week

@@ -1,11 +1,16 @@
-"""Every pattern in exactly one cluster of paraphrases (algorithm: engram/numeric/clustering.py).
+"""Every pattern in exactly one paraphrase group and one theme (engram/numeric/clustering.py).
 
-Identical descriptions are clustered once (by description_hash). Cluster ids are numbered
-by the smallest pattern_id in the cluster: deterministic for a given input, though they
-may shift when patterns are added.
+Two cuts of the same average-linkage clustering of the description embeddings:
+paraphrase groups at var('cluster_merge_threshold') (0.5: one approach in other words, the
+older "clusters") and themes at var('theme_threshold') (one kind of problem). Both cuts
+were chosen by measurement (python -m bench.themes; README "Themes and paraphrase
+groups"). Identical descriptions are clustered once (by description_hash). Group and theme
+ids are hashes of the sorted member pattern ids, so a rebuild that leaves a group's members
+unchanged keeps its id; cluster_id (0..k-1, the paraphrase level numbered by smallest
+pattern_id) is kept for older readers.
 """
 
-from engram.numeric.clustering import clustered_table
+from engram.numeric.clustering import two_level_table
 
 
 def model(dbt, session):
@@ -16,16 +21,8 @@ def model(dbt, session):
         .order("pattern_id")
         .to_arrow_table()
     )
-    return clustered_table(
+    return two_level_table(
         patterns,
-        group_key="description_hash",
-        text="description",
-        keep=("pattern_id", "description_hash"),
-        threshold=float(dbt.config.get("cluster_merge_threshold")),
-        names={
-            "cluster_id": "cluster_id",
-            "cluster_size": "cluster_size",
-            "cluster_label": "cluster_label",
-            "similarity_to_centroid": "similarity_to_centroid",
-        },
+        theme_threshold=float(dbt.config.get("theme_threshold")),
+        paraphrase_threshold=float(dbt.config.get("cluster_merge_threshold")),
     )

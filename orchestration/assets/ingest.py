@@ -17,6 +17,7 @@ from dagster import (
 from engram.render import markdown_table
 from ingest.embedder import Embedder
 from ingest.embeddings import embed_missing
+from ingest.journal import journal_dir
 from ingest.loader import FileReport, ingest_paths
 from ingest.warehouse import connect_for_write
 from orchestration.resources import Inbox, Warehouse
@@ -30,6 +31,10 @@ RAW_TABLES: dict[str, str] = {
     "rejected_records": "Quarantine: every record that was not loaded, with its reason.",
     "ingested_files": "Ledger of committed files by content hash; re-ingest is a no-op.",
     "ingest_runs": "One row per ingest run with its totals.",
+    # taken in from the journal (`engram recommend` / MCP logs them there)
+    "recommendations": "Logged recommendations: task, strategy, Thompson seed.",
+    "recommendation_candidates": "The candidates each recommendation showed, with propensities.",
+    "recommendation_links": "Outcomes recorded with the recommendation_id they followed.",
 }
 RAW_KEYS: dict[str, AssetKey] = {name: AssetKey(["raw", name]) for name in RAW_TABLES}
 EMBEDDINGS_KEY = AssetKey(["raw", "embeddings"])
@@ -65,6 +70,8 @@ def inbox_ingest(
     archived: list[tuple[FileReport, str]] = []
 
     def archive(report: FileReport) -> None:
+        if report.path.parent == journal_dir(warehouse.path):  # stays; its offset moved
+            return
         if report.file_rejected is not None:  # stays in the inbox, retried once it is fixed
             context.log.warning(f"{report.name}: file rejected: {report.file_rejected}")
             return
@@ -72,14 +79,12 @@ def inbox_ingest(
 
     if files:
         context.log.info(f"ingesting {len(files)} file(s) from {inbox.root}")
-        report = ingest_paths(files, warehouse.path, embed=False, on_file=archive)
-        run_id: str | None = report.run_id
-        totals = {name: report.total(name) for name in ("read", "loaded", "skipped", "rejected")}
     else:
         context.log.info(f"no new files in {inbox.root}")
-        connect_for_write(warehouse.path).close()  # a fresh warehouse still gets raw.*
-        run_id = None
-        totals = dict.fromkeys(("read", "loaded", "skipped", "rejected"), 0)
+    # the journal (what agents recorded with `engram record` / MCP) is taken in either way
+    report = ingest_paths(files, warehouse.path, embed=False, on_file=archive)
+    run_id: str | None = report.run_id
+    totals = {name: report.total(name) for name in ("read", "loaded", "skipped", "rejected")}
 
     counts = _row_counts(warehouse, list(RAW_TABLES))
     files_md = markdown_table(
@@ -103,7 +108,7 @@ def inbox_ingest(
     for name, key in RAW_KEYS.items():
         yield MaterializeResult(
             asset_key=key,
-            metadata={"dagster/row_count": counts[name], **common, **extra[name]},
+            metadata={"dagster/row_count": counts[name], **common, **extra.get(name, {})},
         )
 
 

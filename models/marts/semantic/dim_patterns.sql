@@ -1,4 +1,6 @@
 -- One row per pattern: what it says, how often and how well it was used, its cluster.
+-- Events come from stg_usage_events, where a merged-away pattern's events already count
+-- toward the kept one (its own usage_count is then 0 and superseded_by names the kept one).
 
 with
 
@@ -11,7 +13,12 @@ events as (
 ),
 
 clusters as (
-    select pattern_id, cluster_id, cluster_label from {{ ref('int_patterns__clustered') }}
+    select pattern_id, cluster_id, cluster_label, theme_id, paraphrase_group_id
+    from {{ ref('int_patterns__clustered') }}
+),
+
+merges as (
+    select dropped_pattern_id, kept_pattern_id from {{ ref('stg_pattern_supersessions') }}
 ),
 
 usage as (
@@ -39,10 +46,14 @@ final as (
         coalesce(usage.usage_count, 0) as usage_count,
         usage.success_rate,
         clusters.cluster_id,
-        clusters.cluster_label
+        clusters.cluster_label,
+        clusters.theme_id,
+        clusters.paraphrase_group_id,
+        merges.kept_pattern_id as superseded_by
     from patterns
     left join usage on usage.pattern_id = patterns.pattern_id
     left join clusters on clusters.pattern_id = patterns.pattern_id
+    left join merges on merges.dropped_pattern_id = patterns.pattern_id
 )
 
 select * from final

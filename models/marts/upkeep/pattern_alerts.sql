@@ -1,0 +1,304 @@
+-- One row per actionable finding about the pattern library (issue 16): a pattern in
+-- decline (with the replacement to use instead), a near-duplicate (with the one to keep),
+-- a stale pattern (unused while its theme is still in use) and a rising one (promote it).
+-- Patterns merged away (dim_patterns.superseded_by) raise no alerts: their events already
+-- count toward the kept one. "Now" is the newest event in the data, never the wall clock,
+-- so a rebuild of the same data gives the same alerts.
+with
+
+patterns as (
+    select
+        pattern_id,
+        description,
+        usage_count,
+        success_rate,
+        first_seen_at,
+        last_used_at,
+        theme_id,
+        paraphrase_group_id
+    from {{ ref('dim_patterns') }}
+    where superseded_by is null
+),
+
+themes as (
+    select theme_id, theme_label from {{ ref('pattern_themes') }}
+),
+
+trends as (
+    select pattern_id, n_events, avg_quality, quality_slope_per_week, slope_t_stat, direction
+    from {{ ref('pattern_trend_summary') }}
+),
+
+recent_quality as (
+    -- a pattern's quality now: the 4-week moving average of its last week of use
+    select pattern_id, moving_avg_quality as current_quality
+    from {{ ref('pattern_trends') }}
+    qualify row_number() over (partition by pattern_id order by week desc) = 1
+),
+
+weekly as (
+    select pattern_id, week, n_events from {{ ref('int_pattern_weeks__aggregated') }}
+),
+
+data_end as (
+    -- the week of the newest event: the reference point for "unused for N weeks"
+    select max(week) as last_week, max(last_occurred_at) as last_event_at
+    from {{ ref('int_pattern_weeks__aggregated') }}
+),
+
+theme_recent as (
+    -- each theme's events in the last var('stale_weeks') weeks of the data
+    select patterns.theme_id, sum(weekly.n_events) as recent_events
+    from weekly
+    inner join patterns on patterns.pattern_id = weekly.pattern_id
+    cross join data_end
+    where weekly.week > data_end.last_week - to_weeks({{ var('stale_weeks') }})
+    group by patterns.theme_id
+),
+
+global_prior as (
+    select sum(usage_count * success_rate) / nullif(sum(usage_count), 0) as mean_quality
+    from patterns
+    where usage_count > 0
+),
+
+-- the best expected pattern of each theme for replacing another: most events-weighted
+-- evidence of success (shrunk mean), not itself declining, with enough events
+candidates as (
+    select
+        patterns.theme_id,
+        patterns.pattern_id,
+        patterns.usage_count,
+        patterns.success_rate,
+        {{ shrunk_mean('patterns.usage_count * patterns.success_rate', 'patterns.usage_count',
+                       'global_prior.mean_quality', var('prediction_prior_strength')) }}
+            as expected_quality
+    from patterns
+    cross join global_prior
+    left join trends on trends.pattern_id = patterns.pattern_id
+    where patterns.usage_count >= {{ var('replacement_min_events') }}
+        and coalesce(trends.direction, 'stable') <> 'declining'
+),
+
+ranked_candidates as (
+    select
+        *,
+        row_number() over (
+            partition by theme_id order by expected_quality desc, usage_count desc, pattern_id
+        ) as candidate_rank
+    from candidates
+),
+
+declining as (
+    select
+        'declining' as kind,
+        1 as priority,
+        patterns.pattern_id,
+        best.pattern_id as related_pattern_id,
+        patterns.theme_id,
+        abs(trends.slope_t_stat) as score,
+        trends.n_events,
+        trends.avg_quality,
+        trends.quality_slope_per_week,
+        trends.slope_t_stat,
+        recent_quality.current_quality,
+        null::double as similarity,
+        null::integer as weeks_unused,
+        best.usage_count as related_n_events,
+        best.expected_quality as related_expected_quality
+    from trends
+    inner join patterns on patterns.pattern_id = trends.pattern_id
+    left join recent_quality on recent_quality.pattern_id = trends.pattern_id
+    -- a replacement must be expected to do better than the pattern does now
+    left join ranked_candidates as best
+        on best.theme_id = patterns.theme_id
+        and best.pattern_id <> patterns.pattern_id
+        and best.candidate_rank <= 2
+        and best.expected_quality > coalesce(recent_quality.current_quality, trends.avg_quality)
+    where trends.direction = 'declining'
+    -- the best candidate other than the pattern itself
+    qualify row_number() over (
+        partition by patterns.pattern_id order by best.candidate_rank nulls last
+    ) = 1
+),
+
+close_pairs as (
+    -- nearest neighbours (pattern_similar_pairs, k per pattern) at least this similar
+    select pattern_id, similar_pattern_id, similarity
+    from {{ ref('pattern_similar_pairs') }}
+    where similarity >= {{ var('near_duplicate_similarity') }}
+),
+
+near_duplicate as (
+    -- a pattern with a close neighbour in its paraphrase group that has more evidence
+    -- (more events; ties to the smaller id): keep the neighbour with the most evidence
+    select
+        'near_duplicate' as kind,
+        2 as priority,
+        patterns.pattern_id,
+        keep.pattern_id as related_pattern_id,
+        patterns.theme_id,
+        close_pairs.similarity as score,
+        patterns.usage_count as n_events,
+        patterns.success_rate as avg_quality,
+        null::double as quality_slope_per_week,
+        null::double as slope_t_stat,
+        close_pairs.similarity,
+        null::integer as weeks_unused,
+        keep.usage_count as related_n_events,
+        null::double as related_expected_quality
+    from close_pairs
+    inner join patterns on patterns.pattern_id = close_pairs.pattern_id
+    inner join patterns as keep
+        on keep.pattern_id = close_pairs.similar_pattern_id
+        and keep.paraphrase_group_id = patterns.paraphrase_group_id
+    where keep.usage_count > patterns.usage_count
+        or (keep.usage_count = patterns.usage_count and keep.pattern_id < patterns.pattern_id)
+    qualify row_number() over (
+        partition by patterns.pattern_id
+        order by keep.usage_count desc, close_pairs.similarity desc, keep.pattern_id
+    ) = 1
+),
+
+stale as (
+    select
+        'stale' as kind,
+        3 as priority,
+        patterns.pattern_id,
+        best.pattern_id as related_pattern_id,
+        patterns.theme_id,
+        date_sub('week', coalesce(patterns.last_used_at, patterns.first_seen_at),
+                  data_end.last_event_at)::double as score,
+        patterns.usage_count as n_events,
+        patterns.success_rate as avg_quality,
+        null::double as quality_slope_per_week,
+        null::double as slope_t_stat,
+        null::double as similarity,
+        date_sub('week', coalesce(patterns.last_used_at, patterns.first_seen_at),
+                  data_end.last_event_at)::integer as weeks_unused,
+        best.usage_count as related_n_events,
+        best.expected_quality as related_expected_quality
+    from patterns
+    cross join data_end
+    inner join theme_recent on theme_recent.theme_id = patterns.theme_id
+    left join ranked_candidates as best
+        on best.theme_id = patterns.theme_id
+        and best.pattern_id <> patterns.pattern_id
+        and best.candidate_rank <= 2
+    where coalesce(patterns.last_used_at, patterns.first_seen_at)
+        < data_end.last_event_at - to_weeks({{ var('stale_weeks') }})
+        and theme_recent.recent_events > 0
+    qualify row_number() over (
+        partition by patterns.pattern_id order by best.candidate_rank nulls last
+    ) = 1
+),
+
+rising as (
+    select
+        'rising' as kind,
+        4 as priority,
+        patterns.pattern_id,
+        null::varchar as related_pattern_id,
+        patterns.theme_id,
+        abs(trends.slope_t_stat) as score,
+        trends.n_events,
+        trends.avg_quality,
+        trends.quality_slope_per_week,
+        trends.slope_t_stat,
+        null::double as similarity,
+        null::integer as weeks_unused,
+        null::bigint as related_n_events,
+        null::double as related_expected_quality
+    from trends
+    inner join patterns on patterns.pattern_id = trends.pattern_id
+    where trends.direction = 'improving'
+),
+
+findings as (
+    select * from declining
+    union all by name
+    select * from near_duplicate
+    union all by name
+    select * from stale
+    union all by name
+    select * from rising
+),
+
+described as (
+    select
+        findings.*,
+        themes.theme_label,
+        case findings.kind
+            when 'declining' then
+                printf('quality %+.4f/week (t = %.1f) over %d events, mean %.2f, lately %.2f',
+                       findings.quality_slope_per_week, coalesce(findings.slope_t_stat, 0),
+                       findings.n_events, findings.avg_quality, findings.current_quality)
+            when 'near_duplicate' then
+                printf('cosine %.3f to %s, same paraphrase group; %d vs %d events',
+                       findings.similarity, findings.related_pattern_id, findings.n_events,
+                       findings.related_n_events)
+            when 'stale' then
+                printf('unused for %d weeks (last %s) while its theme was used %d times in the last %d weeks',
+                       findings.weeks_unused,
+                       coalesce(strftime(patterns.last_used_at, '%Y-%m-%d'), 'never'),
+                       theme_recent.recent_events, {{ var('stale_weeks') }})
+            when 'rising' then
+                printf('quality %+.4f/week (t = %.1f) over %d events, mean %.2f',
+                       findings.quality_slope_per_week, coalesce(findings.slope_t_stat, 0),
+                       findings.n_events, findings.avg_quality)
+        end as evidence,
+        case
+            when findings.related_pattern_id is null then ''
+            when findings.kind = 'near_duplicate' then ''
+            else printf(' Use %s instead (expected quality %.2f over %d events, same theme).',
+                        findings.related_pattern_id, findings.related_expected_quality,
+                        findings.related_n_events)
+        end as replacement_sentence
+    from findings
+    left join themes on themes.theme_id = findings.theme_id
+    left join patterns on patterns.pattern_id = findings.pattern_id
+    left join theme_recent on theme_recent.theme_id = findings.theme_id
+),
+
+final as (
+    select
+        md5(kind || ':' || pattern_id || ':' || coalesce(related_pattern_id, '')) as alert_id,
+        kind,
+        pattern_id,
+        related_pattern_id,
+        theme_id,
+        theme_label,
+        evidence,
+        case kind
+            when 'declining' then
+                printf('Pattern %s is declining: %s.', pattern_id, evidence)
+                || coalesce(nullif(replacement_sentence, ''),
+                            ' No other pattern of its theme is expected to do better with '
+                            || 'enough evidence; review it.')
+            when 'near_duplicate' then
+                printf('Pattern %s duplicates %s (%s). Keep %s, the one with more evidence: '
+                       || 'engram merge-patterns %s %s',
+                       pattern_id, related_pattern_id, evidence, related_pattern_id,
+                       related_pattern_id, pattern_id)
+            when 'stale' then
+                printf('Pattern %s is stale: %s. Retire it or find out why it stopped being used.',
+                       pattern_id, evidence) || replacement_sentence
+            when 'rising' then
+                printf('Pattern %s is rising: %s. Promote it: recommend it first for its theme.',
+                       pattern_id, evidence)
+        end as message,
+        priority,
+        score,
+        n_events,
+        avg_quality,
+        quality_slope_per_week,
+        slope_t_stat,
+        current_quality,
+        similarity,
+        weeks_unused,
+        related_n_events,
+        related_expected_quality
+    from described
+)
+
+select * from final
