@@ -11,7 +11,6 @@ from dagster import (
     AssetSpec,
     MaterializeResult,
     MetadataValue,
-    asset,
     multi_asset,
 )
 
@@ -39,6 +38,7 @@ RAW_TABLES: dict[str, str] = {
 }
 RAW_KEYS: dict[str, AssetKey] = {name: AssetKey(["raw", name]) for name in RAW_TABLES}
 EMBEDDINGS_KEY = AssetKey(["raw", "embeddings"])
+EMBEDDING_RUNS_KEY = AssetKey(["raw", "embedding_runs"])
 
 
 def _row_counts(warehouse: Warehouse, tables: list[str]) -> dict[str, int]:
@@ -118,30 +118,51 @@ def _embedder() -> Embedder:
     return Embedder()
 
 
-@asset(
-    key=EMBEDDINGS_KEY,
-    deps=[RAW_KEYS["patterns"], RAW_KEYS["usage_events"]],
-    group_name=RAW_GROUP,
-    kinds={"duckdb", "python"},
+@multi_asset(
+    specs=[
+        AssetSpec(
+            EMBEDDINGS_KEY,
+            deps=[RAW_KEYS["patterns"], RAW_KEYS["usage_events"]],
+            group_name=RAW_GROUP,
+            kinds={"duckdb", "python"},
+            description="all-MiniLM-L6-v2 vectors for every distinct description and "
+            "context, keyed by sha256 of the text and the model:backend tag (README "
+            "'Embedding backends'); only texts not yet cached under this machine's backend "
+            "are embedded.",
+        ),
+        AssetSpec(
+            EMBEDDING_RUNS_KEY,
+            deps=[EMBEDDINGS_KEY],
+            group_name=RAW_GROUP,
+            kinds={"duckdb"},
+            description="One row per completed embed pass; the newest pass's tag is the "
+            "one the marts read (stg_embedding_model).",
+        ),
+    ],
     pool=WAREHOUSE_POOL,
-    description="all-MiniLM-L6-v2 vectors for every distinct description and context, "
-    "keyed by sha256 of the text and the model:backend tag (README 'Embedding backends'); "
-    "only texts not yet cached under this machine's backend are embedded.",
+    can_subset=False,
 )
-def embeddings(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+def embeddings(context: AssetExecutionContext, warehouse: Warehouse) -> Iterator[MaterializeResult]:
+    """Both tables are written by one embed pass: the vectors, then the pass's record."""
     con = connect_for_write(warehouse.path)
     try:
         stats = embed_missing(con, _embedder())
         rows = int(con.execute("select count(*) from raw.embeddings").fetchone()[0])  # type: ignore[index]
+        runs = int(con.execute("select count(*) from raw.embedding_runs").fetchone()[0])  # type: ignore[index]
     finally:
         con.close()
     context.log.info(f"embedded {stats.texts_embedded} new text(s), {stats.texts_cached} cached")
-    return MaterializeResult(
+    yield MaterializeResult(
+        asset_key=EMBEDDINGS_KEY,
         metadata={
             "dagster/row_count": rows,
             "texts_embedded": stats.texts_embedded,
             "texts_cached": stats.texts_cached,
             "texts_referenced": stats.texts_referenced,
-            "embedding_model": _embedder().tag,
-        }
+            "embedding_model": stats.model,
+        },
+    )
+    yield MaterializeResult(
+        asset_key=EMBEDDING_RUNS_KEY,
+        metadata={"dagster/row_count": runs, "embedding_model": stats.model},
     )
