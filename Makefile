@@ -41,6 +41,7 @@ demo: install ## ingest the bundled flask-history sample, build the marts, print
 test: install ## lint and run the whole test suite (pytest; it runs dbt build on test data)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/engram embedding export  # the ONNX graphs, once per cache dir (README "Embedding backends")
 	$(BIN)/pytest
 
 lint: install ## ruff check

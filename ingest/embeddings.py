@@ -1,5 +1,8 @@
 """Fill the embedding cache: each distinct text (pattern description or event context)
-is embedded once ever, keyed by the sha256 of its text.
+is embedded once per model variant, keyed by the sha256 of its text and the variant's tag
+(`all-MiniLM-L6-v2:onnx-int8`, ...). Switching backend re-embeds under the new tag rather
+than mixing vectors; `raw.embedding_runs` records which tag is complete, and the marts
+read the newest one.
 
 Work is committed batch by batch, so an interrupted run keeps what it embedded and the
 next run only does the rest. Texts are sorted by length so batches pad little.
@@ -52,7 +55,7 @@ def _insert_embeddings(
 ) -> None:
     """Embed and insert one batch (autocommit: the cache keeps what is done if killed)."""
     vectors = embedder.encode(texts)
-    batch = embeddings_table(hashes, texts, vectors, embedder.model_name)
+    batch = embeddings_table(hashes, texts, vectors, embedder.tag)
     con.register("_embedding_batch", batch)
     con.execute("insert into raw.embeddings select * from _embedding_batch")
     con.unregister("_embedding_batch")
@@ -85,9 +88,11 @@ def embed_new_texts(
         rows = con.execute(
             """
             select w.text_hash, w.text from _texts_wanted as w
-            anti join raw.embeddings as e on e.text_hash = w.text_hash
+            anti join (select text_hash from raw.embeddings where model = ?) as e
+                on e.text_hash = w.text_hash
             order by length(w.text), w.text_hash
-            """
+            """,
+            [embedder.tag],
         ).fetchall()
     finally:
         con.unregister("_texts_wanted")
@@ -104,7 +109,8 @@ def embed_missing(
     batch_texts: int = 1024,
     progress: ProgressFactory | None = None,
 ) -> EmbedStats:
-    """Embed every referenced text that has no cached vector yet."""
+    """Embed every referenced text that has no cached vector under embedder.tag yet, then
+    record the pass in raw.embedding_runs (which makes that tag the one the marts read)."""
     con.execute(
         f"""
         create or replace temp table _texts_to_embed as
@@ -113,8 +119,10 @@ def embed_missing(
         )
         select r.text_hash, r.text, row_number() over (order by length(r.text), r.text_hash) as n
         from referenced as r
-        anti join raw.embeddings as e on e.text_hash = r.text_hash
-        """
+        anti join (select text_hash from raw.embeddings where model = ?) as e
+            on e.text_hash = r.text_hash
+        """,
+        [embedder.tag],
     )
     referenced = con.execute(f"select count(distinct text_hash) from ({TEXTS_SQL})").fetchone()[0]  # type: ignore[index]
     missing = con.execute("select count(*) from _texts_to_embed").fetchone()[0]  # type: ignore[index]
@@ -132,4 +140,8 @@ def embed_missing(
     if bar:
         bar.close()
     con.execute("drop table if exists _texts_to_embed")
+    con.execute(
+        "insert into raw.embedding_runs values (?, ?, ?, ?)",
+        [embedder.tag, referenced, missing, datetime.now(UTC).replace(tzinfo=None)],
+    )
     return EmbedStats(referenced, missing, referenced - missing)

@@ -75,7 +75,7 @@ from ingest.warehouse import connect_for_write, sql_string
 DEFAULT_CHUNK_RECORDS = 50_000
 # DuckDB's buffer pool during an ingest: the publish's joins and windows spill past it
 # (to <warehouse>.tmp/). With the model loaded this keeps the process near 1 GiB at most.
-INGEST_MEMORY_LIMIT = "400MB"
+INGEST_MEMORY_LIMIT = "256MB"
 SCRATCH_SUFFIX = ".scratch.duckdb"
 PROGRESS_MIN_BYTES = 8 << 20  # show a per-file bar for files over 8 MiB
 
@@ -475,7 +475,7 @@ def load_file(
         for raw in read_records(path):
             report.read += 1
             chunk.add(raw, hint, report)
-            if bar:
+            if bar is not None:
                 bar.update(len(raw.raw_text) + 1)
             if len(chunk) >= chunk_records:
                 _stage(con, staging, chunk, report, embedder)
@@ -483,12 +483,12 @@ def load_file(
                 if on_chunk:
                     on_chunk(path, report.read)
         _stage(con, staging, chunk, report, embedder)
-        if bar:
+        if bar is not None:
             bar.close()
             bar = progress(0, f"publishing {path.name}") if progress else None
         staging.publish(report, run_id, sha, size)
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
         staging.close()
     return report

@@ -212,8 +212,18 @@ create table if not exists raw.embeddings (
     text_hash         varchar not null,   -- sha256 hex of the UTF-8 text
     text              varchar not null,
     embedding         float[{EMBEDDING_DIM}] not null,  -- unit length
-    model             varchar not null,
+    model             varchar not null,   -- model:backend tag (ingest.embedder.make_tag)
     embedded_at       timestamp not null
+);
+
+create table if not exists raw.embedding_runs (
+    -- one row per completed embed pass: from then on every referenced text has a vector
+    -- under `model`. The newest row's tag is the one the marts read (stg_patterns,
+    -- stg_contexts), so vectors of two backends never meet in one mart.
+    model             varchar not null,
+    texts_referenced  bigint not null,
+    texts_embedded    bigint not null,
+    finished_at       timestamp not null
 );
 
 create table if not exists raw.rejected_records (

@@ -16,6 +16,7 @@ import anyio
 import numpy as np
 import pytest
 
+from engram.query import predict as predict_q
 from engram.query import record as record_q
 from engram.query.memory import Memory
 from ingest.loader import ingest_paths
@@ -66,8 +67,18 @@ def test_recommend_strategies_propensities_and_log(loop_db: Path, embedder: Any)
         replay = memory.recommend(task, 5, strategy="explore", seed=3, log=False)
     b = best.patterns
     assert list(b["rank"]) == [1, 2, 3, 4, 5]
-    assert np.all(np.diff(b["predicted_success"].to_numpy()) <= 1e-12)  # best: by the mean
-    assert np.all(np.diff(cautious.patterns["ci_low"].to_numpy()) <= 1e-12)
+    # each strategy's score is predict's relevance x success^exponent with its success
+    exponent = predict_q.ranking_params().exponent
+    c = cautious.patterns
+    assert b["score"].to_numpy() == pytest.approx(
+        b["relevance"].to_numpy() * b["predicted_success"].to_numpy() ** exponent
+    )
+    assert c["score"].to_numpy() == pytest.approx(
+        c["relevance"].to_numpy() * c["ci_low"].to_numpy() ** exponent
+    )
+    for shown in (b, c):
+        assert np.all(np.diff(shown["score"].to_numpy()) <= 1e-12)
+    assert (c["ci_low"] <= c["predicted_success"]).all()
     assert b.iloc[0]["propensity"] == 1.0 and (b.iloc[1:]["propensity"] == 0).all()
     e = explore.patterns
     assert list(e["pattern_id"]) == list(replay.patterns["pattern_id"])  # the seed replays

@@ -92,7 +92,7 @@ def test_predict_output_carries_interval_sample_size_and_evidence(memory: Memory
     assert (frame["ci_low"] <= frame["predicted_success"]).all()
     assert (frame["predicted_success"] <= frame["ci_high"]).all()
     assert (frame["effective_n"] > 0).all()
-    assert frame["predicted_success"].is_monotonic_decreasing
+    assert frame["score"].is_monotonic_decreasing
     assert len(prediction.evidence) >= 1
     assert prediction.evidence["similarity"].between(-1, 1).all()
     json.dumps(prediction.to_dict())  # plain JSON types throughout

@@ -88,12 +88,13 @@ usage events on stdin with --stdin; `task` is accepted for `context` there).""",
         formatter_class=formatter,
         help="what to try for a task: a logged recommendation",
         description="""\
-Recommend patterns to try for TASK, as a decision. Candidates and their Beta posteriors
-come from `engram predict`, updated with the outcomes recorded since the last build;
-patterns recorded since the build that are close to the task join too. --strategy:
-  best      rank by the posterior mean (expected outcome)
-  cautious  rank by the lower end of the 90% credible interval (proven approaches)
-  explore   rank by one Thompson draw from each posterior (seeded; --seed replays it)
+Recommend patterns to try for TASK, as a decision. Candidates, their relevance and
+their Beta posteriors of success come from `engram predict`, updated with the outcomes
+recorded since the last build; patterns recorded since the build that are close to the
+task join too. Ranked by predict's relevance x success^exponent, with as success:
+  best      the posterior mean (expected outcome)
+  cautious  the lower end of the 90% credible interval (proven approaches)
+  explore   one Thompson draw from each posterior (seeded; --seed replays it)
 A candidate whose trend is declining (marts.pattern_trend_summary) gets a warning.
 Each call gets a recommendation_id and is logged to the journal with the candidates
 shown, their rank, score and the probability each strategy had of showing each first

@@ -165,6 +165,9 @@ memory. The same arguments always give the same files.""",
     from engram.cli.questions import add_parsers
 
     COMMANDS.update(add_parsers(commands, db, formatter))
+    from engram.cli.embedding import add_parser as add_embedding_parser
+
+    COMMANDS.update(add_embedding_parser(commands, db, formatter))
     from engram.cli import loop
 
     COMMANDS.update(loop.add_parsers(commands, db, formatter))
@@ -371,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, InputError, ValueError) as exc:
+    except (UsageError, InputError, ValueError) as exc:  # incl. EmbeddingConfigError
         print(f"engram {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (BuildError, WarehouseError, QueryError, ProjectNotFound) as exc:

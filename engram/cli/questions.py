@@ -1,4 +1,5 @@
-"""`engram similar | predict | trends | files | clusters | sql`: thin handlers over Memory.
+"""`engram similar | predict | trends | files | clusters | sql | evaluate`: thin handlers
+over Memory.
 
 Tables for people by default, `--json` for agents. Errors are one line on stderr:
 exit 2 for a wrong question (empty text, k <= 0, unknown id), 1 when it cannot be
@@ -58,14 +59,23 @@ when the data is small or the index is stale.{reads}""",
         "predict",
         parents=[db_parent],
         formatter_class=formatter,
-        help="patterns ranked by predicted success for a task",
+        help="patterns that fit a task and work, best first, with why",
         description=f"""\
-Patterns ranked by predicted success for the task described by TEXT. The prior is
-marts.pattern_predictions (per-cluster success shrunk toward each pattern's mean) of
-the context clusters nearest the task; the evidence is the similarity-weighted
-outcomes of the patterns used in the nearest past task texts. Each row has the
-posterior mean, a 90% credible interval, the events behind it, and the evidence
-(nearest past contexts) is listed below. See README "How predict combines evidence".{reads}""",
+The patterns that fit the task described by TEXT and work, best first: each known
+pattern is scored relevance x predicted_success^4 (README "How predict ranks").
+
+  relevance          how likely the pattern is the one used for tasks like this: a
+                     kernel-weighted vote of the 10 nearest past task texts, smoothed
+                     toward its usage in their context clusters and overall
+  predicted_success  Beta-binomial shrinkage of its outcomes in those clusters toward
+                     its own mean and the global mean, with a 90% interval
+                     ci_low..ci_high and effective_n
+
+Each row also has vote_share, the events behind it (n_events in the task's clusters,
+n_context_events among the nearest texts, usage_count), nearest_tasks (past texts
+that used it) and fallback: "" when the nearest texts voted for it, "cluster" or
+"global" when only the wider evidence did. -k N returns N rows whenever N patterns
+exist. The nearest texts and the context clusters are listed below the rows.{reads}""",
         epilog='example: engram predict "tokio refuses to spawn my future" -k 5 --json',
     )
     predict.add_argument("text", metavar="TASK_TEXT")
@@ -137,6 +147,50 @@ example: engram sql "select pattern_id, description from marts.dim_patterns
     sql.add_argument("query", metavar="QUERY")
     sql.add_argument("--max-rows", type=int, default=200, metavar="N", help="rows to print")
     _json(sql)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[db_parent],
+        formatter_class=formatter,
+        help="walk-forward check: would predict have recommended what worked?",
+        description=f"""\
+Walk forward in time over the newest FRACTION of usage events (--holdout, default
+5%). Each held-out event is predicted from events strictly earlier than it: usage
+counts, success shrinkage and the past task texts predict draws on are rebuilt as
+they stood then, and the same ranking code as `engram predict` ranks every pattern
+for the event's task text. Scored, for the pattern actually used:
+
+  hit@1, hit@5, MRR   over held-out events with a task text and outcome_quality >=
+                      --min-quality (default 0.9: the pattern worked); 0 when the
+                      pattern had never been used before
+  Brier, skill        of the success estimate, over every held-out event, and its
+                      skill 1 - Brier/Brier(global mean so far)
+
+Baselines, in the same run from the same past: most_used (by event count),
+nearest_10_vote (cosine-weighted vote of the 10 nearest past task texts, padded by
+usage), global_success (each pattern's shrunk success rate; its Brier is that of
+the pattern's own mean). Context clusters come from the texts alone (no outcomes).
+See README "How predict ranks" for the model and the figures on real histories.{reads}""",
+        epilog="example: engram evaluate --holdout 0.1 --min-quality 0.9 --json",
+    )
+    evaluate.add_argument(
+        "--holdout",
+        type=float,
+        default=0.05,
+        metavar="FRACTION",
+        help="newest share of events to predict (default 0.05)",
+    )
+    evaluate.add_argument(
+        "--min-quality",
+        type=float,
+        default=0.9,
+        metavar="Q",
+        help="outcome_quality at which a used pattern counts as the answer (default 0.9)",
+    )
+    evaluate.add_argument(
+        "--events", action="store_true", help="also print (or include) the per-event rows"
+    )
+    _json(evaluate)
     return {
         "similar": cmd_similar,
         "predict": cmd_predict,
@@ -144,6 +198,7 @@ example: engram sql "select pattern_id, description from marts.dim_patterns
         "files": cmd_files,
         "clusters": cmd_clusters,
         "sql": cmd_sql,
+        "evaluate": cmd_evaluate,
     }
 
 
@@ -257,17 +312,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 [
                     "rank",
                     "pattern_id",
+                    "score",
+                    "relevance",
                     "predicted_success",
                     "ci_low",
                     "ci_high",
                     "n_events",
                     "n_context_events",
-                    "success_rate",
+                    "fallback",
                     "description",
                 ],
             )
         )
-        print("\nevidence: nearest past task texts (similarity-weighted)")
+        print("\nevidence: nearest past task texts (weight = exp(-(1 - similarity) / h))")
         print(
             frame_table(
                 prediction.evidence,
@@ -275,7 +332,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             )
         )
         if len(prediction.clusters):
-            print("\nprior: context clusters (share of the prior)")
+            print("\ncontext clusters of the task (share of the mix)")
             print(frame_table(prediction.clusters, ["context_cluster_id", "weight", "label"]))
         for note in prediction.notes:
             print(f"note: {note}")
@@ -336,5 +393,59 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     def body(memory: Any) -> int:
         return _emit(args, memory.sql(args.query), max_rows=args.max_rows)
+
+    return _run(args, body)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engram.cli.output import dumps, frame_table, json_records
+
+    if not 0.0 < args.holdout < 1.0:
+        print(
+            f"engram evaluate: error: --holdout must be a fraction in (0, 1), got {args.holdout}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not 0.0 <= args.min_quality <= 1.0:
+        print(
+            f"engram evaluate: error: --min-quality must be in [0, 1], got {args.min_quality}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 200 == 0:
+            print(f"engram evaluate: {done}/{total} held-out events", file=sys.stderr)
+
+    def body(memory: Any) -> int:
+        from engram.query.evaluate import evaluate
+        from engram.query.predict import ranking_params
+
+        result = evaluate(
+            memory,
+            args.holdout,
+            args.min_quality,
+            ranking_params(),
+            progress=progress if sys.stderr.isatty() else None,
+        )
+        if args.json:
+            out = result.to_dict()
+            if args.events:
+                out["events"] = json_records(result.per_event)
+            print(dumps(out))
+            return EXIT_OK
+        counts = result.counts
+        print(
+            f"walk-forward over the newest {args.holdout:.0%} of {counts['events']} events: "
+            f"{counts['held_out']} held out, {counts['ranked']} ranked "
+            f"(task text, quality >= {args.min_quality}), {counts['brier_events']} for Brier"
+        )
+        print(frame_table(result.metrics))
+        if args.events:
+            print()
+            print(frame_table(result.per_event))
+        for note in result.notes:
+            print(f"note: {note}")
+        return EXIT_OK
 
     return _run(args, body)

@@ -13,23 +13,24 @@ with one method per question; each question's logic lives in its own module
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from engram.query import clusters as clusters_q
 from engram.query import files as files_q
 from engram.query import overlay as overlay_q
-from engram.query import predict as predict_q
-from engram.query import recommend as recommend_q
 from engram.query import record as record_q
 from engram.query import similar as similar_q
 from engram.query import sql as sql_q
 from engram.query import trends as trends_q
 from engram.query.errors import check_k
-from engram.query.predict import Prediction
 from engram.query.reader import Reader
-from engram.query.recommend import Recommendation
+
+if TYPE_CHECKING:  # predict needs scipy (~0.3 s to import): loaded when first asked
+    from engram.query.evaluate import Evaluation
+    from engram.query.predict import Prediction
+    from engram.query.recommend import Recommendation
 
 
 class Memory(Reader):
@@ -63,7 +64,9 @@ class Memory(Reader):
         return similar_q.similar_to_pattern(self, pattern_id, k)
 
     def predict(self, text: str, k: int = 10, *, rank_by: str = "mean") -> Prediction:
-        """Patterns ranked by predicted success for this task text."""
+        """Patterns that fit this task text and work: relevance x success^4, best first."""
+        from engram.query import predict as predict_q
+
         return predict_q.predict(self, text, k, rank_by=rank_by)
 
     def recommend(
@@ -79,12 +82,23 @@ class Memory(Reader):
         or explore), with outcomes recorded since the build counted, declining-trend
         warnings, and a recommendation_id logged to the journal (cite it when recording
         the outcome)."""
+        from engram.query import recommend as recommend_q
+
         return recommend_q.recommend(
             self, self.overlay, task, k, strategy=strategy, seed=seed, log=log
         )
 
+    def evaluate(self, holdout: float = 0.05, min_quality: float = 0.9) -> Evaluation:
+        """Walk-forward check of predict on this warehouse's own history, with baselines."""
+        from engram.query import evaluate as evaluate_q
+        from engram.query import predict as predict_q
+
+        return evaluate_q.evaluate(self, holdout, min_quality, predict_q.ranking_params())
+
     def global_mean(self) -> float:
         """Event-weighted mean outcome quality over all patterns: the prior of last resort."""
+        from engram.query import predict as predict_q
+
         return predict_q.global_mean(self)
 
     def trends(self, pattern_id: str | None = None, weeks: int = 12) -> pd.DataFrame:

@@ -1,20 +1,31 @@
-"""What patterns predict success for this kind of task?
+"""What patterns fit this task and work? (README "How predict ranks")
 
-predict() combines a prior from the context clusters nearest the task
-(marts.pattern_predictions) with the similarity-weighted outcomes of the patterns used in
-the nearest past task texts into a Beta posterior per candidate pattern (README "How
-predict combines evidence").
+predict() finds the past task texts nearest the task, and hands their patterns, their
+context clusters and the warehouse's usage counts (marts.pattern_predictions: events and
+outcome quality per context cluster and pattern) to engram.numeric.ranking, which scores
+every known pattern as relevance x success^exponent. The same ranking code is what
+`engram evaluate` walks forward over history, so its figures describe these answers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from engram.numeric.posterior import beta_interval
+from engram.numeric.ranking import (
+    DEFAULT_PARAMS,
+    Ranked,
+    RankingParams,
+    UsageStats,
+    cluster_mix,
+    kernel,
+    neighbour_votes,
+    rank,
+)
 from engram.project import dbt_vars
 from engram.query.errors import InvalidQuery, check_k
 from engram.query.index import normalize
@@ -22,11 +33,7 @@ from engram.query.jsonable import records
 from engram.query.reader import Reader
 from ingest.warehouse import sql_string
 
-# How evidence is combined (README "How predict combines evidence").
-N_CONTEXTS = 20  # nearest past task texts looked at
-CONTEXT_MARGIN = 0.1  # keep contexts within this cosine of the best match
-N_CLUSTERS = 3  # context clusters whose pattern_predictions form the prior
-EVIDENCE_WEIGHT = 0.5  # nearest-context events also feed the cluster prior: count them half
+NEAREST_TASKS_SHOWN = 3  # past task texts listed per row as what it drew on
 
 
 def prior_strength() -> float:
@@ -91,45 +98,136 @@ def cluster_centroids(reader: Reader) -> tuple[np.ndarray, np.ndarray, list[str]
     return reader.cache["centroids"]
 
 
-def predict(reader: Reader, text: str, k: int = 10, *, rank_by: str = "mean") -> Prediction:
-    """Patterns ranked by predicted success for this task text.
+def ranking_params(params: RankingParams | None = None) -> RankingParams:
+    """The ranking's knobs, with the success shrinkage of the dbt var
+    prediction_prior_strength (the one pattern_predictions and prediction_backtest use)."""
+    return replace(params or DEFAULT_PARAMS, prior_strength=prior_strength())
 
-    Prior per pattern: pattern_predictions (shrunken per-cluster success) of the task's
-    nearest context clusters, weighted by how much of the task's neighbourhood falls in
-    each; evidence: similarity-weighted outcomes of the patterns used in the nearest
-    past contexts. Beta posterior: mean, 90% interval and effective sample size.
-    rank_by "mean" (expected success, default) or "lower" (ci_low: risk-averse).
+
+def usage(reader: Reader) -> tuple[np.ndarray, UsageStats]:
+    """(pattern ids, UsageStats) of the whole warehouse, loaded once per Reader.
+
+    Cells come from marts.pattern_predictions (events and mean quality per context cluster
+    and pattern, events without a task text in cluster -1); before a build, from the
+    events themselves with every event in cluster -1."""
+    cached = reader.cache.get("usage")
+    if cached is not None:
+        return cached
+    if reader.has("marts.pattern_predictions"):
+        cells = reader.df(
+            "select context_cluster_id as cluster, pattern_id, n_events::double as n, "
+            "n_events * mean_quality as s from marts.pattern_predictions"
+        )
+    else:
+        cells = reader.df(
+            "select -1 as cluster, pattern_id, count(*)::double as n, "
+            "sum(outcome_quality) as s from staging.stg_usage_events "
+            "where outcome_quality is not null group by pattern_id"
+        )
+    known = reader.df("select pattern_id from marts.dim_patterns")["pattern_id"].astype(str)
+    ids = np.array(sorted(set(known) | set(cells["pattern_id"].astype(str))))
+    index = pd.Index(ids)
+    pos = index.get_indexer(cells["pattern_id"].astype(str))
+    cells = cells.assign(pos=pos).sort_values(["cluster", "pos"], kind="stable")
+    n = cells["n"].to_numpy(dtype=np.float64)
+    s = cells["s"].to_numpy(dtype=np.float64)
+    p = cells["pos"].to_numpy(dtype=np.int64)
+    n_p = np.bincount(p, weights=n, minlength=len(ids))
+    s_p = np.bincount(p, weights=s, minlength=len(ids))
+    total = float(n_p.sum())
+    stats = UsageStats(
+        n_events=n_p,
+        sum_quality=s_p,
+        cell_cluster=cells["cluster"].to_numpy(dtype=np.int64),
+        cell_pattern=p,
+        cell_n=n,
+        cell_sum=s,
+        global_mean=float(s_p.sum() / total) if total > 0 else 0.5,
+    )
+    reader.cache["usage"] = (ids, stats)
+    reader.cache["usage_index"] = index
+    return ids, stats
+
+
+def predict(
+    reader: Reader,
+    text: str,
+    k: int = 10,
+    *,
+    rank_by: str = "mean",
+    params: RankingParams | None = None,
+) -> Prediction:
+    """The k patterns that best fit the task and work, best first (k rows whenever k
+    patterns exist).
+
+    Each row says why: score = relevance x predicted_success^exponent; relevance (how
+    likely this pattern is the one used for such tasks), vote_share (its share of the
+    nearest texts' vote), predicted_success with its credible interval ci_low..ci_high
+    and effective_n, the events behind them (n_events in the task's context clusters,
+    n_context_events among the nearest texts, usage_count overall), nearest_tasks (the
+    past texts that used it, nearest first) and fallback ("" when the nearest texts
+    voted for it, "cluster" when only its context cluster did, "global" otherwise).
+    rank_by "lower" discounts by a lower bound of success instead (risk-averse).
     """
     k = check_k(k)
     if rank_by not in ("mean", "lower"):
         raise InvalidQuery(f"rank_by must be 'mean' or 'lower', got {rank_by!r}")
+    params = ranking_params(params)
     query = reader.embed(text)
     reader.require("marts.dim_patterns", "staging.stg_contexts")
     notes: list[str] = []
+    ids, stats = usage(reader)
+    evidence, entries = nearest_contexts(reader, query, params)
+    entry_pos = reader.cache["usage_index"].get_indexer(entries["pattern_id"].astype(str))
+    known = entry_pos >= 0
+    vote_p, vote_w = neighbour_votes(
+        evidence["similarity"].to_numpy(dtype=float),
+        entries["neighbour"].to_numpy()[known],
+        entry_pos[known],
+        entries["n_events"].to_numpy(dtype=float)[known],
+        params.bandwidth,
+    )
+    has = evidence["context_cluster_id"].notna().to_numpy()
+    cids, cws = cluster_mix(
+        evidence["context_cluster_id"].to_numpy()[has].astype(np.int64),
+        evidence["weight"].to_numpy(dtype=float)[has],
+        params.n_clusters,
+    )
+    clusters = cluster_frame(reader, cids, cws)
+    if evidence.empty:
+        notes.append("no past task texts: ranked by usage and success alone (fallback rows)")
+    elif not len(cids):
+        notes.append(
+            "no context clusters (run `engram build`): success is each pattern's own, "
+            "shrunk toward the global mean"
+        )
+    ranked = rank(stats, vote_p, vote_w, cids, cws, k, params, rank_by=rank_by)
+    frame = rows(reader, ids, stats, ranked, evidence, entries, cids)
+    if frame.empty:
+        notes.append("no patterns in the warehouse")
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return Prediction(text, frame, evidence, clusters, notes)
 
-    evidence = nearest_contexts(reader, query)
-    clusters = prior_clusters(reader, query, evidence, notes)
-    ranked = combine(reader, evidence, clusters, k, rank_by)
-    if ranked.empty:
-        notes.append("no past contexts or cluster predictions near this task")
-    ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
-    return Prediction(text, ranked, evidence.drop(columns=["row"]), clusters, notes)
 
-
-def nearest_contexts(reader: Reader, query: np.ndarray) -> pd.DataFrame:
-    hits = reader.index("contexts").search(query, N_CONTEXTS, reader.search_mode)
+def nearest_contexts(
+    reader: Reader, query: np.ndarray, params: RankingParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The params.neighbours past task texts nearest the query (similarity, kernel weight,
+    text, context cluster), and the patterns used with each (one row per text x pattern:
+    neighbour position, pattern_id, n_events, sum_quality)."""
+    hits = reader.index("contexts").search(query, params.neighbours, reader.search_mode)
     frame = pd.DataFrame(
-        {
-            "row": hits.rows,
-            "context_hash": hits.ids.astype(str),
-            "similarity": hits.similarities,
-        }
+        {"context_hash": hits.ids.astype(str), "similarity": hits.similarities.astype(float)}
+    )
+    empty_entries = pd.DataFrame(
+        {"neighbour": [], "pattern_id": [], "n_events": [], "sum_quality": []}
     )
     if frame.empty:
-        return frame.assign(weight=[], context=[], context_cluster_id=[], n_events=[])
-    best = float(frame["similarity"].max())
-    frame = frame[frame["similarity"] >= best - CONTEXT_MARGIN].copy()
-    frame["weight"] = frame["similarity"].clip(lower=0.0)
+        return (
+            frame.assign(weight=[], context=[], context_cluster_id=[], n_events=[]),
+            empty_entries,
+        )
+    frame["weight"] = kernel(frame["similarity"].to_numpy(), params.bandwidth)
     in_list = ", ".join(sql_string(h) for h in frame["context_hash"])
     cluster_sql = (
         "left join (select * from intermediate.int_contexts__clustered "
@@ -145,183 +243,89 @@ def nearest_contexts(reader: Reader, query: np.ndarray) -> pd.DataFrame:
         where c.context_hash in ({in_list})
         """
     )
-    return frame.merge(details, on="context_hash", how="left")
-
-
-def prior_clusters(
-    reader: Reader, query: np.ndarray, evidence: pd.DataFrame, notes: list[str]
-) -> pd.DataFrame:
-    """Clusters whose pattern_predictions form the prior, with weights summing to 1."""
-    empty = pd.DataFrame({"context_cluster_id": [], "label": [], "weight": []})
-    if not (reader.has("marts.pattern_predictions") and reader.has("marts.context_clusters")):
-        notes.append(
-            "marts.pattern_predictions / marts.context_clusters missing: prior is each "
-            "pattern's overall shrunken success (run `engram build`)"
-        )
-        return empty
-    ids, centroids, labels = cluster_centroids(reader)
-    if len(ids) == 0:
-        return empty
-    sims = centroids @ normalize(query)
-    votes = (
-        evidence.dropna(subset=["context_cluster_id"]).groupby("context_cluster_id")["weight"].sum()
-    )
-    if votes.empty:  # nothing near in the past: trust the nearest centroids
-        top = np.argsort(-sims)[:N_CLUSTERS]
-        votes = pd.Series(np.clip(sims[top], 1e-6, None), index=ids[top])
-    votes = votes.sort_values(ascending=False).head(N_CLUSTERS)
-    position = {cid: i for i, cid in enumerate(ids)}
-    frame = pd.DataFrame(
-        {
-            "context_cluster_id": votes.index.to_numpy(),
-            "label": [labels[position[c]] if c in position else None for c in votes.index],
-            "centroid_similarity": [
-                float(sims[position[c]]) if c in position else None for c in votes.index
-            ],
-            "weight": (votes / votes.sum()).to_numpy(),
-        }
-    )
-    return frame
-
-
-def combine(
-    reader: Reader, evidence: pd.DataFrame, clusters: pd.DataFrame, k: int, rank_by: str
-) -> pd.DataFrame:
-    """Beta posterior per candidate pattern (cluster prior + nearest-context outcomes),
-    ranked in one SQL query; the credible interval is computed for the shortlist only.
-
-    Prior mean per pattern: each chosen cluster's pattern_predictions.predicted_success,
-    shrunk once more toward the global mean g by PRIOR_STRENGTH pseudo-events (so the
-    in-cluster sample size counts), mixed by cluster weight; a pattern with no row in a
-    cluster contributes g there. Without cluster marts: the pattern's overall success
-    rate shrunk toward g. Evidence: weight * outcome sums of the nearest contexts.
-    """
-    g = global_mean(reader)
-    cluster_ids = [int(c) for c in clusters["context_cluster_id"]] if len(clusters) else []
-    use_clusters = bool(cluster_ids)
+    frame = frame.merge(details, on="context_hash", how="left")
     if reader.has("serving.context_patterns"):
         outcomes = "serving.context_patterns"
-    elif reader.has("staging.stg_usage_events"):
+    else:
         outcomes = (
             "(select context_hash, pattern_id, count(*) as n_events, "
             "sum(outcome_quality) as sum_quality from staging.stg_usage_events "
             "where outcome_quality is not null group by all)"
         )
-    else:
-        outcomes = None
-    hashes = evidence["context_hash"].tolist() if outcomes else []
-    cluster_filter = ", ".join(str(c) for c in cluster_ids) or "null"
-    hash_filter = ", ".join(sql_string(h) for h in hashes) or "null"
-    prior_cte = (
-        f"""
-        prior as (
-            select p.pattern_id,
-                   sum(cw.w * (p.n_events * p.predicted_success + $s * $g)
-                       / (p.n_events + $s)) as wm,
-                   sum(cw.w) as w, sum(cw.w * p.n_events) as n_w,
-                   sum(p.n_events)::bigint as raw_n
-            from marts.pattern_predictions as p
-            join cw using (context_cluster_id)
-            where p.context_cluster_id in ({cluster_filter})
-            group by p.pattern_id
-        ),"""
-        if use_clusters
-        else """
-        prior as (
-            select null::varchar as pattern_id, 0.0 as wm, 0.0 as w, 0.0 as n_w,
-                   0::bigint as raw_n
-            where false
-        ),"""
+    used = reader.df(
+        f"select context_hash, pattern_id, n_events::double as n_events, sum_quality "
+        f"from {outcomes} where context_hash in ({in_list})"
     )
-    evidence_cte = (
-        f"""
-        ev as (
-            select o.pattern_id, sum(xw.w * o.sum_quality) as ws,
-                   sum(xw.w * (o.n_events - o.sum_quality)) as wf,
-                   sum(o.n_events)::bigint as cn
-            from {outcomes} as o join xw using (context_hash)
-            where o.context_hash in ({hash_filter})
-            group by o.pattern_id
-        ),"""
-        if outcomes
-        else """
-        ev as (
-            select null::varchar as pattern_id, 0.0 as ws, 0.0 as wf, 0::bigint as cn
-            where false
-        ),"""
+    position = pd.Series(np.arange(len(frame)), index=frame["context_hash"])
+    entries = used.assign(neighbour=position.reindex(used["context_hash"]).to_numpy())
+    return frame, entries[["neighbour", "pattern_id", "n_events", "sum_quality"]]
+
+
+def cluster_frame(reader: Reader, cids: np.ndarray, cws: np.ndarray) -> pd.DataFrame:
+    """The task's context clusters with their labels and share of the mix."""
+    labels: dict[int, str] = {}
+    if len(cids) and reader.has("marts.context_clusters"):
+        ids, _, names = cluster_centroids(reader)
+        labels = {int(c): n for c, n in zip(ids, names, strict=True)}
+    return pd.DataFrame(
+        {
+            "context_cluster_id": cids.astype(np.int64),
+            "label": [labels.get(int(c)) for c in cids],
+            "weight": cws,
+        }
     )
-    prior_join = ""
-    if use_clusters:
-        prior_mean = "coalesce(cand.wm, 0) + (1 - coalesce(cand.w, 0)) * $g"
-    else:
-        prior_join = "left join marts.dim_patterns as d using (pattern_id)"
-        prior_mean = (
-            "(coalesce(d.usage_count, 0) * coalesce(d.success_rate, $g) + $s * $g)"
-            " / (coalesce(d.usage_count, 0) + $s)"
-        )
-    order = (
-        "predicted_success - 1.645 * sqrt(predicted_success * (1 - predicted_success)"
-        " / (effective_n + 1)) desc, "
-        if rank_by == "lower"
-        else ""
+
+
+def rows(
+    reader: Reader,
+    ids: np.ndarray,
+    stats: UsageStats,
+    ranked: Ranked,
+    evidence: pd.DataFrame,
+    entries: pd.DataFrame,
+    cids: np.ndarray,
+) -> pd.DataFrame:
+    """One row per ranked pattern: the numbers behind its place and what it drew on."""
+    pattern_ids = [str(p) for p in ids[ranked.pattern]]
+    s = prior_strength()
+    m_p = (stats.sum_quality + s * stats.global_mean) / (stats.n_events + s)
+    raw_cell = np.zeros(len(ranked.pattern))
+    where = {int(p): i for i, p in enumerate(ranked.pattern)}
+    for c in cids:
+        sl = stats.cells(int(c))
+        for p, n in zip(stats.cell_pattern[sl], stats.cell_n[sl], strict=True):
+            if (i := where.get(int(p))) is not None:
+                raw_cell[i] += n
+    near = entries.merge(
+        evidence[["similarity", "context"]].reset_index(names="neighbour"), on="neighbour"
+    ).sort_values("similarity", ascending=False, kind="stable")
+    by_pattern = near.groupby("pattern_id", sort=False)
+    n_context = by_pattern["n_events"].sum()
+    q_context = by_pattern["sum_quality"].sum()
+    tasks = by_pattern["context"].agg(lambda c: list(c)[:NEAREST_TASKS_SHOWN])
+    low, high = beta_interval(ranked.alpha, ranked.beta, credible_mass())
+    frame = pd.DataFrame(
+        {
+            "pattern_id": pattern_ids,
+            "score": ranked.score,
+            "relevance": ranked.relevance,
+            "vote_share": ranked.vote,
+            "predicted_success": ranked.success,
+            "ci_low": low,
+            "ci_high": high,
+            "n_events": raw_cell.astype(np.int64),
+            "n_context_events": [int(n_context.get(p, 0)) for p in pattern_ids],
+            "effective_n": ranked.alpha + ranked.beta,
+            "prior_success": m_p[ranked.pattern],
+            "context_success": [
+                float(q_context[p] / n_context[p]) if n_context.get(p, 0) > 0 else np.nan
+                for p in pattern_ids
+            ],
+            "fallback": list(ranked.fallback),
+            "nearest_tasks": [tasks.get(p, []) for p in pattern_ids],
+        }
     )
-    sql = f"""
-        with
-        cw as (
-            select unnest($cids::bigint[]) as context_cluster_id,
-                   unnest($cws::double[]) as w
-        ),
-        xw as (
-            select unnest($hashes::varchar[]) as context_hash,
-                   unnest($xws::double[]) as w
-        ),
-        {prior_cte}
-        {evidence_cte}
-        cand as (
-            select coalesce(prior.pattern_id, ev.pattern_id) as pattern_id,
-                   coalesce(prior.n_w, 0) as n_w, coalesce(prior.raw_n, 0) as n_events,
-                   prior.wm, prior.w, coalesce(ev.ws, 0) as ws, coalesce(ev.wf, 0) as wf,
-                   coalesce(ev.cn, 0) as n_context_events
-            from prior full outer join ev using (pattern_id)
-        ),
-        scored as (
-            select cand.*, {prior_mean} as prior_success
-            from cand {prior_join}
-        ),
-        posterior as (
-            select *,
-                   prior_success * (n_w + $s) + $lam * ws as alpha,
-                   (1 - prior_success) * (n_w + $s) + $lam * wf as beta
-            from scored
-        ),
-        ranked as (
-            select pattern_id, alpha / (alpha + beta) as predicted_success, n_events,
-                   n_context_events, alpha + beta as effective_n, prior_success,
-                   ws / nullif(ws + wf, 0) as context_success, alpha, beta
-            from posterior
-            order by {order}predicted_success desc, effective_n desc, pattern_id
-            limit $limit
-        )
-        select pattern_id, predicted_success, n_events, n_context_events, effective_n,
-               prior_success, context_success, alpha, beta
-        from ranked
-        order by {order}predicted_success desc, effective_n desc, pattern_id
-    """
-    params = {
-        "cids": cluster_ids,
-        "cws": [float(w) for w in clusters["weight"]] if use_clusters else [],
-        "hashes": hashes,
-        "xws": [float(w) for w in evidence["weight"]] if hashes else [],
-        "g": g,
-        "s": prior_strength(),
-        "lam": EVIDENCE_WEIGHT,
-        "limit": max(5 * k, 200) if rank_by == "lower" else k,
-    }
-    used = {name for name in params if f"${name}" in sql}
-    ranked = reader.con.execute(sql, {n: v for n, v in params.items() if n in used}).df()
-    # descriptions for the shortlist only, by a point lookup (the ART index on pattern_id
-    # in the serving copy), not a join that scans all of dim_patterns
-    in_list = ", ".join(sql_string(p) for p in ranked["pattern_id"]) or "null"
+    in_list = ", ".join(sql_string(p) for p in pattern_ids) or "null"
     details = reader.df(
         f"""
         select pattern_id, description, success_rate, usage_count, cluster_id,
@@ -329,41 +333,6 @@ def combine(
         from marts.dim_patterns where pattern_id in ({in_list})
         """
     )
-    frame = ranked.merge(details, on="pattern_id", how="left")[
-        [
-            "pattern_id",
-            "description",
-            "predicted_success",
-            "n_events",
-            "n_context_events",
-            "effective_n",
-            "prior_success",
-            "context_success",
-            "success_rate",
-            "usage_count",
-            "cluster_id",
-            "cluster_label",
-            "pattern_type",
-            "alpha",
-            "beta",
-        ]
-    ]
-    return with_interval(frame, k, rank_by)
-
-
-# ------------------------------------------------------------------ trends, files, clusters
-
-
-def with_interval(frame: pd.DataFrame, k: int, rank_by: str) -> pd.DataFrame:
-    """Add the central credible interval; for rank_by "lower" re-rank by ci_low."""
-    low, high = beta_interval(
-        frame["alpha"].to_numpy(dtype=float), frame["beta"].to_numpy(dtype=float), credible_mass()
-    )
-    frame = frame.assign(ci_low=low, ci_high=high)
-    if rank_by == "lower":
-        frame = frame.sort_values(
-            ["ci_low", "predicted_success", "pattern_id"], ascending=[False, False, True]
-        )
-    frame = frame.head(k).drop(columns=["alpha", "beta"]).reset_index(drop=True)
-    front = ["pattern_id", "description", "predicted_success", "ci_low", "ci_high"]
+    frame = frame.merge(details, on="pattern_id", how="left")
+    front = ["pattern_id", "description", "score", "relevance", "predicted_success"]
     return frame[front + [c for c in frame.columns if c not in front]]

@@ -28,7 +28,7 @@ from engram.query.serving import (
     read_vectors,
 )
 from engram.query.udf import QueryEmbedder, register_embed
-from ingest.embedder import Embedder
+from ingest.embedder import Embedder, EmbeddingMismatch
 from ingest.warehouse import resolve_db_path
 
 IndexName = Literal["patterns", "contexts"]
@@ -65,6 +65,12 @@ class Reader:
             names = [d[0] for d in cursor.description]
             row = cursor.fetchone()
             self.meta = dict(zip(names, row, strict=True)) if row else {}
+        self.embedding_model: str | None = None  # the model:backend tag of the vectors
+        if "staging.stg_embedding_model" in self.relations:
+            row = self.con.execute("select embedding_model from staging.stg_embedding_model")
+            found = row.fetchone()
+            self.embedding_model = found[0] if found else None
+        self.query_embedder.expect(self.embedding_model)
         self._indexes: dict[str, VectorIndex] = {}
         self.cache: dict[str, Any] = {}  # per-reader memo for question modules
 
@@ -105,7 +111,11 @@ class Reader:
         return self.con.execute(sql, params or []).fetchall()
 
     def embed(self, text: str) -> np.ndarray:
-        return self.query_embedder.encode(check_text(text))
+        """The text's vector, from a variant comparable with the warehouse's vectors."""
+        try:
+            return self.query_embedder.encode(check_text(text))
+        except EmbeddingMismatch as exc:
+            raise QueryError(str(exc)) from None
 
     def index(self, name: IndexName) -> VectorIndex:
         """The vector index for patterns or contexts, opened once per Reader."""

@@ -45,6 +45,7 @@ _ALIAS = "engram_serving_copy"
 EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     ("staging.stg_contexts", "context_hash"),
     ("intermediate.int_contexts__clustered", "context_cluster_id, context_hash"),
+    ("staging.stg_embedding_model", ""),  # which variant the vectors are (Reader checks it)
 )
 # Marts sorted on their lookup key so DuckDB's zone maps skip most row groups at 1M rows.
 # predict's evidence from one past task text: its CONTEXT_EVIDENCE_CAP most-used patterns.

@@ -18,31 +18,46 @@ from functools import lru_cache
 import duckdb
 import numpy as np
 
-from ingest.embedder import EMBEDDING_DIM, Embedder
+from ingest.embedder import EMBEDDING_DIM, Embedder, backend_for, check_compatible
 
 EMBED_TYPE = f"FLOAT[{EMBEDDING_DIM}]"
-_shared: Embedder | None = None
+_shared: dict[str, Embedder] = {}
 
 
-def shared_embedder() -> Embedder:
-    """One model per process, loaded lazily: queries that never embed never pay for it."""
-    global _shared
-    if _shared is None:
-        _shared = Embedder()
-    return _shared
+def shared_embedder(backend: str | None = None) -> Embedder:
+    """One model per backend per process, loaded lazily: queries that never embed never
+    pay for it. backend None means the machine's default (ingest.embedder.pick_backend)."""
+    key = backend or ""
+    if key not in _shared:
+        _shared[key] = Embedder(backend=backend)
+    return _shared[key]
 
 
 class QueryEmbedder:
-    """Unit query vectors with an LRU cache keyed by the text."""
+    """Unit query vectors with an LRU cache keyed by the text.
+
+    With stored_tag (the warehouse's embedding variant, set by the Reader) the embedder is
+    one whose vectors are comparable with the stored ones: a given embedder is checked,
+    else one is picked (ingest.embedder.backend_for). A mismatch raises
+    EmbeddingMismatch on the first encode, so SQL that never calls embed() still runs.
+    """
 
     def __init__(self, embedder: Embedder | None = None, cache_size: int = 1024) -> None:
         self._embedder = embedder
+        self.stored_tag: str | None = None
         self.encode = lru_cache(maxsize=cache_size)(self._encode)
+
+    def expect(self, stored_tag: str | None) -> None:
+        """Queries must match vectors stored under stored_tag (None: nothing to match)."""
+        self.stored_tag = stored_tag
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = shared_embedder()
+            backend = backend_for(self.stored_tag) if self.stored_tag else None
+            self._embedder = shared_embedder(backend)
+        elif self.stored_tag:
+            check_compatible(self.stored_tag, self._embedder.tag, "the embedder passed in")
         return self._embedder
 
     def _encode(self, text: str) -> np.ndarray:

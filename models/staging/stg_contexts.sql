@@ -10,8 +10,14 @@ source as (
     where context_hash is not null
 ),
 
+-- only the vectors of the variant the marts read (macros/active_embedding_model.sql)
+active_model as (
+    {{ active_embedding_model() }}
+),
+
 embeddings as (
     select text_hash, embedding from {{ source('raw', 'embeddings') }}
+    where model = (select embedding_model from active_model)
 ),
 
 grouped as (

@@ -1,0 +1,305 @@
+"""Rank patterns for a task: relevance x success^exponent (README "How predict ranks").
+
+Two questions are answered separately and multiplied, because each alone fails on real
+histories: success estimates of the patterns near a task differ by 0.01-0.02 on one or two
+events each (ranking by them is noise), and "what was used for tasks like this" alone
+recommends what is common, whether or not it works.
+
+relevance(p)  how likely p is the pattern chosen for this task: a kernel-weighted vote of
+              the `neighbours` nearest past task texts (weight exp(-(1 - cos) / bandwidth),
+              each text's vote split over the patterns it was used with), smoothed with
+              `cluster_weight` pseudo-votes toward p's usage share in the task's context
+              clusters, which is itself smoothed with `base_weight` pseudo-events toward
+              p's global usage share (add-one, so every known pattern stays a candidate):
+
+                  base(p)    = (N_p + 1) / (N + P)
+                  cluster(p) = sum_c w_c (n_cp + base_weight * base(p)) / (n_c + base_weight)
+                  relevance  = (V_p + cluster_weight * cluster(p)) / (V + cluster_weight)
+
+success(p)    the Beta-binomial shrinkage of pattern_predictions, cell -> pattern -> global
+              with `prior_strength` pseudo-events at each level, mixed over the task's
+              clusters with the same weights w_c:
+
+                  m_p        = (S_p + s g) / (N_p + s)
+                  success_cp = (S_cp + s m_p) / (n_cp + s)
+
+score(p)      relevance(p) * success(p) ** exponent. A pattern never used for tasks like
+              this keeps only the tiny base relevance, so its global mean cannot lift it
+              to the top; a pattern with 2 lucky uses has its success pulled to m_p and g
+              and a small vote, so it does not outrank one with 200 good uses.
+
+Pure numpy (no engram imports): the same functions serve `engram predict` (through
+engram/query/predict.py) and the walk-forward `engram evaluate`, so the figures that
+evaluation reports describe exactly the model that answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "Ranked",
+    "RankingParams",
+    "UsageStats",
+    "cluster_mix",
+    "full_scores",
+    "kernel",
+    "neighbour_votes",
+    "rank",
+    "usage_stats",
+]
+
+FALLBACK_NEIGHBOURS, FALLBACK_CLUSTER, FALLBACK_GLOBAL = "", "cluster", "global"
+
+
+@dataclass(frozen=True)
+class RankingParams:
+    """The ranking's knobs; DEFAULT_PARAMS were chosen by `python -m bench.tune_ranking`
+    on data the tests do not check (README "How predict ranks")."""
+
+    neighbours: int = 10  # nearest past task texts that vote
+    bandwidth: float = 0.1  # kernel exp(-(1 - cos) / bandwidth)
+    cluster_weight: float = 1.0  # pseudo-votes toward the cluster usage share
+    base_weight: float = 5.0  # pseudo-events toward the global usage share, per cluster
+    exponent: float = 4.0  # how hard success discounts relevance
+    n_clusters: int = 3  # context clusters of the neighbourhood that are mixed
+    prior_strength: float = 5.0  # pseudo-events of the success shrinkage (dbt var)
+
+
+DEFAULT_PARAMS = RankingParams()
+
+
+@dataclass
+class UsageStats:
+    """Past usage, indexed by pattern position 0..P-1: the success model's counts.
+
+    cells_* hold the (cluster, pattern) cells sorted by cluster, so one cluster's cells
+    are the slice cell_start[c]:cell_stop[c] (found by searchsorted).
+    """
+
+    n_events: np.ndarray  # N_p, events per pattern
+    sum_quality: np.ndarray  # S_p, summed outcome quality per pattern
+    cell_cluster: np.ndarray  # sorted cluster id of each cell
+    cell_pattern: np.ndarray  # pattern position of each cell
+    cell_n: np.ndarray  # n_cp
+    cell_sum: np.ndarray  # S_cp
+    global_mean: float  # g
+
+    @property
+    def n_patterns(self) -> int:
+        return len(self.n_events)
+
+    def cells(self, cluster: int) -> slice:
+        lo = int(np.searchsorted(self.cell_cluster, cluster, side="left"))
+        hi = int(np.searchsorted(self.cell_cluster, cluster, side="right"))
+        return slice(lo, hi)
+
+
+def usage_stats(
+    n_patterns: int,
+    pattern: np.ndarray,
+    cluster: np.ndarray,
+    quality: np.ndarray,
+    global_default: float = 0.5,
+) -> UsageStats:
+    """UsageStats from one row per event (pattern position, context cluster, quality)."""
+    pattern = np.asarray(pattern, dtype=np.int64)
+    cluster = np.asarray(cluster, dtype=np.int64)
+    quality = np.asarray(quality, dtype=np.float64)
+    n = np.bincount(pattern, minlength=n_patterns).astype(np.float64)
+    s = np.bincount(pattern, weights=quality, minlength=n_patterns)
+    key = cluster * n_patterns + pattern
+    uniq, inverse = np.unique(key, return_inverse=True)
+    cell_n = np.bincount(inverse, minlength=len(uniq)).astype(np.float64)
+    cell_s = np.bincount(inverse, weights=quality, minlength=len(uniq))
+    total = float(n.sum())
+    g = float(s.sum() / total) if total > 0 else global_default
+    return UsageStats(n, s, uniq // n_patterns, uniq % n_patterns, cell_n, cell_s, g)
+
+
+def kernel(similarity: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Neighbour weight exp(-(1 - cos) / bandwidth): 1 for the same text, e^-1 at
+    `bandwidth` cosine below it. Exponential, not linear, because on real task texts the
+    nearest few carry most of the signal and the tenth is often unrelated."""
+    if bandwidth <= 0:
+        raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+    sim = np.clip(np.asarray(similarity, dtype=np.float64), -1.0, 1.0)
+    return np.exp(-(1.0 - sim) / bandwidth)
+
+
+def cluster_mix(
+    clusters: np.ndarray, weights: np.ndarray, top: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The task's context clusters: the `top` clusters holding most neighbour weight
+    (pass only neighbours that have a cluster), weights summing to 1; empty if none."""
+    clusters = np.asarray(clusters, dtype=np.int64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if len(clusters) == 0 or weights.sum() <= 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    ids, inverse = np.unique(clusters, return_inverse=True)
+    total = np.bincount(inverse, weights=weights)
+    order = np.argsort(-total, kind="stable")[:top]
+    w = total[order]
+    return ids[order].astype(np.int64), w / w.sum()
+
+
+@dataclass
+class Ranked:
+    """rank()'s answer, best first: pattern positions and why each is there."""
+
+    pattern: np.ndarray  # positions into the UsageStats arrays
+    score: np.ndarray
+    relevance: np.ndarray
+    vote: np.ndarray  # neighbour vote share V_p / V (0 when no neighbour used it)
+    success: np.ndarray  # posterior mean of the success model
+    alpha: np.ndarray  # Beta posterior shapes, for the interval
+    beta: np.ndarray
+    cluster_events: np.ndarray  # n_cp summed over the task's clusters (weighted)
+    fallback: np.ndarray  # "" (neighbours voted), "cluster" or "global"
+
+
+def _dense(
+    stats: UsageStats,
+    vote_pattern: np.ndarray,
+    vote_weight: np.ndarray,
+    clusters: np.ndarray,
+    cluster_weights: np.ndarray,
+    params: RankingParams,
+) -> tuple[np.ndarray, ...]:
+    P = stats.n_patterns
+    s = params.prior_strength
+    g = stats.global_mean
+    votes = np.bincount(
+        np.asarray(vote_pattern, dtype=np.int64),
+        weights=np.asarray(vote_weight, dtype=np.float64),
+        minlength=P,
+    )
+    v_total = float(votes.sum())
+    total_n = float(stats.n_events.sum())
+    base = (stats.n_events + 1.0) / (total_n + P)
+    m_p = (stats.sum_quality + s * g) / (stats.n_events + s)
+    b = params.base_weight
+    if len(clusters):
+        cluster_share = np.zeros(P)
+        alpha = np.zeros(P)
+        beta = np.zeros(P)
+        cell_n = np.zeros(P)
+        for c, w in zip(clusters, cluster_weights, strict=True):
+            sl = stats.cells(int(c))
+            idx, n_cp, s_cp = stats.cell_pattern[sl], stats.cell_n[sl], stats.cell_sum[sl]
+            n_c = float(n_cp.sum())
+            share = b * base / (n_c + b)
+            share[idx] += n_cp / (n_c + b)
+            cluster_share += w * share
+            cell_n[idx] += w * n_cp
+            a_c = s * m_p
+            b_c = s * (1.0 - m_p)
+            a_c[idx] += s_cp
+            b_c[idx] += n_cp - s_cp
+            alpha += w * a_c
+            beta += w * b_c
+    else:  # no cluster: the pattern level of the shrinkage, and the global usage share
+        cluster_share = base
+        # the pattern level: its own events on the global prior (mean m_p)
+        alpha = stats.sum_quality + s * g
+        beta = (stats.n_events - stats.sum_quality) + s * (1.0 - g)
+        cell_n = np.zeros(P)
+    a = params.cluster_weight
+    relevance = (votes + a * cluster_share) / (v_total + a)
+    success = alpha / np.maximum(alpha + beta, 1e-12)
+    return votes, v_total, relevance, success, alpha, beta, cell_n
+
+
+def rank(
+    stats: UsageStats,
+    vote_pattern: np.ndarray,
+    vote_weight: np.ndarray,
+    clusters: np.ndarray,
+    cluster_weights: np.ndarray,
+    k: int,
+    params: RankingParams = DEFAULT_PARAMS,
+    *,
+    rank_by: str = "mean",
+) -> Ranked:
+    """The k best patterns (k of them whenever k patterns exist) for one task.
+
+    vote_pattern/vote_weight: one entry per (neighbour text, pattern used there), weight =
+    kernel(similarity) * that pattern's share of the text's events. clusters/weights: the
+    task's context clusters (cluster_mix). rank_by "lower" discounts relevance by a
+    lower bound of success (mean - 1.645 sd of the Beta posterior) instead of the mean:
+    risk-averse, it prefers well-evidenced patterns.
+    """
+    votes, v_total, relevance, success, alpha, beta, cell_n = _dense(
+        stats, vote_pattern, vote_weight, clusters, cluster_weights, params
+    )
+    if rank_by == "lower":
+        value = success - 1.645 * np.sqrt(success * (1.0 - success) / (alpha + beta + 1.0))
+    elif rank_by == "mean":
+        value = success
+    else:
+        raise ValueError(f"rank_by must be 'mean' or 'lower', got {rank_by!r}")
+    score = relevance * np.power(np.clip(value, 0.0, 1.0), params.exponent)
+    P = stats.n_patterns
+    k = min(k, P)
+    if k == 0:
+        top = np.zeros(0, np.int64)
+    elif k < P:
+        part = np.argpartition(-score, k - 1)[:k]
+        top = part[np.lexsort((part, -score[part]))]
+    else:
+        top = np.lexsort((np.arange(P), -score))
+    fallback = np.where(
+        votes[top] > 0,
+        FALLBACK_NEIGHBOURS,
+        np.where(cell_n[top] > 0, FALLBACK_CLUSTER, FALLBACK_GLOBAL),
+    )
+    return Ranked(
+        pattern=top,
+        score=score[top],
+        relevance=relevance[top],
+        vote=votes[top] / v_total if v_total > 0 else np.zeros(len(top)),
+        success=success[top],
+        alpha=alpha[top],
+        beta=beta[top],
+        cluster_events=cell_n[top],
+        fallback=fallback.astype(object),
+    )
+
+
+def full_scores(
+    stats: UsageStats,
+    vote_pattern: np.ndarray,
+    vote_weight: np.ndarray,
+    clusters: np.ndarray,
+    cluster_weights: np.ndarray,
+    params: RankingParams = DEFAULT_PARAMS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score, success) for every pattern: what evaluation needs to find the rank of the
+    pattern actually used and the success estimate it had."""
+    _, _, relevance, success, _, _, _ = _dense(
+        stats, vote_pattern, vote_weight, clusters, cluster_weights, params
+    )
+    return relevance * np.power(success, params.exponent), success
+
+
+def neighbour_votes(
+    similarity: np.ndarray,
+    entry_neighbour: np.ndarray,
+    entry_pattern: np.ndarray,
+    entry_events: np.ndarray,
+    bandwidth: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(vote_pattern, vote_weight) for rank(): neighbour j's kernel weight split over the
+    patterns used with its text in proportion to their events there (entries are one
+    row per (neighbour, pattern) with `entry_events` events)."""
+    entry_neighbour = np.asarray(entry_neighbour, dtype=np.int64)
+    events = np.asarray(entry_events, dtype=np.float64)
+    if len(entry_neighbour) == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    per_neighbour = np.bincount(entry_neighbour, weights=events, minlength=len(similarity))
+    w = kernel(similarity, bandwidth)[entry_neighbour] * events
+    w = w / np.maximum(per_neighbour[entry_neighbour], 1e-12)
+    return np.asarray(entry_pattern, dtype=np.int64), w
