@@ -164,8 +164,12 @@ def test_every_vector_is_tagged_and_the_marts_read_one_tag(
             "select embedding_model from staging.stg_embedding_model"
         ).fetchone()
         assert active == stored_tag
-        runs = con.execute("select model, texts_embedded from raw.embedding_runs").fetchall()
-        assert runs[0][0] == stored_tag and runs[0][1] > 0
+        # The loader embeds each chunk's texts as it stages them, so the closing pass may
+        # find nothing left to embed; what it must record is the tag and that every
+        # referenced text has a vector under it.
+        runs = con.execute("select model, texts_referenced from raw.embedding_runs").fetchall()
+        (vectors,) = con.execute("select count(*) from raw.embeddings").fetchone()
+        assert runs[0][0] == stored_tag and runs[0][1] == vectors > 0
     finally:
         con.close()
 
