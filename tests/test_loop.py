@@ -16,7 +16,7 @@ import anyio
 import numpy as np
 import pytest
 
-from engram.numeric.ranking import DEFAULT_PARAMS
+from engram.query import predict as predict_q
 from engram.query import record as record_q
 from engram.query.memory import Memory
 from ingest.loader import ingest_paths
@@ -67,16 +67,18 @@ def test_recommend_strategies_propensities_and_log(loop_db: Path, embedder: Any)
         replay = memory.recommend(task, 5, strategy="explore", seed=3, log=False)
     b = best.patterns
     assert list(b["rank"]) == [1, 2, 3, 4, 5]
-    # every strategy keeps predict's relevance: score = relevance x success^4, where success
-    # is the posterior mean (best), the lower credible bound (cautious) or a draw (explore)
-    exponent = DEFAULT_PARAMS.exponent
-    expected = b["relevance"] * b["predicted_success"] ** exponent
-    np.testing.assert_allclose(b["score"], expected, rtol=1e-9)
-    assert np.all(np.diff(b["score"].to_numpy()) <= 1e-12)  # best: by the expected score
+    # each strategy's score is predict's relevance x success^exponent with its success
+    exponent = predict_q.ranking_params().exponent
     c = cautious.patterns
-    np.testing.assert_allclose(c["score"], c["relevance"] * c["ci_low"] ** exponent, rtol=1e-9)
-    assert np.all(np.diff(c["score"].to_numpy()) <= 1e-12)
-    assert (c["ci_low"] <= c["predicted_success"] + 1e-12).all()
+    assert b["score"].to_numpy() == pytest.approx(
+        b["relevance"].to_numpy() * b["predicted_success"].to_numpy() ** exponent
+    )
+    assert c["score"].to_numpy() == pytest.approx(
+        c["relevance"].to_numpy() * c["ci_low"].to_numpy() ** exponent
+    )
+    for shown in (b, c):
+        assert np.all(np.diff(shown["score"].to_numpy()) <= 1e-12)
+    assert (c["ci_low"] <= c["predicted_success"]).all()
     assert b.iloc[0]["propensity"] == 1.0 and (b.iloc[1:]["propensity"] == 0).all()
     e = explore.patterns
     assert list(e["pattern_id"]) == list(replay.patterns["pattern_id"])  # the seed replays

@@ -88,10 +88,10 @@ usage events on stdin with --stdin; `task` is accepted for `context` there).""",
         formatter_class=formatter,
         help="what to try for a task: a logged recommendation",
         description="""\
-Recommend patterns to try for TASK, as a decision. Candidates and their Beta posteriors
-come from `engram predict`, updated with the outcomes recorded since the last build;
-patterns recorded since the build that are close to the task join too. Every strategy
-ranks by predict's score, relevance x success^4, with its own success:
+Recommend patterns to try for TASK, as a decision. Candidates, their relevance and
+their Beta posteriors of success come from `engram predict`, updated with the outcomes
+recorded since the last build; patterns recorded since the build that are close to the
+task join too. Ranked by predict's relevance x success^exponent, with as success:
   best      the posterior mean (expected outcome)
   cautious  the lower end of the 90% credible interval (proven approaches)
   explore   one Thompson draw from each posterior (seeded; --seed replays it)

@@ -70,13 +70,6 @@ class Memory(Reader):
 
         return predict_q.predict(self, text, k, rank_by=rank_by)
 
-    def evaluate(self, holdout: float = 0.05, min_quality: float = 0.9) -> Evaluation:
-        """Walk-forward check of predict on this warehouse's own history, with baselines."""
-        from engram.query import evaluate as evaluate_q
-        from engram.query import predict as predict_q
-
-        return evaluate_q.evaluate(self, holdout, min_quality, predict_q.ranking_params())
-
     def recommend(
         self,
         task: str,
@@ -95,6 +88,13 @@ class Memory(Reader):
         return recommend_q.recommend(
             self, self.overlay, task, k, strategy=strategy, seed=seed, log=log
         )
+
+    def evaluate(self, holdout: float = 0.05, min_quality: float = 0.9) -> Evaluation:
+        """Walk-forward check of predict on this warehouse's own history, with baselines."""
+        from engram.query import evaluate as evaluate_q
+        from engram.query import predict as predict_q
+
+        return evaluate_q.evaluate(self, holdout, min_quality, predict_q.ranking_params())
 
     def global_mean(self) -> float:
         """Event-weighted mean outcome quality over all patterns: the prior of last resort."""

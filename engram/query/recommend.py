@@ -1,19 +1,16 @@
 """What should I try for this task? predict's ranking turned into a logged decision.
 
-predict (engram/query/predict.py) gives each candidate pattern a relevance to the task and
-a Beta posterior of its success; it ranks by relevance x success^exponent. recommend keeps
-that score and turns it into a decision:
+predict (engram/query/predict.py) gives each candidate pattern a Beta posterior of its
+success for the task. recommend adds what a decision needs:
 
 - the outcomes recorded since the last build (the overlay) update each posterior at once,
   and patterns recorded since the build that are close to the task join as candidates
   with the global mean as their prior;
-- a pool: the candidates with the highest expected score (see POOL_FACTOR);
-- a strategy: each scores relevance x success^exponent with a different success:
-  `best` the posterior mean (expected outcome), `cautious` the lower end of the 90%
-  credible interval, `explore` one Thompson draw from each posterior (seeded; the seed is
-  logged, so the ranking can be replayed). Ranking by success alone would drop the
-  relevance predict measured, and explore would then chase patterns that merely have a
-  wide posterior (planted data: its regret went above random's);
+- a pool: the candidates with the highest predict score (see POOL_FACTOR);
+- a strategy, in predict's score relevance x success^exponent (engram.numeric.ranking):
+  `best` takes the posterior mean as success (expected outcome), `cautious` the lower
+  end of the 90% credible interval, `explore` one Thompson draw from each posterior
+  (seeded; the seed is logged, so the ranking can be replayed);
 - the propensity of each shown candidate: the probability each strategy had of showing it
   first (1/0 for the deterministic ones; Monte Carlo over Thompson draws for explore),
   which lets the marts estimate off-policy what each strategy would have earned;
@@ -44,7 +41,7 @@ from ingest.journal import Journal
 STRATEGIES = ("best", "cautious", "explore")
 CANDIDATE_POOL = 30  # predict's top candidates, before the outcomes since the build
 # The strategies choose among the max(POOL_FACTOR * k, MIN_POOL) candidates with the
-# highest expected score (plus every close pattern recorded since the build): Thompson
+# highest predict score (plus every close pattern recorded since the build): Thompson
 # draws over 30 candidates, most with a weak prior, pick a long shot most of the time
 # (planted data: explore's regret was above random's over 40 tasks); over the plausible
 # ones it explores where it matters.
@@ -113,12 +110,14 @@ def candidates(reader: Reader, overlay: Overlay, task: str) -> tuple[pd.DataFram
         close = [(i, s) for i, s in close if s >= NEW_PATTERN_MIN_SIMILARITY]
         if close:
             g, s = predict_q.global_mean(reader), predict_q.prior_strength()
+            # a pattern recorded since the build has no uses to measure its relevance by:
+            # it counts as an ordinary candidate of the pool (median relevance)
+            typical = float(frame["relevance"].median()) if len(frame) else 1.0
             fresh = pd.DataFrame(
                 {
                     "pattern_id": [i for i, _ in close],
                     "description": [overlay.patterns[i].description for i, _ in close],
-                    # no usage yet: the pool's median relevance, neither favoured nor buried
-                    "relevance": float(np.median(pool["relevance"])) if len(pool) else 1.0,
+                    "relevance": typical,
                     "alpha": g * s,
                     "beta": (1 - g) * s,
                     "built": False,
@@ -137,19 +136,26 @@ def candidates(reader: Reader, overlay: Overlay, task: str) -> tuple[pd.DataFram
     return frame.drop(columns=["pending_quality_sum"]), notes
 
 
+def _ranked(frame: pd.DataFrame, success: np.ndarray) -> np.ndarray:
+    """predict's score: relevance x success^exponent (engram.numeric.ranking)."""
+    exponent = predict_q.ranking_params().exponent
+    relevance = frame["relevance"].to_numpy(dtype=float)
+    return relevance * np.power(np.clip(success, 0.0, 1.0), exponent)
+
+
 def successes(frame: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Each strategy's success per candidate: posterior mean, lower credible bound, and
-    one Thompson draw (from `rng`)."""
+    """The success each strategy ranks by: posterior mean, lower credible bound, and one
+    Thompson draw (from `rng`)."""
     a = frame["alpha"].to_numpy(dtype=float)
     b = frame["beta"].to_numpy(dtype=float)
     low, _high = beta_interval(a, b, CAUTIOUS_MASS)
     return {"best": a / (a + b), "cautious": low, "explore": rng.beta(a, b)}
 
 
-def scored(frame: pd.DataFrame, success: np.ndarray) -> np.ndarray:
-    """predict's score with `success` in place of the posterior mean."""
-    exponent = predict_q.ranking_params().exponent
-    return frame["relevance"].to_numpy(dtype=float) * np.power(success, exponent)
+def scores(frame: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Each strategy's score per candidate: predict's relevance x success^exponent with
+    the strategy's success (mean, lower bound, Thompson draw)."""
+    return {name: _ranked(frame, value) for name, value in successes(frame, rng).items()}
 
 
 def propensities(frame: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -165,10 +171,12 @@ def propensities(frame: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.
     out = {}
     for name, success in (("best", a / (a + b)), ("cautious", low)):
         first = np.zeros(n)
-        first[int(np.argmax(scored(frame, success)))] = 1.0
+        first[int(np.argmax(_ranked(frame, success)))] = 1.0
         out[name] = first
-    draws = scored(frame, rng.beta(a, b, size=(PROPENSITY_DRAWS, n)))
-    wins = np.bincount(np.argmax(draws, axis=1), minlength=n)
+    draws = rng.beta(a, b, size=(PROPENSITY_DRAWS, n))
+    relevance = frame["relevance"].to_numpy(dtype=float)
+    exponent = predict_q.ranking_params().exponent
+    wins = np.bincount(np.argmax(relevance * draws**exponent, axis=1), minlength=n)
     out["explore"] = wins / PROPENSITY_DRAWS
     return out
 
@@ -214,12 +222,12 @@ def recommend(
         raise InvalidQuery(f"seed must be a non-negative integer, got {seed!r}")
     frame, notes = candidates(reader, overlay, task)
     mean = frame["alpha"] / (frame["alpha"] + frame["beta"])
-    expected = pd.Series(scored(frame, mean.to_numpy(dtype=float)), index=frame.index)
-    plausible = expected.rank(ascending=False, method="first") <= max(POOL_FACTOR * k, MIN_POOL)
+    best_score = pd.Series(_ranked(frame, mean.to_numpy()), index=frame.index)
+    plausible = best_score.rank(ascending=False, method="first") <= max(POOL_FACTOR * k, MIN_POOL)
     frame = frame[plausible | ~frame["built"]].reset_index(drop=True)
     rng = np.random.default_rng(seed)
     success = successes(frame, rng)
-    by_strategy = {name: scored(frame, value) for name, value in success.items()}
+    by_strategy = {name: _ranked(frame, value) for name, value in success.items()}
     chance = propensities(frame, np.random.default_rng([seed, 1]))
     frame = frame.assign(
         score=by_strategy[strategy],
