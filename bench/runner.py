@@ -181,7 +181,7 @@ def _distinct_texts(con: duckdb.DuckDBPyConnection) -> int:
 def _throughput(device: str, texts: list[str]) -> tuple[float, np.ndarray]:
     from ingest.embedder import Embedder
 
-    embedder = Embedder(device=device)
+    embedder = Embedder(device=device, backend="torch")  # the reference the label names
     embedder.encode(texts[:64])  # load the model and warm up outside the timing
     started = time.perf_counter()
     vectors = embedder.encode(texts)
@@ -240,7 +240,12 @@ def stage_embedding(cfg: BenchConfig, db: Path, log: Log) -> dict[str, Any]:
             out["texts_embedded"] = stats.texts_embedded
             out["texts_synthetic"] = 0
         out["fill_seconds"] = time.perf_counter() - started
-        again = embed_missing(con, Embedder())
+        if synthetic:
+            from bench.vectors import SyntheticTagEmbedder
+
+            again = embed_missing(con, SyntheticTagEmbedder())
+        else:
+            again = embed_missing(con, Embedder())
         out["second_pass_embedded"] = again.texts_embedded
         out["second_pass_cached"] = again.texts_cached
     finally:
@@ -392,9 +397,24 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def _newest_tag(db: Path) -> str | None:
+    """The tag of the warehouse's newest embed pass (what its marts read)."""
+    from ingest.warehouse import connect_for_read
+
+    con = connect_for_read(db)
+    try:
+        row = con.execute(
+            "select model from raw.embedding_runs order by finished_at desc limit 1"
+        ).fetchone()
+    finally:
+        con.close()
+    return row[0] if row else None
+
+
 def stage_queries(cfg: BenchConfig, db: Path, truth: dict[str, Any]) -> dict[str, Any]:
     """p50/p95 of the questions an agent asks, through the public Memory API. A query whose
     mart is missing is reported as unavailable, with the reason, instead of failing the run."""
+    from bench.vectors import SYNTHETIC_MODEL, SyntheticTagEmbedder
     from engram.query.memory import Memory
     from ingest.embedder import Embedder
 
@@ -412,7 +432,10 @@ def stage_queries(cfg: BenchConfig, db: Path, truth: dict[str, Any]) -> dict[str
             out["unavailable"][name] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
 
     # one Memory: a second one on the same file would share DuckDB's instance (and its UDF)
-    with Memory(db, embedder=Embedder(device="cpu"), search_mode="exact") as memory:
+    embedder = Embedder(device="cpu")
+    if _newest_tag(db) == SYNTHETIC_MODEL:
+        embedder = SyntheticTagEmbedder(device="cpu")
+    with Memory(db, embedder=embedder, search_mode="exact") as memory:
 
         def ids(sql: str) -> list[str]:
             return [r[0] for r in memory.con.execute(sql).fetchall()]
@@ -494,10 +517,10 @@ def stage_append(cfg: BenchConfig, db: Path, work: Path, vectors: str) -> dict[s
     con = connect_for_write(db)
     try:
         if vectors == "synthetic":
-            from bench.vectors import fill_synthetic
+            from bench.vectors import SyntheticTagEmbedder, fill_synthetic
 
             filled = fill_synthetic(con).texts_filled
-            stats = embed_missing(con, Embedder())
+            stats = embed_missing(con, SyntheticTagEmbedder())
             out["texts_synthetic"] = filled
             out["texts_embedded"] = stats.texts_embedded
             out["texts_cached"] = stats.texts_referenced - filled - stats.texts_embedded
