@@ -143,7 +143,11 @@ def test_mcp_server_over_stdio(loop_db: Path) -> None:
                 "record_outcome",
                 "pattern_trends",
                 "related_files",
+                "pattern_alerts",
             }
+            alerts_schema = tools["pattern_alerts"].input_schema
+            assert "unproven" in str(alerts_schema["properties"]["kind"])
+            assert "replacement" in (tools["pattern_alerts"].description or "")
             schema = tools["record_outcome"].input_schema
             assert {"pattern_id", "outcome_quality"} <= set(schema["required"])
             assert "outcome_quality" in (tools["record_outcome"].description or "")
@@ -200,6 +204,19 @@ def test_mcp_server_over_stdio(loop_db: Path) -> None:
             assert unknown.is_error and "unknown pattern id" in unknown.content[0].text
             trends = await session.call_tool("pattern_trends", {})
             assert not trends.is_error and trends.structured_content["summary"]
+            alerts = await session.call_tool("pattern_alerts", {"top": 500})
+            assert not alerts.is_error, alerts.content
+            seen["alert_ids"] = [a["alert_id"] for a in alerts.structured_content["alerts"]]
+            one_kind = await session.call_tool("pattern_alerts", {"kind": "stale", "top": 3})
+            kinds = {a["kind"] for a in one_kind.structured_content["alerts"]}
+            assert kinds == {"stale"} and len(one_kind.structured_content["alerts"]) <= 3
+            # the planted data's recommendation log is empty: no unproven alerts, no error
+            unproven = await session.call_tool("pattern_alerts", {"kind": "unproven"})
+            assert not unproven.is_error and unproven.structured_content["alerts"] == []
+            bad_kind = await session.call_tool("pattern_alerts", {"kind": "doomed"})
+            assert bad_kind.is_error and "unproven" in bad_kind.content[0].text
+            bad_top = await session.call_tool("pattern_alerts", {"top": 0})
+            assert bad_top.is_error and "top must be a positive integer" in bad_top.content[0].text
             seen["recommendation_id"] = result["recommendation_id"]
             seen["chosen"] = chosen
 
@@ -208,6 +225,12 @@ def test_mcp_server_over_stdio(loop_db: Path) -> None:
     assert report.total("rejected") == 0
     links = _rows(loop_db, "select recommendation_id from raw.recommendation_links")
     assert links == [(seen["recommendation_id"],)] * 2
+    stored = _rows(
+        loop_db,
+        "select alert_id from marts.pattern_alerts order by priority, score desc nulls last, "
+        "pattern_id",
+    )
+    assert seen["alert_ids"] == [row[0] for row in stored]
 
 
 def test_cli_recommend_json(loop_db: Path) -> None:
