@@ -304,3 +304,49 @@ def test_declining_candidates_get_a_warning(loop_db: Path, embedder: Any) -> Non
             "intermittent test failure that only happens in CI", 10, log=False
         ).patterns
     assert list(shown["declining"]) == [p in set(declining_ids) for p in shown["pattern_id"]]
+
+
+@pytest.mark.slow
+def test_unproven_alert_for_a_pattern_recommended_first_but_not_used(
+    loop_db: Path, embedder: Any
+) -> None:
+    """Five rank-1 recommendations of one pattern and one use since: an unproven alert
+    (1 < unproven_max_uses 3); the alerts match a recomputation from the raw log."""
+    from engram.build import build
+
+    task = "pytest fails only at midnight because the test depends on the local timezone"
+    with Memory(loop_db, embedder=embedder) as memory:
+        assert memory.alerts(top=1000, kind="unproven").empty  # the planted log is empty
+        tops = {memory.recommend(task, 3).to_dict()["recommendations"][0]["pattern_id"]}
+        for _ in range(4):
+            tops.add(memory.recommend(task, 3).to_dict()["recommendations"][0]["pattern_id"])
+        assert len(tops) == 1  # strategy best is deterministic
+        chosen = tops.pop()
+        memory.record_outcome(chosen, 0.8)  # no task text: no new context to cluster
+    build(loop_db, select="stg_usage_events+ stg_recommendation_candidates+", capture=True)
+
+    expected = _rows(
+        loop_db,
+        """
+        with firsts as (
+            select c.pattern_id, count(distinct c.recommendation_id) as n,
+                   min(r.created_at) as since
+            from raw.recommendation_candidates as c
+            join raw.recommendations as r using (recommendation_id)
+            where c.rank = 1 group by c.pattern_id
+        )
+        select f.pattern_id, f.n,
+               (select count(*) from raw.usage_events as e
+                where e.pattern_id = f.pattern_id and e.occurred_at >= f.since) as used
+        from firsts as f
+        where f.n >= 5 order by f.pattern_id
+        """,
+    )
+    expected = [row for row in expected if row[2] < 3]
+    assert expected == [(chosen, 5, 1)]
+    with Memory(loop_db, embedder=embedder) as memory:
+        unproven = memory.alerts(top=1000, kind="unproven")
+    assert unproven["pattern_id"].tolist() == [chosen]
+    assert "recommended first 5 times" in unproven["evidence"].iloc[0]
+    assert "used 1 times since" in unproven["message"].iloc[0]
+    assert "Try it deliberately" in unproven["message"].iloc[0]
