@@ -145,7 +145,11 @@ def test_mcp_server_over_stdio(loop_db: Path) -> None:
                 "record_outcome",
                 "pattern_trends",
                 "related_files",
+                "pattern_alerts",
             }
+            alerts_schema = tools["pattern_alerts"].input_schema
+            assert "unproven" in str(alerts_schema["properties"]["kind"])
+            assert "replacement" in (tools["pattern_alerts"].description or "")
             schema = tools["record_outcome"].input_schema
             assert {"pattern_id", "outcome_quality"} <= set(schema["required"])
             assert "outcome_quality" in (tools["record_outcome"].description or "")
@@ -202,6 +206,19 @@ def test_mcp_server_over_stdio(loop_db: Path) -> None:
             assert unknown.is_error and "unknown pattern id" in unknown.content[0].text
             trends = await session.call_tool("pattern_trends", {})
             assert not trends.is_error and trends.structured_content["summary"]
+            alerts = await session.call_tool("pattern_alerts", {"top": 500})
+            assert not alerts.is_error, alerts.content
+            seen["alert_ids"] = [a["alert_id"] for a in alerts.structured_content["alerts"]]
+            one_kind = await session.call_tool("pattern_alerts", {"kind": "stale", "top": 3})
+            kinds = {a["kind"] for a in one_kind.structured_content["alerts"]}
+            assert kinds == {"stale"} and len(one_kind.structured_content["alerts"]) <= 3
+            # the planted data's recommendation log is empty: no unproven alerts, no error
+            unproven = await session.call_tool("pattern_alerts", {"kind": "unproven"})
+            assert not unproven.is_error and unproven.structured_content["alerts"] == []
+            bad_kind = await session.call_tool("pattern_alerts", {"kind": "doomed"})
+            assert bad_kind.is_error and "unproven" in bad_kind.content[0].text
+            bad_top = await session.call_tool("pattern_alerts", {"top": 0})
+            assert bad_top.is_error and "top must be a positive integer" in bad_top.content[0].text
             seen["recommendation_id"] = result["recommendation_id"]
             seen["chosen"] = chosen
 
@@ -210,6 +227,12 @@ def test_mcp_server_over_stdio(loop_db: Path) -> None:
     assert report.total("rejected") == 0
     links = _rows(loop_db, "select recommendation_id from raw.recommendation_links")
     assert links == [(seen["recommendation_id"],)] * 2
+    stored = _rows(
+        loop_db,
+        "select alert_id from marts.pattern_alerts order by priority, score desc nulls last, "
+        "pattern_id",
+    )
+    assert seen["alert_ids"] == [row[0] for row in stored]
 
 
 def test_cli_recommend_json(loop_db: Path) -> None:
@@ -283,3 +306,49 @@ def test_declining_candidates_get_a_warning(loop_db: Path, embedder: Any) -> Non
             "intermittent test failure that only happens in CI", 10, log=False
         ).patterns
     assert list(shown["declining"]) == [p in set(declining_ids) for p in shown["pattern_id"]]
+
+
+@pytest.mark.slow
+def test_unproven_alert_for_a_pattern_recommended_first_but_not_used(
+    loop_db: Path, embedder: Any
+) -> None:
+    """Five rank-1 recommendations of one pattern and one use since: an unproven alert
+    (1 < unproven_max_uses 3); the alerts match a recomputation from the raw log."""
+    from engram.build import build
+
+    task = "pytest fails only at midnight because the test depends on the local timezone"
+    with Memory(loop_db, embedder=embedder) as memory:
+        assert memory.alerts(top=1000, kind="unproven").empty  # the planted log is empty
+        tops = {memory.recommend(task, 3).to_dict()["recommendations"][0]["pattern_id"]}
+        for _ in range(4):
+            tops.add(memory.recommend(task, 3).to_dict()["recommendations"][0]["pattern_id"])
+        assert len(tops) == 1  # strategy best is deterministic
+        chosen = tops.pop()
+        memory.record_outcome(chosen, 0.8)  # no task text: no new context to cluster
+    build(loop_db, select="stg_usage_events+ stg_recommendation_candidates+", capture=True)
+
+    expected = _rows(
+        loop_db,
+        """
+        with firsts as (
+            select c.pattern_id, count(distinct c.recommendation_id) as n,
+                   min(r.created_at) as since
+            from raw.recommendation_candidates as c
+            join raw.recommendations as r using (recommendation_id)
+            where c.rank = 1 group by c.pattern_id
+        )
+        select f.pattern_id, f.n,
+               (select count(*) from raw.usage_events as e
+                where e.pattern_id = f.pattern_id and e.occurred_at >= f.since) as used
+        from firsts as f
+        where f.n >= 5 order by f.pattern_id
+        """,
+    )
+    expected = [row for row in expected if row[2] < 3]
+    assert expected == [(chosen, 5, 1)]
+    with Memory(loop_db, embedder=embedder) as memory:
+        unproven = memory.alerts(top=1000, kind="unproven")
+    assert unproven["pattern_id"].tolist() == [chosen]
+    assert "recommended first 5 times" in unproven["evidence"].iloc[0]
+    assert "used 1 times since" in unproven["message"].iloc[0]
+    assert "Try it deliberately" in unproven["message"].iloc[0]

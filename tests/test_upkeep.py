@@ -301,7 +301,7 @@ def test_cli_and_memory_show_the_alerts(warehouse: Path, capsys: pytest.CaptureF
     stored = frame(warehouse, "select alert_id, kind from marts.pattern_alerts")
     assert {a["alert_id"] for a in shown} == set(stored["alert_id"])
     # most urgent kind first
-    order = ["declining", "near_duplicate", "stale", "rising"]
+    order = ["declining", "near_duplicate", "stale", "rising", "unproven"]
     ranks = [order.index(a["kind"]) for a in shown]
     assert ranks == sorted(ranks)
     assert main(["alerts", "--db", str(warehouse), "--kind", "stale"]) == 0

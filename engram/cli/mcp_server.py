@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
@@ -78,6 +78,13 @@ class TrendsResult(TypedDict):
 class FilesResult(TypedDict):
     file: str
     related: list[dict[str, Any]]
+
+
+AlertKind = Literal["declining", "near_duplicate", "stale", "rising", "unproven"]
+
+
+class AlertsResult(TypedDict):
+    alerts: list[dict[str, Any]]
 
 
 class Warm:
@@ -224,6 +231,21 @@ def create_server(db: Path) -> Any:
         how often, the mean outcome when they travel together, and its trend."""
         return guarded(  # type: ignore[no-any-return]
             lambda: {"file": path, "related": _json_rows(warm.get().files(path, k))}
+        )
+
+    @server.tool()
+    def pattern_alerts(kind: AlertKind | None = None, top: int = 20) -> AlertsResult:
+        """What needs attention in the pattern library, most urgent first: each alert has
+        kind, pattern_id, related_pattern_id, evidence (the numbers) and message (what to
+        do, one or two sentences). kind keeps one kind: "declining" (results getting
+        significantly worse; related_pattern_id is the replacement to use instead),
+        "near_duplicate" (same approach in other words; related_pattern_id is the one to
+        keep), "stale" (unused for weeks while its kind of problem is still worked on),
+        "rising" (significantly improving: prefer it), "unproven" (recommended first often
+        but rarely used: try it deliberately and record the outcome, or avoid it). Omit kind
+        for all. top: how many (1-1000, default 20). Alerts come from the last build."""
+        return guarded(  # type: ignore[no-any-return]
+            lambda: {"alerts": _json_rows(warm.get().alerts(top, kind))}
         )
 
     return server

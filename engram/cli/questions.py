@@ -145,6 +145,10 @@ One row per actionable finding (marts.pattern_alerts), most urgent kind first:
                   message gives the `engram merge-patterns` command)
   stale           unused for stale_weeks (8) weeks while its theme is still used
   rising          quality improves significantly: promote it
+  unproven        shown first (rank 1) by >= 5 recommendations
+                  (unproven_min_recommendations) but used fewer than 3 times
+                  (unproven_max_uses) since the first: try it deliberately or stop
+                  recommending it; none while the recommendation log is empty
 Each row has the evidence (slope, t, events, cosine, weeks) and a sentence to act
 on. Thresholds are dbt vars (dbt_project.yml). "Now" is the newest event in the
 data, so the same data always gives the same alerts.{reads}""",
@@ -152,7 +156,7 @@ data, so the same data always gives the same alerts.{reads}""",
     )
     alerts.add_argument(
         "--kind",
-        choices=("declining", "near_duplicate", "stale", "rising"),
+        choices=("declining", "near_duplicate", "stale", "rising", "unproven"),
         help="only this kind of alert",
     )
     _k(alerts, 20, "--top")

@@ -179,14 +179,15 @@ def largest_themes(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> 
     )
 
 
-ALERT_KINDS = ("declining", "near_duplicate", "stale", "rising")
+ALERT_KINDS = ("declining", "near_duplicate", "stale", "rising", "unproven")
 
 
 def top_alerts(
     con: duckdb.DuckDBPyConnection, have: set[str], top: int, kind: str | None = None
 ) -> Answer | None:
     """What to do about the pattern library: declining patterns (with a replacement),
-    near-duplicates (which to keep), stale and rising ones; most urgent kind first, the
+    near-duplicates (which to keep), stale, rising and unproven ones (recommended first
+    often, rarely used); most urgent kind first, the
     strongest finding of each kind first (`kind` keeps one kind)."""
     if "marts.pattern_alerts" not in have:
         return None

@@ -132,7 +132,7 @@ class Memory(Reader):
         return clusters_q.cluster_members(self, cluster_id, top)
 
     def alerts(self, top: int = 20, kind: str | None = None) -> pd.DataFrame:
-        """Upkeep alerts (declining, near_duplicate, stale, rising), most urgent first."""
+        """Upkeep alerts (declining, near_duplicate, stale, rising, unproven), most urgent first."""
         return upkeep_q.alerts(self, top, kind)
 
     def themes(self, top: int = 20) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 -- One row per actionable finding about the pattern library (issue 16): a pattern in
 -- decline (with the replacement to use instead), a near-duplicate (with the one to keep),
--- a stale pattern (unused while its theme is still in use) and a rising one (promote it).
+-- a stale pattern (unused while its theme is still in use), a rising one (promote it)
+-- and an unproven one (recommended first often, used rarely since: try it or stop).
 -- Patterns merged away (dim_patterns.superseded_by) raise no alerts: their events already
 -- count toward the kept one. "Now" is the newest event in the data, never the wall clock,
 -- so a rebuild of the same data gives the same alerts.
@@ -122,6 +123,33 @@ declining as (
     ) = 1
 ),
 
+-- unproven: "recommended" means shown at rank 1 (what an agent is told to try), counted
+-- per recommendation; "used" means any usage event of the pattern (linked to a
+-- recommendation or not) since it was first recommended at rank 1. An empty log gives
+-- no rows here, so the kind simply does not fire.
+recommended_first as (
+    select
+        pattern_id,
+        count(distinct recommendation_id) as times_recommended,
+        min(created_at) as first_recommended_at
+    from {{ ref('recommendation_log') }}
+    where rank = 1
+    group by pattern_id
+),
+
+used_since as (
+    select
+        recommended_first.pattern_id,
+        recommended_first.times_recommended,
+        recommended_first.first_recommended_at,
+        count(usage.event_id) as times_used
+    from recommended_first
+    left join {{ ref('stg_usage_events') }} as usage
+        on usage.pattern_id = recommended_first.pattern_id
+        and usage.occurred_at >= recommended_first.first_recommended_at
+    group by all
+),
+
 close_pairs as (
     -- nearest neighbours (pattern_similar_pairs, k per pattern) at least this similar
     select pattern_id, similar_pattern_id, similarity
@@ -214,6 +242,31 @@ rising as (
     where trends.direction = 'improving'
 ),
 
+unproven as (
+    select
+        'unproven' as kind,
+        5 as priority,
+        patterns.pattern_id,
+        null::varchar as related_pattern_id,
+        patterns.theme_id,
+        used_since.times_recommended::double as score,
+        patterns.usage_count as n_events,
+        patterns.success_rate as avg_quality,
+        null::double as quality_slope_per_week,
+        null::double as slope_t_stat,
+        null::double as similarity,
+        null::integer as weeks_unused,
+        null::bigint as related_n_events,
+        null::double as related_expected_quality,
+        used_since.times_recommended,
+        used_since.times_used,
+        used_since.first_recommended_at
+    from used_since
+    inner join patterns on patterns.pattern_id = used_since.pattern_id
+    where used_since.times_recommended >= {{ var('unproven_min_recommendations') }}
+        and used_since.times_used < {{ var('unproven_max_uses') }}
+),
+
 findings as (
     select * from declining
     union all by name
@@ -222,6 +275,8 @@ findings as (
     select * from stale
     union all by name
     select * from rising
+    union all by name
+    select * from unproven
 ),
 
 described as (
@@ -246,6 +301,11 @@ described as (
                 printf('quality %+.4f/week (t = %.1f) over %d events, mean %.2f',
                        findings.quality_slope_per_week, coalesce(findings.slope_t_stat, 0),
                        findings.n_events, findings.avg_quality)
+            when 'unproven' then
+                printf('recommended first %d times since %s, used %d times since (%d events in all)',
+                       findings.times_recommended,
+                       strftime(findings.first_recommended_at, '%Y-%m-%d'),
+                       findings.times_used, findings.n_events)
         end as evidence,
         case
             when findings.related_pattern_id is null then ''
@@ -286,6 +346,11 @@ final as (
             when 'rising' then
                 printf('Pattern %s is rising: %s. Promote it: recommend it first for its theme.',
                        pattern_id, evidence)
+            when 'unproven' then
+                printf('Pattern %s is unproven: %s. Try it deliberately on a task it fits and '
+                       || 'record the outcome, or stop recommending it (engram merge-patterns '
+                       || 'into a proven pattern of its theme if it duplicates one).',
+                       pattern_id, evidence)
         end as message,
         priority,
         score,
@@ -297,7 +362,9 @@ final as (
         similarity,
         weeks_unused,
         related_n_events,
-        related_expected_quality
+        related_expected_quality,
+        times_recommended,
+        times_used
     from described
 )
 
