@@ -5,6 +5,7 @@ quarantined exactly once, also when the intake is killed (-9) at any point."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -166,7 +167,10 @@ from ingest.loader import load_journal
 from ingest.warehouse import connect_for_write
 db = Path(sys.argv[1])
 con = connect_for_write(db)
-load_journal(con, db, uuid.uuid4().hex[:12], chunk_lines=int(sys.argv[2]))
+load_journal(
+    con, db, uuid.uuid4().hex[:12], chunk_lines=int(sys.argv[2]),
+    after_chunk=lambda segment, read: print("chunk", read, flush=True),
+)
 con.close()
 print("done")
 """
@@ -203,15 +207,27 @@ def test_intake_killed_at_any_point_loads_each_line_exactly_once(tmp_path: Path)
     # a torn last line (a writer killed mid-line): not taken in until its newline arrives
     with open(segments(db)[0], "ab") as handle:
         handle.write(b'{"kind": "pattern", "record": {"pattern_id": "torn"')
+    # Kill points follow the intake's own progress, not the clock (a fast machine finished
+    # before fixed delays): after the n-th committed chunk, plus a seeded 0-40 ms so some
+    # kills land inside the next chunk's transaction. 40 chunks in all, at most 17 used.
+    rng = random.Random(11)
     kills = 0
-    for delay in (0.9, 1.3, 1.7, 2.1, 2.6, 3.0, 3.5, 4.0):
+    for chunks in (1, 3, 2, 1, 2, 3, 2, 3):
         child = subprocess.Popen(
             [sys.executable, "-c", INTAKE, str(db), "150"], stdout=subprocess.PIPE, text=True
         )
-        time.sleep(delay)
+        assert child.stdout is not None
+        seen = 0
+        while seen < chunks:
+            line = child.stdout.readline()
+            if not line:
+                break  # the child ended (or died) before that many chunks
+            seen += line.startswith("chunk")
+        time.sleep(rng.uniform(0.0, 0.04))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             kills += 1
+        child.stdout.close()
         child.wait()
     final = subprocess.run(
         [sys.executable, "-c", INTAKE, str(db), "150"], capture_output=True, text=True, check=True
