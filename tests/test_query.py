@@ -84,6 +84,22 @@ def test_predict_ranks_planted_best_patterns_first_and_beats_global_rate(
     assert np.mean(ours) >= np.mean(baseline) + 0.3, (np.mean(ours), np.mean(baseline))
 
 
+def test_predict_puts_a_planted_best_pattern_first_for_every_topic(
+    memory: Memory, truth: dict
+) -> None:
+    """Asked by topic ("Rust async errors"), predict's first row is one of that topic's
+    planted best patterns, for every topic: the question the README opens with."""
+    asked = 0
+    for topic in truth["topics"]:
+        best = set(topic["best_pattern_ids"])
+        if not best:
+            continue
+        first = memory.predict(topic["name"], k=1).patterns["pattern_id"].iloc[0]
+        assert first in best, (topic["name"], first)
+        asked += 1
+    assert asked >= 10
+
+
 def test_predict_output_carries_interval_sample_size_and_evidence(memory: Memory) -> None:
     prediction = memory.predict(TOPICS[0].unseen[0], k=5)
     frame = prediction.patterns
