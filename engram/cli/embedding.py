@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
-Handler = Callable[[argparse.Namespace], int]
+from engram.cli.questions import Handler
 
 DESCRIPTION = """\
 The embedding model (all-MiniLM-L6-v2) runs on one of these backends:

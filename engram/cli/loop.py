@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-Handler = Callable[[argparse.Namespace], int]
+from engram.cli.questions import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Handler
 
 
 def add_parsers(

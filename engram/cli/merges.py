@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
+from engram.cli.questions import Handler
 from ingest.warehouse import resolve_db_path
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def add_parsers(
