@@ -4,7 +4,7 @@
 -- recomputed from all their events and replaced (delete+insert on [file_path, week]).
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['file_path', 'week'],
     )
@@ -29,7 +29,7 @@ event_files as (
         occurred_at,
         outcome_quality,
         loaded_at,
-        unnest(list_distinct(files_involved)) as file_path
+        {{ unnest_list(list_unique('files_involved')) }} as file_path
     from scoped
 ),
 
