@@ -34,7 +34,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class StageTiming:
     stage: str
     seconds: float
     models: list[str] = field(default_factory=list)
+    # dbt's own execution time of each model or test in a dbt stage (the rest of the
+    # stage's seconds is dbt's and Spark's per-command overhead)
+    node_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def require_pyspark() -> None:
@@ -201,6 +204,12 @@ def _dbt(args: list[str], work_dir: Path) -> Any:
             detail = "; ".join(failed)
         raise SparkBuildError(f"`dbt {' '.join(args)} --target spark` failed: {detail}")
     return result
+
+
+def node_seconds(result: Any) -> dict[str, float]:
+    """dbt's execution time of each node a dbtRunner result ran, by node name."""
+    results = getattr(result.result, "results", None) or []
+    return {r.node.name: float(r.execution_time) for r in results}
 
 
 @dataclass(frozen=True)
@@ -391,8 +400,10 @@ def build_on_spark(
             names = [m.name for m in batch]
             say(f"dbt run on Spark: {len(names)} SQL models")
             started = time.perf_counter()
-            _dbt(["run", "--select", *names], work_dir)
-            timings.append(StageTiming("sql wave", time.perf_counter() - started, names))
+            result = _dbt(["run", "--select", *names], work_dir)
+            timings.append(
+                StageTiming("sql wave", time.perf_counter() - started, names, node_seconds(result))
+            )
         else:
             for model in batch:
                 say(f"Python model on Spark data: {model.name}")
@@ -404,8 +415,10 @@ def build_on_spark(
     if run_tests:
         say("dbt test on Spark (data tests)")
         started = time.perf_counter()
-        _dbt(["test", "--exclude", "test_type:unit"], work_dir)
-        timings.append(StageTiming("dbt test", time.perf_counter() - started))
+        result = _dbt(["test", "--exclude", "test_type:unit"], work_dir)
+        timings.append(
+            StageTiming("dbt test", time.perf_counter() - started, [], node_seconds(result))
+        )
     return timings
 
 
@@ -471,6 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-tests", action="store_true", help="skip `dbt test` on Spark")
     parser.add_argument(
+        "--timings-json",
+        type=Path,
+        default=None,
+        help="also write the stage timings here as JSON (bench/spark_vs_duckdb.py reads it)",
+    )
+    parser.add_argument(
         "--hive",
         action="store_true",
         help="keep the Spark tables in a Hive (Derby) metastore under --work-dir, so they "
@@ -493,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("stage timings (seconds):")
     print(format_timings(timings))
+    if args.timings_json:
+        args.timings_json.write_text(json.dumps([asdict(t) for t in timings], indent=1))
     spark.stop()
     return 0
 

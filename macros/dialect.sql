@@ -166,3 +166,37 @@
 {% macro incremental_materialization() -%}
     {{ return('table' if target.type == 'spark' else 'incremental') }}
 {%- endmacro %}
+
+{#- True when text `value` begins with `prefix`. -#}
+{% macro text_starts_with(value, prefix) -%}
+    {{ return(adapter.dispatch('text_starts_with')(value, prefix)) }}
+{%- endmacro %}
+{% macro default__text_starts_with(value, prefix) -%}
+    starts_with({{ value }}, {{ prefix }})
+{%- endmacro %}
+{% macro spark__text_starts_with(value, prefix) -%}
+    startswith({{ value }}, {{ prefix }})
+{%- endmacro %}
+
+{#- Days from date `start` to date `stop`. -#}
+{% macro days_between(start, stop) -%}
+    {{ return(adapter.dispatch('days_between')(start, stop)) }}
+{%- endmacro %}
+{% macro default__days_between(start, stop) -%}
+    date_diff('day', {{ start }}, {{ stop }})
+{%- endmacro %}
+{% macro spark__days_between(start, stop) -%}
+    datediff({{ stop }}, {{ start }})
+{%- endmacro %}
+
+{#- The dot product of a float list with itself, in double precision. -#}
+{% macro self_dot_product(list) -%}
+    {{ return(adapter.dispatch('self_dot_product')(list)) }}
+{%- endmacro %}
+{% macro default__self_dot_product(list) -%}
+    list_dot_product({{ list }}::double[], {{ list }}::double[])
+{%- endmacro %}
+{% macro spark__self_dot_product(list) -%}
+    aggregate(transform({{ list }}, x -> cast(x as double) * cast(x as double)),
+              cast(0 as double), (total, x) -> total + x)
+{%- endmacro %}
