@@ -49,7 +49,7 @@ def scaled_copy(source: Path, target: Path, scale: int) -> int:
         if scale > 1:
             con.execute(
                 "insert into raw.usage_events "
-                "select * replace (event_id || '#' || copy.i as event_id) "
+                "select usage_events.* replace (event_id || '#' || copy.i as event_id) "
                 "from raw.usage_events cross join range(1, ?) as copy(i)",
                 [scale],
             )
