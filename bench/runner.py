@@ -617,7 +617,8 @@ def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
 def speedups(results: dict[str, Any]) -> dict[str, Any]:
     """baseline seconds / dbt seconds for the same marts on the same data. Two dbt figures:
     the `dbt run` wall time (with dbt's start-up and project parsing), and dbt's own
-    elapsed_time of the run phase (run_results.json: the models running, on dbt's threads)."""
+    elapsed_time of the run phase (run_results.json: the models running, on dbt's threads).
+    A baseline whose answers differ from the marts (or were not compared) gets no ratio."""
     dbt = results["dbt_marts"]
     run_phase = dbt.get("dbt_elapsed") or dbt["seconds"]
     out: dict[str, Any] = {
@@ -631,7 +632,13 @@ def speedups(results: dict[str, Any]) -> dict[str, Any]:
             out[f"{name}_vs_dbt_wall"] = None
             out[f"{name}_vs_dbt_run_phase"] = None
             continue
+        agreement = base.get("agreement") or {}
+        same = bool(agreement) and all(a["same"] for a in agreement.values())
+        out[f"{name}_same_answers"] = same
+        if not same:  # a speed-up over a baseline that computes something else means nothing
+            out[f"{name}_vs_dbt_wall"] = None
+            out[f"{name}_vs_dbt_run_phase"] = None
+            continue
         out[f"{name}_vs_dbt_wall"] = base["compute_seconds"] / dbt["seconds"]
         out[f"{name}_vs_dbt_run_phase"] = base["compute_seconds"] / max(run_phase, 1e-9)
-        out[f"{name}_same_answers"] = all(a["same"] for a in base["agreement"].values())
     return out

@@ -340,3 +340,27 @@ def test_memory_guard_stops_a_baseline_and_the_run_goes_on(
     out = run_baseline_child("polars", bench_run["db"], tmp_path, floor_bytes=available + 2**40)
     assert out["memory_guard"] is True and out["exit_code"] == -9
     assert "stopped by the memory guard" in out["skipped"]
+
+
+def test_no_ratio_for_a_baseline_with_different_answers(bench_run: dict[str, Any]) -> None:
+    """The run's own results with one Polars mart marked different (or none compared): its
+    speed-up is withheld in the ratios and the table, the others keep theirs."""
+    import copy
+
+    from bench import render
+    from bench.runner import speedups
+
+    results = copy.deepcopy(bench_run["results"])
+    assert speedups(results)["polars_vs_dbt_wall"] > 0
+    results["baselines"]["polars"]["agreement"]["file_cooccurrence"]["same"] = False
+    ratios = speedups(results)
+    assert ratios["polars_same_answers"] is False
+    assert ratios["polars_vs_dbt_wall"] is None and ratios["polars_vs_dbt_run_phase"] is None
+    assert ratios["pandas_vs_dbt_wall"] > 0 and ratios["sqlite_vs_dbt_wall"] > 0
+    results["ratios"] = ratios
+    rows = {(r[0], r[1]): r for r in render.rows(results)}
+    assert rows[("baselines", "speed-up over Polars")][2] == "n/a"
+    assert "withheld" in rows[("baselines", "speed-up over Polars")][3]
+    assert "DIFFERENT answers: file_cooccurrence" in rows[("baselines", "Polars")][3]
+    results["baselines"]["polars"]["agreement"] = {}
+    assert speedups(results)["polars_vs_dbt_wall"] is None
