@@ -24,6 +24,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from bench.memory import high_water_rss
+
 
 def _prefer_me_for_oom_kill() -> None:
     with contextlib.suppress(OSError):  # not Linux, or not allowed: the kernel decides
@@ -137,6 +139,9 @@ def main(argv: list[str]) -> int:
         return 2
     _prefer_me_for_oom_kill()
     result = run(which, Path(db), Path(work))
+    # the child's own peak (its VmHWM since exec); the parent's wait4 figure includes the
+    # parent's RSS at the fork (bench.memory.high_water_rss)
+    result["own_peak_rss_bytes"] = high_water_rss()
     Path(result_path).write_text(json.dumps(result, default=float))
     return 0
 

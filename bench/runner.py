@@ -379,9 +379,14 @@ def run_baseline_child(
         child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=log_file)
         ended = wait_with_memory_guard(child, floor)
     seconds = time.perf_counter() - started
-    exit_code, peak_rss = ended.exit_code, ended.peak_rss_bytes
+    exit_code = ended.exit_code
+    # the child's own high-water mark (its report, else the guard's last poll): wait4's
+    # figure starts at this process's RSS at the fork (bench.memory.high_water_rss)
+    peak_rss = ended.polled_peak_rss_bytes or ended.peak_rss_bytes
     if exit_code == 0 and result_path.exists():
-        return {**json.loads(result_path.read_text()), "peak_rss_bytes": peak_rss}
+        result = json.loads(result_path.read_text())
+        own = result.get("own_peak_rss_bytes") or peak_rss
+        return {**result, "peak_rss_bytes": own, "wait4_peak_rss_bytes": ended.peak_rss_bytes}
     if ended.guard_killed:
         why = (
             f"out of memory: stopped by the memory guard when the machine had "
@@ -397,6 +402,7 @@ def run_baseline_child(
         f"see {work / f'baseline_{which}.log'}",
         "exit_code": exit_code,
         "peak_rss_bytes": peak_rss,
+        "wait4_peak_rss_bytes": ended.peak_rss_bytes,
         "memory_guard": ended.guard_killed,
     }
 

@@ -124,6 +124,9 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
         assert ratios[f"{name}_same_answers"] is True
         base = r["baselines"][name]
         assert base["peak_rss_bytes"] > 0 and base["load_seconds"] > 0, name
+        # the child's own peak, never above wait4's (which starts at the runner's RSS)
+        assert base["own_peak_rss_bytes"] == base["peak_rss_bytes"], name
+        assert base["peak_rss_bytes"] <= base["wait4_peak_rss_bytes"], name
         assert set(base["marts_seconds"]) == set(MARTS), name
 
 
@@ -364,3 +367,19 @@ def test_no_ratio_for_a_baseline_with_different_answers(bench_run: dict[str, Any
     assert "DIFFERENT answers: file_cooccurrence" in rows[("baselines", "Polars")][3]
     results["baselines"]["polars"]["agreement"] = {}
     assert speedups(results)["polars_vs_dbt_wall"] is None
+
+
+def test_peak_rss_is_the_childs_own_not_the_parents() -> None:
+    """wait4's ru_maxrss of a child starts at the parent's RSS at the fork (Linux keeps the
+    old address space's high-water mark across exec); the guard's VmHWM poll does not."""
+    import subprocess
+    import sys
+
+    ballast = np.ones(512 * 2**20 // 8)  # 512 MiB resident in this process
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    ended = wait_with_memory_guard(child, floor_bytes=0, poll_seconds=0.1)
+    assert ballast.sum() == len(ballast)
+    assert ended.exit_code == 0 and not ended.guard_killed
+    assert ended.peak_rss_bytes >= 512 * 2**20
+    assert ended.polled_peak_rss_bytes is not None
+    assert 0 < ended.polled_peak_rss_bytes < 200 * 2**20
