@@ -124,6 +124,7 @@ def run(which: str, db: Path, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     frames, per_mart = BASELINES[which](db, work, dbt_vars(), out)
     out["marts_seconds"] = per_mart
+    out["compute_peak_rss_bytes"] = high_water_rss()  # before the answer check adds its own
     # one mart at a time, each freed after its check: at 10M events the marts and their
     # pandas copies together would need more memory than the baseline itself
     out["agreement"] = {}

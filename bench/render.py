@@ -222,7 +222,13 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 label,
                 f"{base['compute_seconds']:.2f} s",
                 f"+ {base['load_seconds']:.1f} s loading; peak RSS "
-                f"{base.get('peak_rss_bytes', 0) / 2**30:.1f} GiB; {_agreement(base)}",
+                f"{base.get('peak_rss_bytes', 0) / 2**30:.1f} GiB"
+                + (
+                    f" ({base['compute_peak_rss_bytes'] / 2**30:.1f} GiB before the answer check)"
+                    if base.get("compute_peak_rss_bytes")
+                    else ""
+                )
+                + f"; {_agreement(base)}",
             ]
         )
         note = (

@@ -127,6 +127,7 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
         # the child's own peak, never above wait4's (which starts at the runner's RSS)
         assert base["own_peak_rss_bytes"] == base["peak_rss_bytes"], name
         assert base["peak_rss_bytes"] <= base["wait4_peak_rss_bytes"], name
+        assert 0 < base["compute_peak_rss_bytes"] <= base["peak_rss_bytes"], name
         assert set(base["marts_seconds"]) == set(MARTS), name
 
 
