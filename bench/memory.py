@@ -56,12 +56,27 @@ def guard_floor_bytes() -> int:
     return max(GUARD_FLOOR_MIN_BYTES, int(total * GUARD_FLOOR_SHARE))
 
 
+def high_water_rss(pid: int | str = "self") -> int | None:
+    """VmHWM of a live process: the peak RSS of its current address space, i.e. since its
+    exec. Unlike wait4's ru_maxrss, which Linux carries over from the parent's address space
+    at fork/exec (a 10 MB child of a 2 GiB runner reports 2 GiB), this is the program's own.
+    None where /proc does not say (not Linux, or the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 @dataclass(frozen=True)
 class GuardedExit:
     exit_code: int
-    peak_rss_bytes: int
+    peak_rss_bytes: int  # wait4's ru_maxrss: at least the parent's RSS at the fork (above)
     guard_killed: bool  # the guard, not the child or the kernel, ended it
     available_at_kill: int | None  # MemAvailable when the guard fired
+    polled_peak_rss_bytes: int | None  # the child's VmHWM at the last poll before it ended
 
 
 def wait_with_memory_guard(
@@ -77,12 +92,14 @@ def wait_with_memory_guard(
     some memory is still free, and the results say it did. The kernel stays the backstop for
     growth faster than one poll."""
     killed_at: int | None = None
+    polled: int | None = None
     while True:
         pid, status, usage = os.wait4(child.pid, os.WNOHANG)
         if pid:
             child.returncode = os.waitstatus_to_exitcode(status)
             rss = _to_bytes(usage.ru_maxrss)
-            return GuardedExit(child.returncode, rss, killed_at is not None, killed_at)
+            return GuardedExit(child.returncode, rss, killed_at is not None, killed_at, polled)
+        polled = high_water_rss(child.pid) or polled
         available = available_bytes()
         if killed_at is None and available is not None and available < floor_bytes:
             killed_at = available

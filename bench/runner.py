@@ -379,9 +379,14 @@ def run_baseline_child(
         child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=log_file)
         ended = wait_with_memory_guard(child, floor)
     seconds = time.perf_counter() - started
-    exit_code, peak_rss = ended.exit_code, ended.peak_rss_bytes
+    exit_code = ended.exit_code
+    # the child's own high-water mark (its report, else the guard's last poll): wait4's
+    # figure starts at this process's RSS at the fork (bench.memory.high_water_rss)
+    peak_rss = ended.polled_peak_rss_bytes or ended.peak_rss_bytes
     if exit_code == 0 and result_path.exists():
-        return {**json.loads(result_path.read_text()), "peak_rss_bytes": peak_rss}
+        result = json.loads(result_path.read_text())
+        own = result.get("own_peak_rss_bytes") or peak_rss
+        return {**result, "peak_rss_bytes": own, "wait4_peak_rss_bytes": ended.peak_rss_bytes}
     if ended.guard_killed:
         why = (
             f"out of memory: stopped by the memory guard when the machine had "
@@ -397,6 +402,7 @@ def run_baseline_child(
         f"see {work / f'baseline_{which}.log'}",
         "exit_code": exit_code,
         "peak_rss_bytes": peak_rss,
+        "wait4_peak_rss_bytes": ended.peak_rss_bytes,
         "memory_guard": ended.guard_killed,
     }
 
@@ -617,7 +623,8 @@ def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
 def speedups(results: dict[str, Any]) -> dict[str, Any]:
     """baseline seconds / dbt seconds for the same marts on the same data. Two dbt figures:
     the `dbt run` wall time (with dbt's start-up and project parsing), and dbt's own
-    elapsed_time of the run phase (run_results.json: the models running, on dbt's threads)."""
+    elapsed_time of the run phase (run_results.json: the models running, on dbt's threads).
+    A baseline whose answers differ from the marts (or were not compared) gets no ratio."""
     dbt = results["dbt_marts"]
     run_phase = dbt.get("dbt_elapsed") or dbt["seconds"]
     out: dict[str, Any] = {
@@ -631,7 +638,13 @@ def speedups(results: dict[str, Any]) -> dict[str, Any]:
             out[f"{name}_vs_dbt_wall"] = None
             out[f"{name}_vs_dbt_run_phase"] = None
             continue
+        agreement = base.get("agreement") or {}
+        same = bool(agreement) and all(a["same"] for a in agreement.values())
+        out[f"{name}_same_answers"] = same
+        if not same:  # a speed-up over a baseline that computes something else means nothing
+            out[f"{name}_vs_dbt_wall"] = None
+            out[f"{name}_vs_dbt_run_phase"] = None
+            continue
         out[f"{name}_vs_dbt_wall"] = base["compute_seconds"] / dbt["seconds"]
         out[f"{name}_vs_dbt_run_phase"] = base["compute_seconds"] / max(run_phase, 1e-9)
-        out[f"{name}_same_answers"] = all(a["same"] for a in base["agreement"].values())
     return out

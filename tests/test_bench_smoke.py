@@ -124,6 +124,10 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
         assert ratios[f"{name}_same_answers"] is True
         base = r["baselines"][name]
         assert base["peak_rss_bytes"] > 0 and base["load_seconds"] > 0, name
+        # the child's own peak, never above wait4's (which starts at the runner's RSS)
+        assert base["own_peak_rss_bytes"] == base["peak_rss_bytes"], name
+        assert base["peak_rss_bytes"] <= base["wait4_peak_rss_bytes"], name
+        assert 0 < base["compute_peak_rss_bytes"] <= base["peak_rss_bytes"], name
         assert set(base["marts_seconds"]) == set(MARTS), name
 
 
@@ -340,3 +344,43 @@ def test_memory_guard_stops_a_baseline_and_the_run_goes_on(
     out = run_baseline_child("polars", bench_run["db"], tmp_path, floor_bytes=available + 2**40)
     assert out["memory_guard"] is True and out["exit_code"] == -9
     assert "stopped by the memory guard" in out["skipped"]
+
+
+def test_no_ratio_for_a_baseline_with_different_answers(bench_run: dict[str, Any]) -> None:
+    """The run's own results with one Polars mart marked different (or none compared): its
+    speed-up is withheld in the ratios and the table, the others keep theirs."""
+    import copy
+
+    from bench import render
+    from bench.runner import speedups
+
+    results = copy.deepcopy(bench_run["results"])
+    assert speedups(results)["polars_vs_dbt_wall"] > 0
+    results["baselines"]["polars"]["agreement"]["file_cooccurrence"]["same"] = False
+    ratios = speedups(results)
+    assert ratios["polars_same_answers"] is False
+    assert ratios["polars_vs_dbt_wall"] is None and ratios["polars_vs_dbt_run_phase"] is None
+    assert ratios["pandas_vs_dbt_wall"] > 0 and ratios["sqlite_vs_dbt_wall"] > 0
+    results["ratios"] = ratios
+    rows = {(r[0], r[1]): r for r in render.rows(results)}
+    assert rows[("baselines", "speed-up over Polars")][2] == "n/a"
+    assert "withheld" in rows[("baselines", "speed-up over Polars")][3]
+    assert "DIFFERENT answers: file_cooccurrence" in rows[("baselines", "Polars")][3]
+    results["baselines"]["polars"]["agreement"] = {}
+    assert speedups(results)["polars_vs_dbt_wall"] is None
+
+
+def test_peak_rss_is_the_childs_own_not_the_parents() -> None:
+    """wait4's ru_maxrss of a child starts at the parent's RSS at the fork (Linux keeps the
+    old address space's high-water mark across exec); the guard's VmHWM poll does not."""
+    import subprocess
+    import sys
+
+    ballast = np.ones(512 * 2**20 // 8)  # 512 MiB resident in this process
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    ended = wait_with_memory_guard(child, floor_bytes=0, poll_seconds=0.1)
+    assert ballast.sum() == len(ballast)
+    assert ended.exit_code == 0 and not ended.guard_killed
+    assert ended.peak_rss_bytes >= 512 * 2**20
+    assert ended.polled_peak_rss_bytes is not None
+    assert 0 < ended.polled_peak_rss_bytes < 200 * 2**20
