@@ -75,6 +75,13 @@ usage events on stdin with --stdin; `task` is accepted for `context` there).""",
         "--recommendation", metavar="ID", help="recommendation_id of the advice followed"
     )
     outcome.add_argument("--id", dest="record_id", metavar="ID", help="event id (default: new)")
+    outcome.add_argument(
+        "--project",
+        metavar="NAME",
+        help="project of outcomes that lack one (default: $ENGRAM_PROJECT, else the "
+        "normalised git remote of the working directory, e.g. github.com/owner/repo, "
+        "else 'default')",
+    )
     for sub in (pattern, outcome):
         sub.add_argument("--stdin", action="store_true", help="read JSON Lines from stdin")
         sub.add_argument("--json", action="store_true", help="print the records as JSON")
@@ -170,6 +177,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     from engram.cli.output import dumps
     from engram.query import record as record_q
+    from ingest.project_identity import current_project
     from ingest.warehouse import resolve_db_path
 
     db_path: Path = resolve_db_path(args.db)
@@ -179,7 +187,8 @@ def cmd_record(args: argparse.Namespace) -> int:
             given = args.description if kind == "pattern" else args.pattern_id
             if given is not None:
                 return _fail(args, "give either --stdin or the record's arguments, not both")
-            prepared, problems = record_q.check_json_lines(kind, sys.stdin)
+            project = current_project(args.project) if kind == "outcome" else None
+            prepared, problems = record_q.check_json_lines(kind, sys.stdin, project)
             if problems:
                 for problem in problems[:20]:
                     print(f"engram record {kind}: error: {problem}", file=sys.stderr)
@@ -220,6 +229,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                     session_id=args.session,
                     recommendation_id=args.recommendation,
                     event_id=args.record_id,
+                    project_id=current_project(args.project),
                 )
             ]
     except record_q.InvalidRecord as exc:

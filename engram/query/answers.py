@@ -128,9 +128,10 @@ def strongest_file_pairs(con: duckdb.DuckDBPyConnection, have: set[str], top: in
     if "marts.file_cooccurrence" not in have:
         return None
     sql = """
-        select file_a, file_b, co_occurrences, avg_quality, quality_lift, success_correlation,
-               quality_slope_per_week, quality_slope_per_week * 52 as change_per_year,
-               direction, first_seen_at, last_seen_at
+        select project_id, file_a, file_b, co_occurrences, avg_quality, quality_lift,
+               success_correlation, quality_slope_per_week,
+               quality_slope_per_week * 52 as change_per_year, direction,
+               first_seen_at, last_seen_at
         from marts.file_cooccurrence
         order by co_occurrences desc, file_a, file_b
         limit ?
