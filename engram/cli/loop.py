@@ -113,6 +113,13 @@ whether the advice helped. --no-log skips the journal entry.""",
     recommend.add_argument("--seed", type=int, metavar="S", help="Thompson seed (default: new)")
     recommend.add_argument("--no-log", action="store_true", help="do not log to the journal")
     recommend.add_argument("--json", action="store_true", help="print JSON (for agents)")
+    from engram.cli.questions import add_project_arguments
+
+    add_project_arguments(
+        recommend,
+        "relevance from this project's own usage; success borrows from the other "
+        "projects (column borrowed)",
+    )
 
     mcp = commands.add_parser(
         "mcp",
@@ -257,13 +264,20 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     def body(memory: Any) -> int:
         result = memory.recommend(
-            args.task, args.k, strategy=args.strategy, seed=args.seed, log=not args.no_log
+            args.task,
+            args.k,
+            strategy=args.strategy,
+            seed=args.seed,
+            log=not args.no_log,
+            project=args.project,
         )
         if args.json:
             print(dumps(result.to_dict()))
             return EXIT_OK
         columns = ["rank", "pattern_id", "score", "predicted_success", "ci_low"]
-        columns += ["propensity", "pending_outcomes", "built", "description"]
+        columns += ["propensity", "pending_outcomes", "built"]
+        columns += ["borrowed"] if (result.patterns["borrowed"] != "").any() else []
+        columns += ["description"]
         print(frame_table(result.patterns, columns))
         for warning in result.warnings:
             print(f"warning: {warning}")

@@ -85,6 +85,7 @@ class RankingParams:
     exponent: float = 4.0  # how hard success discounts relevance
     n_clusters: int = 3  # context clusters of the neighbourhood that are mixed
     prior_strength: float = 5.0  # pseudo-events of the success shrinkage (dbt var)
+    share_weight: float = 1.0  # what one other project's event counts for (dbt var)
 
 
 DEFAULT_PARAMS = RankingParams()
@@ -268,7 +269,7 @@ def _dense(
     borrowed = np.zeros(size)
     if stats.shared is not None:
         alpha, beta, borrowed = _shared_posterior(
-            stats, n_events, sum_quality, clusters, cluster_weights, s, subset, local
+            stats, n_events, sum_quality, clusters, cluster_weights, params, subset, local
         )
     success = alpha / np.maximum(alpha + beta, 1e-12)
     return votes, v_total, relevance, success, alpha, beta, cell_n, borrowed
@@ -280,26 +281,33 @@ def _shared_posterior(
     s_own: np.ndarray,
     clusters: np.ndarray,
     cluster_weights: np.ndarray,
-    s: float,
+    params: RankingParams,
     subset: np.ndarray | None,
     local: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(alpha, beta, borrowed events) of the four-level shrinkage (module docstring):
     the project's own cell on the other projects' cell, on the pattern across projects,
-    on the global mean of all projects."""
+    on the global mean of all projects. Every other project's event counts
+    `params.share_weight` of one of the project's own (0: the project alone)."""
     shared = stats.shared
     assert shared is not None
+    s, lam = params.prior_strength, params.share_weight
     n_all = shared.n_events if subset is None else shared.n_events[subset]
     s_all = shared.sum_quality if subset is None else shared.sum_quality[subset]
-    g = shared.global_mean
+    n_other_p = np.maximum(n_all - n_own, 0.0)
+    s_other_p = np.maximum(s_all - s_own, 0.0)
+    own_total, own_sum = float(stats.n_events.sum()), float(stats.sum_quality.sum())
+    all_total, all_sum = float(shared.n_events.sum()), float(shared.sum_quality.sum())
+    total = own_total + lam * max(all_total - own_total, 0.0)
+    g_sum = own_sum + lam * max(all_sum - own_sum, 0.0)
+    g = g_sum / total if total > 0 else shared.global_mean
     size = len(n_own)
     if not len(clusters):
-        n_other = np.maximum(n_all - n_own, 0.0)
-        m_other = (np.maximum(s_all - s_own, 0.0) + s * g) / (n_other + s)
+        m_other = (lam * s_other_p + s * g) / (lam * n_other_p + s)
         alpha = s_own + s * m_other
         beta = (n_own - s_own) + s * (1.0 - m_other)
-        return alpha, beta, n_other
-    m_p = (s_all + s * g) / (n_all + s)
+        return alpha, beta, n_other_p
+    m_p = (s_own + lam * s_other_p + s * g) / (n_own + lam * n_other_p + s)
     alpha, beta, borrowed = np.zeros(size), np.zeros(size), np.zeros(size)
     for c, w in zip(clusters, cluster_weights, strict=True):
         own_n, own_s = np.zeros(size), np.zeros(size)
@@ -313,7 +321,8 @@ def _shared_posterior(
         all_n[idx] += shared.cell_n[sl][kept]
         all_s[idx] += shared.cell_sum[sl][kept]
         other_n = np.maximum(all_n - own_n, 0.0)
-        m_other = (np.maximum(all_s - own_s, 0.0) + s * m_p) / (other_n + s)
+        other_s = np.maximum(all_s - own_s, 0.0)
+        m_other = (lam * other_s + s * m_p) / (lam * other_n + s)
         alpha += w * (own_s + s * m_other)
         beta += w * ((own_n - own_s) + s * (1.0 - m_other))
         borrowed += w * other_n

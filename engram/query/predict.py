@@ -38,7 +38,7 @@ from engram.query.errors import InvalidQuery, check_k
 from engram.query.index import normalize
 from engram.query.jsonable import records
 from engram.query.reader import Reader
-from ingest.project_identity import ALL_PROJECTS
+from ingest.project_identity import ALL_PROJECTS, current_project
 from ingest.warehouse import sql_string
 
 NEAREST_TASKS_SHOWN = 3  # past task texts listed per row as what it drew on
@@ -63,10 +63,12 @@ class Prediction:
     evidence: pd.DataFrame
     clusters: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    project: str | None = None  # the project answered for; None: every project pooled
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task,
+            "project": self.project,
             "predictions": records(self.patterns),
             "evidence": records(self.evidence),
             "clusters": records(self.clusters),
@@ -108,13 +110,54 @@ def cluster_centroids(reader: Reader) -> tuple[np.ndarray, np.ndarray, list[str]
 
 def ranking_params(params: RankingParams | None = None) -> RankingParams:
     """The ranking's knobs, with the success shrinkage of the dbt var
-    prediction_prior_strength (the one pattern_predictions and prediction_backtest use)."""
-    return replace(params or DEFAULT_PARAMS, prior_strength=prior_strength())
+    prediction_prior_strength (the one pattern_predictions and prediction_backtest use)
+    and the dbt var project_share_weight (pattern_project_predictions')."""
+    return replace(
+        params or DEFAULT_PARAMS,
+        prior_strength=prior_strength(),
+        share_weight=float(dbt_vars()["project_share_weight"]),
+    )
 
 
 def pooled(project: str | None) -> bool:
     """Whether `project` asks for the cross-project view (None or "*")."""
     return project is None or project == ALL_PROJECTS
+
+
+def projects(reader: Reader) -> list[str]:
+    """The projects with events in the warehouse, by name."""
+    if reader.cache.get("projects") is None:
+        for source in ("marts.pattern_project_predictions", "staging.stg_usage_events"):
+            if reader.has(source):
+                rows = reader.rows(f"select distinct project_id from {source} order by 1")
+                reader.cache["projects"] = [str(r[0]) for r in rows]
+                break
+        else:
+            reader.cache["projects"] = []
+    return reader.cache["projects"]
+
+
+def resolve_project(reader: Reader, project: str | None) -> tuple[str | None, list[str]]:
+    """(the project to answer for, None for every project pooled; notes saying why).
+
+    "*" asks for the pooled view. None means the current project (ingest's rule:
+    $ENGRAM_PROJECT, else the git remote of the working directory, else `default`).
+    A project answers on its own (borrowing from the others) only when the warehouse
+    holds events of it and of another project; otherwise the pooled answer is the same
+    or better (a project without events has no relevance of its own to rank by)."""
+    if project == ALL_PROJECTS:
+        return None, []
+    asked = project is not None
+    name = current_project(project)
+    known = projects(reader)
+    if name in known and len(known) > 1:
+        return name, []
+    if asked and name not in known:
+        return None, [
+            f"project {name!r} has no events here: answering across all projects "
+            f"({', '.join(known) or 'none'})"
+        ]
+    return None, []
 
 
 def usage(reader: Reader, project: str | None = None) -> tuple[np.ndarray, UsageStats]:
@@ -218,7 +261,7 @@ def predict(
     voted for it, "cluster" when only its context cluster did, "global" otherwise).
     rank_by "lower" discounts by a lower bound of success instead (risk-averse).
     `project`: answer for that project, borrowing success from the others (module
-    docstring); None or "*": every project pooled.
+    docstring); None: the current project (resolve_project); "*": every project pooled.
     """
     k = check_k(k)
     if rank_by not in ("mean", "lower"):
@@ -226,7 +269,7 @@ def predict(
     params = ranking_params(params)
     query = reader.embed(text)
     reader.require("marts.dim_patterns", "staging.stg_contexts")
-    notes: list[str] = []
+    project, notes = resolve_project(reader, project)
     ids, stats = usage(reader, project)
     evidence, entries = nearest_contexts(reader, query, params, project)
     entry_pos = reader.cache["usage_index"].get_indexer(entries["pattern_id"].astype(str))
@@ -258,7 +301,7 @@ def predict(
     if frame.empty:
         notes.append("no patterns in the warehouse")
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    return Prediction(text, frame, evidence, clusters, notes)
+    return Prediction(text, frame, evidence, clusters, notes, project)
 
 
 def nearest_contexts(

@@ -1,10 +1,11 @@
--- Success of each pattern in each kind of task FOR ONE PROJECT, borrowing from the others:
--- the project's own outcomes in the (context cluster, pattern) cell shrink toward the other
--- projects' outcomes in the same cell, which shrink toward the pattern's mean across all
--- projects (itself shrunk toward the global mean: int_pattern_predictions__posterior, the
--- pooled levels, reused here so they live once). Each level adds
--- var('prediction_prior_strength') pseudo-events. With one project the other projects'
--- level is empty and predicted_success equals pattern_predictions'.
+-- Success of each pattern in each kind of task FOR ONE PROJECT, borrowing from the others,
+-- in four levels of Beta-binomial shrinkage with var('prediction_prior_strength')
+-- pseudo-events each: the project's own outcomes in the (context cluster, pattern) cell ->
+-- the other projects' outcomes in the same cell -> the pattern across projects -> the
+-- global mean across projects. Every other project's event counts
+-- var('project_share_weight') of one of the project's own (1: all projects alike; 0: the
+-- project alone). With one project the borrowed levels are empty and predicted_success
+-- equals pattern_predictions'. engram/numeric/ranking.py ranks with the same formula.
 
 with
 
@@ -12,19 +13,18 @@ cells as (
     select * from {{ ref('int_pattern_context_weeks__aggregated') }}
 ),
 
-pooled as (
-    select
-        context_cluster_id,
-        context_cluster_label,
-        pattern_id,
-        n_events,
-        n_events * mean_quality as sum_quality,
-        pattern_mean_shrunk,
-        prior_strength
+labels as (
+    select distinct context_cluster_id, context_cluster_label
     from {{ ref('int_pattern_predictions__posterior') }}
 ),
 
-own as (
+settings as (
+    select
+        {{ var('prediction_prior_strength') }}::double as prior_strength,
+        {{ var('project_share_weight') }}::double as share_weight
+),
+
+own_cells as (
     select
         project_id,
         context_cluster_id,
@@ -35,62 +35,123 @@ own as (
     group by project_id, context_cluster_id, pattern_id
 ),
 
-projects_per_cell as (
-    select context_cluster_id, pattern_id, count(*) as n_projects
-    from own
+all_cells as (
+    select
+        context_cluster_id,
+        pattern_id,
+        sum(n_events) as n_events,
+        sum(sum_quality) as sum_quality,
+        count(*) as n_projects
+    from own_cells
     group by context_cluster_id, pattern_id
+),
+
+own_patterns as (
+    select project_id, pattern_id, sum(n_events) as n_events, sum(sum_quality) as sum_quality
+    from own_cells
+    group by project_id, pattern_id
+),
+
+all_patterns as (
+    select pattern_id, sum(n_events) as n_events, sum(sum_quality) as sum_quality
+    from own_cells
+    group by pattern_id
+),
+
+own_totals as (
+    select project_id, sum(n_events) as n_events, sum(sum_quality) as sum_quality
+    from own_cells
+    group by project_id
+),
+
+all_totals as (
+    select sum(n_events) as n_events, sum(sum_quality) as sum_quality from own_cells
+),
+
+-- the project's global mean: its own events plus share_weight x the others'
+global_means as (
+    select
+        own_totals.project_id,
+        (own_totals.sum_quality
+         + settings.share_weight * (all_totals.sum_quality - own_totals.sum_quality))
+        / (own_totals.n_events
+           + settings.share_weight * (all_totals.n_events - own_totals.n_events))
+            as global_mean
+    from own_totals
+    cross join all_totals
+    cross join settings
+),
+
+pattern_means as (
+    select
+        own_patterns.project_id,
+        own_patterns.pattern_id,
+        {{ shrunk_mean(
+            'own_patterns.sum_quality + settings.share_weight'
+            ~ ' * (all_patterns.sum_quality - own_patterns.sum_quality)',
+            'own_patterns.n_events + settings.share_weight'
+            ~ ' * (all_patterns.n_events - own_patterns.n_events)',
+            'global_means.global_mean', 'settings.prior_strength') }} as pattern_mean_shrunk
+    from own_patterns
+    inner join all_patterns on all_patterns.pattern_id = own_patterns.pattern_id
+    inner join global_means on global_means.project_id = own_patterns.project_id
+    cross join settings
 ),
 
 levels as (
     select
-        own.project_id,
-        own.context_cluster_id,
-        pooled.context_cluster_label,
-        own.pattern_id,
-        own.n_events,
-        own.sum_quality / own.n_events as mean_quality,
-        greatest(pooled.n_events - own.n_events, 0) as other_n_events,
-        greatest(pooled.sum_quality - own.sum_quality, 0) as other_sum_quality,
-        projects_per_cell.n_projects - 1 as other_projects,
-        pooled.pattern_mean_shrunk,
-        pooled.prior_strength,
-        own.sum_quality as own_sum_quality
-    from own
-    inner join pooled
-        on pooled.context_cluster_id = own.context_cluster_id
-        and pooled.pattern_id = own.pattern_id
-    inner join projects_per_cell
-        on projects_per_cell.context_cluster_id = own.context_cluster_id
-        and projects_per_cell.pattern_id = own.pattern_id
+        own_cells.project_id,
+        own_cells.context_cluster_id,
+        own_cells.pattern_id,
+        own_cells.n_events,
+        own_cells.sum_quality,
+        all_cells.n_events - own_cells.n_events as other_n_events,
+        all_cells.sum_quality - own_cells.sum_quality as other_sum_quality,
+        all_cells.n_projects - 1 as other_projects,
+        pattern_means.pattern_mean_shrunk,
+        settings.prior_strength,
+        settings.share_weight
+    from own_cells
+    inner join all_cells
+        on all_cells.context_cluster_id = own_cells.context_cluster_id
+        and all_cells.pattern_id = own_cells.pattern_id
+    inner join pattern_means
+        on pattern_means.project_id = own_cells.project_id
+        and pattern_means.pattern_id = own_cells.pattern_id
+    cross join settings
 ),
 
 shrunk as (
     select
         *,
-        {{ shrunk_mean('other_sum_quality', 'other_n_events',
+        {{ shrunk_mean('share_weight * other_sum_quality', 'share_weight * other_n_events',
                        'pattern_mean_shrunk', 'prior_strength') }} as others_mean_shrunk
     from levels
 ),
 
 final as (
     select
-        project_id,
-        context_cluster_id,
-        context_cluster_label,
-        pattern_id,
-        n_events,
-        mean_quality,
-        {{ shrunk_mean('own_sum_quality', 'n_events',
-                       'others_mean_shrunk', 'prior_strength') }} as predicted_success,
-        other_n_events,
-        other_projects,
-        others_mean_shrunk,
-        pattern_mean_shrunk,
-        prior_strength,
-        own_sum_quality + prior_strength * others_mean_shrunk as posterior_alpha,
-        (n_events - own_sum_quality) + prior_strength * (1 - others_mean_shrunk)
-            as posterior_beta
+        shrunk.project_id,
+        shrunk.context_cluster_id,
+        coalesce(labels.context_cluster_label, '(no task text)') as context_cluster_label,
+        shrunk.pattern_id,
+        shrunk.n_events,
+        shrunk.sum_quality / shrunk.n_events as mean_quality,
+        {{ shrunk_mean('shrunk.sum_quality', 'shrunk.n_events',
+                       'shrunk.others_mean_shrunk', 'shrunk.prior_strength') }}
+            as predicted_success,
+        shrunk.other_n_events,
+        shrunk.other_projects,
+        shrunk.others_mean_shrunk,
+        shrunk.pattern_mean_shrunk,
+        shrunk.prior_strength,
+        shrunk.share_weight,
+        shrunk.sum_quality + shrunk.prior_strength * shrunk.others_mean_shrunk
+            as posterior_alpha,
+        (shrunk.n_events - shrunk.sum_quality)
+        + shrunk.prior_strength * (1 - shrunk.others_mean_shrunk) as posterior_beta
     from shrunk
+    left join labels on labels.context_cluster_id = shrunk.context_cluster_id
 )
 
 select * from final
