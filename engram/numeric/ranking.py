@@ -27,16 +27,23 @@ sharing       with several projects, `stats` holds one project's usage and `stat
               every project's (same pattern positions). Relevance stays the project's
               own; success shrinks in four levels, each with `prior_strength`:
               (project, cluster, pattern) -> (cluster, pattern) in the OTHER projects ->
-              pattern in all projects -> global mean of all projects:
+              pattern across projects -> global mean across projects. The other
+              projects' outcomes are first moved by d = (the project's mean quality -
+              theirs), so what is borrowed is how much better or worse a pattern did
+              there than usual, not the other projects' baseline (real histories differ
+              in baseline: bench/project_sharing.py), and each of their events counts
+              w = share_weight of one of the project's own:
 
-                  m_p         = (S_p^all + s g^all) / (N_p^all + s)
-                  m_cp^other  = (S_cp^other + s m_p) / (n_cp^other + s)
-                  success_cp  = (S_cp^own + s m_cp^other) / (n_cp^own + s)
+                  S'         = clip(S^other + d n^other, 0, n^other)   (every level)
+                  g          = (S^own + w S'^total) / (N^own + w N^other)
+                  m_p        = (S_p^own + w S'_p + s g) / (N_p^own + w n_p^other + s)
+                  m_cp^other = (w S'_cp + s m_p) / (w n_cp^other + s)
+                  success_cp = (S_cp^own + s m_cp^other) / (n_cp^own + s)
 
-              (without a cluster: own pattern -> other projects' pattern -> global).
-              With no other project, m_cp^other = m_p and this is exactly the formula
-              above: a single-project answer does not change. `borrowed` counts the other
-              projects' events a row leaned on.
+              (without a cluster: own pattern -> other projects' pattern -> g). With no
+              other project (or w = 0) this is exactly the formula above: a
+              single-project answer does not change. `borrowed` counts the other
+              projects' events a row leaned on (times w).
 
 score(p)      relevance(p) * success(p) ** exponent. A pattern never used for tasks like
               this keeps only the tiny base relevance, so its global mean cannot lift it
@@ -85,7 +92,7 @@ class RankingParams:
     exponent: float = 4.0  # how hard success discounts relevance
     n_clusters: int = 3  # context clusters of the neighbourhood that are mixed
     prior_strength: float = 5.0  # pseudo-events of the success shrinkage (dbt var)
-    share_weight: float = 1.0  # what one other project's event counts for (dbt var)
+    share_weight: float = 0.5  # what one other project's event counts for (dbt var)
 
 
 DEFAULT_PARAMS = RankingParams()
@@ -294,19 +301,23 @@ def _shared_posterior(
     s, lam = params.prior_strength, params.share_weight
     n_all = shared.n_events if subset is None else shared.n_events[subset]
     s_all = shared.sum_quality if subset is None else shared.sum_quality[subset]
-    n_other_p = np.maximum(n_all - n_own, 0.0)
-    s_other_p = np.maximum(s_all - s_own, 0.0)
     own_total, own_sum = float(stats.n_events.sum()), float(stats.sum_quality.sum())
     all_total, all_sum = float(shared.n_events.sum()), float(shared.sum_quality.sum())
-    total = own_total + lam * max(all_total - own_total, 0.0)
-    g_sum = own_sum + lam * max(all_sum - own_sum, 0.0)
+    other_total, other_sum = max(all_total - own_total, 0.0), max(all_sum - own_sum, 0.0)
+    shift = 0.0
+    if own_total > 0 and other_total > 0:
+        shift = own_sum / own_total - other_sum / other_total
+    n_other_p = np.maximum(n_all - n_own, 0.0)
+    s_other_p = np.clip(s_all - s_own + shift * n_other_p, 0.0, n_other_p)
+    total = own_total + lam * other_total
+    g_sum = own_sum + lam * min(max(other_sum + shift * other_total, 0.0), other_total)
     g = g_sum / total if total > 0 else shared.global_mean
     size = len(n_own)
     if not len(clusters):
         m_other = (lam * s_other_p + s * g) / (lam * n_other_p + s)
         alpha = s_own + s * m_other
         beta = (n_own - s_own) + s * (1.0 - m_other)
-        return alpha, beta, n_other_p
+        return alpha, beta, lam * n_other_p
     m_p = (s_own + lam * s_other_p + s * g) / (n_own + lam * n_other_p + s)
     alpha, beta, borrowed = np.zeros(size), np.zeros(size), np.zeros(size)
     for c, w in zip(clusters, cluster_weights, strict=True):
@@ -321,11 +332,11 @@ def _shared_posterior(
         all_n[idx] += shared.cell_n[sl][kept]
         all_s[idx] += shared.cell_sum[sl][kept]
         other_n = np.maximum(all_n - own_n, 0.0)
-        other_s = np.maximum(all_s - own_s, 0.0)
+        other_s = np.clip(all_s - own_s + shift * other_n, 0.0, other_n)
         m_other = (lam * other_s + s * m_p) / (lam * other_n + s)
         alpha += w * (own_s + s * m_other)
         beta += w * ((own_n - own_s) + s * (1.0 - m_other))
-        borrowed += w * other_n
+        borrowed += w * lam * other_n
     return alpha, beta, borrowed
 
 

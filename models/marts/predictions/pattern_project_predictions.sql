@@ -68,33 +68,66 @@ all_totals as (
     select sum(n_events) as n_events, sum(sum_quality) as sum_quality from own_cells
 ),
 
--- the project's global mean: its own events plus share_weight x the others'
-global_means as (
+-- The other projects' outcomes are moved by shift = (the project's mean quality - theirs)
+-- before they are borrowed: what carries over is how a pattern did there relative to their
+-- usual, not their baseline (engram/numeric/ranking.py, bench/project_sharing.py).
+shifts as (
     select
         own_totals.project_id,
-        (own_totals.sum_quality
-         + settings.share_weight * (all_totals.sum_quality - own_totals.sum_quality))
-        / (own_totals.n_events
-           + settings.share_weight * (all_totals.n_events - own_totals.n_events))
-            as global_mean
+        own_totals.n_events as own_n,
+        own_totals.sum_quality as own_sum,
+        all_totals.n_events - own_totals.n_events as other_n,
+        all_totals.sum_quality - own_totals.sum_quality as other_sum,
+        case
+            when own_totals.n_events > 0 and all_totals.n_events > own_totals.n_events
+                then own_totals.sum_quality / own_totals.n_events
+                - (all_totals.sum_quality - own_totals.sum_quality)
+                / (all_totals.n_events - own_totals.n_events)
+            else 0
+        end as baseline_shift
     from own_totals
     cross join all_totals
+),
+
+-- the project's global mean: its own events plus share_weight x the others' (shifted)
+global_means as (
+    select
+        shifts.project_id,
+        shifts.baseline_shift,
+        (shifts.own_sum + settings.share_weight * least(
+            greatest(shifts.other_sum + shifts.baseline_shift * shifts.other_n, 0),
+            shifts.other_n))
+        / (shifts.own_n + settings.share_weight * shifts.other_n) as global_mean
+    from shifts
     cross join settings
+),
+
+pattern_others as (
+    select
+        own_patterns.project_id,
+        own_patterns.pattern_id,
+        own_patterns.n_events as own_n,
+        own_patterns.sum_quality as own_sum,
+        all_patterns.n_events - own_patterns.n_events as other_n,
+        least(greatest(
+            all_patterns.sum_quality - own_patterns.sum_quality
+            + global_means.baseline_shift * (all_patterns.n_events - own_patterns.n_events),
+            0), all_patterns.n_events - own_patterns.n_events) as other_sum,
+        global_means.global_mean
+    from own_patterns
+    inner join all_patterns on all_patterns.pattern_id = own_patterns.pattern_id
+    inner join global_means on global_means.project_id = own_patterns.project_id
 ),
 
 pattern_means as (
     select
-        own_patterns.project_id,
-        own_patterns.pattern_id,
+        pattern_others.project_id,
+        pattern_others.pattern_id,
         {{ shrunk_mean(
-            'own_patterns.sum_quality + settings.share_weight'
-            ~ ' * (all_patterns.sum_quality - own_patterns.sum_quality)',
-            'own_patterns.n_events + settings.share_weight'
-            ~ ' * (all_patterns.n_events - own_patterns.n_events)',
-            'global_means.global_mean', 'settings.prior_strength') }} as pattern_mean_shrunk
-    from own_patterns
-    inner join all_patterns on all_patterns.pattern_id = own_patterns.pattern_id
-    inner join global_means on global_means.project_id = own_patterns.project_id
+            'pattern_others.own_sum + settings.share_weight * pattern_others.other_sum',
+            'pattern_others.own_n + settings.share_weight * pattern_others.other_n',
+            'pattern_others.global_mean', 'settings.prior_strength') }} as pattern_mean_shrunk
+    from pattern_others
     cross join settings
 ),
 
@@ -106,7 +139,11 @@ levels as (
         own_cells.n_events,
         own_cells.sum_quality,
         all_cells.n_events - own_cells.n_events as other_n_events,
-        all_cells.sum_quality - own_cells.sum_quality as other_sum_quality,
+        least(greatest(
+            all_cells.sum_quality - own_cells.sum_quality
+            + global_means.baseline_shift * (all_cells.n_events - own_cells.n_events),
+            0), all_cells.n_events - own_cells.n_events) as other_sum_quality,
+        global_means.baseline_shift,
         all_cells.n_projects - 1 as other_projects,
         pattern_means.pattern_mean_shrunk,
         settings.prior_strength,
@@ -118,6 +155,7 @@ levels as (
     inner join pattern_means
         on pattern_means.project_id = own_cells.project_id
         and pattern_means.pattern_id = own_cells.pattern_id
+    inner join global_means on global_means.project_id = own_cells.project_id
     cross join settings
 ),
 
@@ -142,6 +180,7 @@ final as (
             as predicted_success,
         shrunk.other_n_events,
         shrunk.other_projects,
+        shrunk.baseline_shift,
         shrunk.others_mean_shrunk,
         shrunk.pattern_mean_shrunk,
         shrunk.prior_strength,
