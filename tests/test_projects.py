@@ -311,3 +311,29 @@ def test_cli_and_mcp_take_a_project(
     assert all(row["borrowed"].startswith("borrowed: ") for row in shown)
     assert not files.is_error, files.content
     assert {row["project_id"] for row in files.structured_content["related"]} == {YOUNG}
+
+
+@pytest.mark.slow
+def test_predict_ranks_with_the_marts_formula(two_projects: Path) -> None:
+    """The four levels live in SQL (pattern_project_predictions) for the marts and in
+    numpy (engram.numeric.ranking) for predict: for every cell of each project both give
+    the same success."""
+    from engram.query import predict as predict_q
+
+    con = duckdb.connect(str(two_projects), read_only=True)
+    try:
+        cells = con.execute(
+            "select project_id, context_cluster_id, pattern_id, predicted_success "
+            "from marts.pattern_project_predictions"
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(cells) >= 4
+    params = predict_q.ranking_params()
+    empty = np.zeros(0)
+    with Memory(two_projects) as memory:
+        for project, cluster, pattern, expected in cells:
+            ids, stats = predict_q.usage(memory, project)
+            assert stats.shared is not None
+            _, success = full_scores(stats, empty, empty, np.array([cluster]), np.ones(1), params)
+            assert success[list(ids).index(pattern)] == pytest.approx(expected, rel=1e-9)
