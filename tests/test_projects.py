@@ -145,7 +145,9 @@ def test_a_young_project_borrows_what_worked_elsewhere_and_counts_it() -> None:
     assert borrowed[0] > 0.75 > 0.25 > borrowed[1]
     ranked = rank(shared, np.zeros(0, np.int64), empty, c, w, 2, DEFAULT_PARAMS)
     assert list(ranked.pattern) == [0, 1]
-    assert ranked.borrowed is not None and list(ranked.borrowed) == [40.0, 40.0]
+    # 40 events elsewhere each, counted at the share weight (what each is worth here)
+    w40 = DEFAULT_PARAMS.share_weight * 40
+    assert ranked.borrowed is not None and list(ranked.borrowed) == [w40, w40]
 
 
 # ------------------------------------------------------------------ a two-project warehouse
