@@ -210,7 +210,7 @@ def test_ingest_project_fills_only_records_that_lack_one(two_projects: Path) -> 
 
 
 @pytest.mark.slow
-def test_files_and_pairs_are_per_project(two_projects: Path) -> None:
+def test_files_and_pairs_are_per_project(two_projects: Path, embedder: Embedder) -> None:
     con = duckdb.connect(str(two_projects), read_only=True)
     try:
         pairs = con.execute(
@@ -236,7 +236,7 @@ def test_files_and_pairs_are_per_project(two_projects: Path) -> None:
     # README.md is in every other event: 30 of OLD's (a pair), 3 of YOUNG's (below support 5)
     assert nodes == [(OLD, 60, 2), (YOUNG, 6, 1)]
     assert edges == [(OLD, 3), (YOUNG, 1)]
-    with Memory(two_projects) as memory:
+    with Memory(two_projects, embedder=embedder) as memory:
         young = memory.files("src/app.py", project=YOUNG)
         everyone = memory.files("src/app.py", project="*")
     assert set(young["project_id"]) == {YOUNG}
@@ -277,6 +277,32 @@ def test_a_young_project_borrows_and_says_so(two_projects: Path, embedder: Embed
 
 
 @pytest.mark.slow
+def test_predict_ranks_with_the_marts_formula(two_projects: Path, embedder: Embedder) -> None:
+    """The four levels live in SQL (pattern_project_predictions) for the marts and in
+    numpy (engram.numeric.ranking) for predict: for every cell of each project both give
+    the same success."""
+    from engram.query import predict as predict_q
+
+    con = duckdb.connect(str(two_projects), read_only=True)
+    try:
+        cells = con.execute(
+            "select project_id, context_cluster_id, pattern_id, predicted_success "
+            "from marts.pattern_project_predictions"
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(cells) >= 4
+    params = predict_q.ranking_params()
+    empty = np.zeros(0)
+    with Memory(two_projects, embedder=embedder) as memory:
+        for project, cluster, pattern, expected in cells:
+            ids, stats = predict_q.usage(memory, project)
+            assert stats.shared is not None
+            _, success = full_scores(stats, empty, empty, np.array([cluster]), np.ones(1), params)
+            assert success[list(ids).index(pattern)] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.slow
 def test_cli_and_mcp_take_a_project(
     two_projects: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,6 +324,8 @@ def test_cli_and_mcp_take_a_project(
 
     from engram.cli.mcp_server import create_server
 
+    # last in this module: the server keeps its Memory (and the serving copy's connection,
+    # with its embed() function) open for the rest of the process
     server = create_server(two_projects)
 
     async def ask() -> tuple[Any, Any]:
@@ -313,29 +341,3 @@ def test_cli_and_mcp_take_a_project(
     assert all(row["borrowed"].startswith("borrowed: ") for row in shown)
     assert not files.is_error, files.content
     assert {row["project_id"] for row in files.structured_content["related"]} == {YOUNG}
-
-
-@pytest.mark.slow
-def test_predict_ranks_with_the_marts_formula(two_projects: Path) -> None:
-    """The four levels live in SQL (pattern_project_predictions) for the marts and in
-    numpy (engram.numeric.ranking) for predict: for every cell of each project both give
-    the same success."""
-    from engram.query import predict as predict_q
-
-    con = duckdb.connect(str(two_projects), read_only=True)
-    try:
-        cells = con.execute(
-            "select project_id, context_cluster_id, pattern_id, predicted_success "
-            "from marts.pattern_project_predictions"
-        ).fetchall()
-    finally:
-        con.close()
-    assert len(cells) >= 4
-    params = predict_q.ranking_params()
-    empty = np.zeros(0)
-    with Memory(two_projects) as memory:
-        for project, cluster, pattern, expected in cells:
-            ids, stats = predict_q.usage(memory, project)
-            assert stats.shared is not None
-            _, success = full_scores(stats, empty, empty, np.array([cluster]), np.ones(1), params)
-            assert success[list(ids).index(pattern)] == pytest.approx(expected, rel=1e-9)
