@@ -303,6 +303,37 @@ def test_predict_ranks_with_the_marts_formula(two_projects: Path, embedder: Embe
 
 
 @pytest.mark.slow
+def test_evaluate_per_project_with_and_without_sharing(
+    two_projects: Path, embedder: Embedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Per project, only its events are held out; share weight 0 is exactly the project
+    alone (recomputed two ways), and the default weight changes OLD's estimates where
+    YOUNG's earlier events exist."""
+    from engram.query import predict as predict_q
+    from engram.query.evaluate import evaluate
+
+    params = predict_q.ranking_params()
+    with Memory(two_projects, embedder=embedder) as memory:
+        alone = evaluate(memory, 0.3, 0.9, params, project=OLD, share=False)
+        zero = evaluate(
+            memory, 0.3, 0.9, replace(params, share_weight=0.0), project=OLD, share=True
+        )
+        shared = evaluate(memory, 0.3, 0.9, params, project=OLD, share=True)
+        with pytest.raises(Exception, match="no events of project"):
+            evaluate(memory, 0.3, 0.9, params, project="github.com/acme/none")
+    assert alone.counts["events"] == 60 and alone.counts["held_out"] == 18
+    assert alone.settings["share"] is False and shared.settings["share"] is True
+    np.testing.assert_allclose(zero.per_event["p_engram"], alone.per_event["p_engram"])
+    assert (shared.per_event["p_engram"] - alone.per_event["p_engram"]).abs().max() > 1e-6
+    db = str(two_projects)
+    args = ["evaluate", "--holdout", "0.3", "--project", OLD, "--no-sharing", "--json"]
+    assert main([*args, "--db", db]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["settings"]["project"] == OLD and out["settings"]["share"] is False
+    assert out["counts"]["held_out"] == 18
+
+
+@pytest.mark.slow
 def test_cli_and_mcp_take_a_project(
     two_projects: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
