@@ -104,6 +104,13 @@ be read, 2 on a usage error, 3 with --strict when any record or file was rejecte
     ingest.add_argument(
         "--quiet", action="store_true", help="print only the totals line and errors"
     )
+    ingest.add_argument(
+        "--project",
+        metavar="NAME",
+        help="project of events that lack a project_id (default: $ENGRAM_PROJECT, else the "
+        "normalised git remote of the working directory, e.g. github.com/owner/repo, "
+        "else 'default'); files, file pairs and predictions are kept per project",
+    )
 
     build = commands.add_parser(
         "build",
@@ -190,6 +197,7 @@ class UsageError(Exception):
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.loader import FileReport, ingest_paths
     from ingest.progress import terminal_progress
+    from ingest.project_identity import current_project
 
     db_path = resolve_db_path(args.db)
     started = time.perf_counter()
@@ -219,6 +227,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         embed=not args.no_embed,
         progress=terminal_progress,
         on_file=show,
+        project=current_project(args.project),
     )
     read, loaded = result.total("read"), result.total("loaded")
     skipped, rejected = result.total("skipped"), result.total("rejected")
