@@ -5,29 +5,79 @@ threshold (var context_cluster_threshold). Events without a context have no row 
 prediction models put them in context cluster -1, '(no task text)'. The clustering sees
 texts only, never outcomes, so the backtest's use of these clusters peeks at no answer,
 though it does see task texts from later weeks (stated in prediction_backtest.yml).
+
+Incremental like int_patterns__clustered (engram/numeric/incremental.py): new task texts
+join the cluster they are most similar to on average within the cut or found new ones;
+a cluster keeps its number; a full clustering on the first build, on `--full-refresh`
+and past var('recluster_drift_share'). Only changed rows are written (delete+insert).
 """
 
+import pyarrow as pa
+
 from engram.numeric.clustering import clustered_table
+from engram.numeric.incremental import PLACED_BY_CLUSTERING, one_level_refresh
+
+NAMES = {
+    "cluster_id": "context_cluster_id",
+    "cluster_label": "context_cluster_label",
+    "cluster_size": "context_cluster_size",
+    "similarity_to_centroid": "similarity_to_centroid",
+}
+
+
+def clustered(dbt, session, contexts, threshold):
+    """All rows after a full clustering; after an incremental placement, only the rows
+    whose values changed."""
+    columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
+    labels, placed, mode = None, None, "full"
+    if "placed_by" in columns:
+        previous = session.sql(
+            f"select context_hash, context_cluster_id, placed_by from {dbt.this}"
+        ).to_arrow_table()
+        labels, placed, mode = one_level_refresh(
+            contexts,
+            previous,
+            key="context_hash",
+            id_column="context_cluster_id",
+            threshold=threshold,
+            drift_share=float(dbt.config.get("recluster_drift_share")),
+        )
+        if mode == "unchanged":
+            return session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
+    table = clustered_table(
+        contexts,
+        group_key="context_hash",
+        text="context",
+        keep=("context_hash",),
+        threshold=threshold,
+        names=NAMES,
+        labels=labels,
+    )
+    if placed is None:
+        placed = [PLACED_BY_CLUSTERING] * table.num_rows
+    table = table.append_column("placed_by", pa.array(list(placed), type=pa.string()))
+    if mode == "full":
+        return table
+    session.register("engram_contexts_refresh", table)
+    try:
+        return session.sql(
+            f"select * from engram_contexts_refresh except select * from {dbt.this}"
+        ).to_arrow_table()
+    finally:
+        session.unregister("engram_contexts_refresh")
 
 
 def model(dbt, session):
-    dbt.config(materialized="table")
+    dbt.config(
+        materialized="incremental",
+        incremental_strategy="delete+insert",
+        unique_key="context_hash",
+        on_schema_change="append_new_columns",
+    )
     contexts = (
         dbt.ref("stg_contexts")
         .project("context_hash, context, embedding")
         .order("context_hash")
         .to_arrow_table()
     )
-    return clustered_table(
-        contexts,
-        group_key="context_hash",
-        text="context",
-        keep=("context_hash",),
-        threshold=float(dbt.config.get("context_cluster_threshold")),
-        names={
-            "cluster_id": "context_cluster_id",
-            "cluster_label": "context_cluster_label",
-            "cluster_size": "context_cluster_size",
-            "similarity_to_centroid": "similarity_to_centroid",
-        },
-    )
+    return clustered(dbt, session, contexts, float(dbt.config.get("context_cluster_threshold")))
