@@ -25,10 +25,31 @@ NAMES = {
 }
 
 
-def clustered(dbt, session, contexts, threshold):
+def anything_new(dbt, session, source):
+    """Any task text new or gone since the last build? Asked on the hashes alone, so a
+    build with nothing new never loads the embeddings."""
+    session.register("engram_context_keys", source.project("context_hash").to_arrow_table())
+    try:
+        (differ,) = session.sql(
+            "select count(*) from ((select context_hash from engram_context_keys "
+            f"except select context_hash from {dbt.this}) union all "
+            f"(select context_hash from {dbt.this} except select context_hash "
+            "from engram_context_keys))"
+        ).fetchall()[0]
+    finally:
+        session.unregister("engram_context_keys")
+    return differ > 0
+
+
+def clustered(dbt, session, source, threshold):
     """All rows after a full clustering; after an incremental placement, only the rows
     whose values changed."""
     columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
+    if "placed_by" in columns and not anything_new(dbt, session, source):
+        return session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
+    contexts = (
+        source.project("context_hash, context, embedding").order("context_hash").to_arrow_table()
+    )
     labels, placed, mode = None, None, "full"
     if "placed_by" in columns:
         previous = session.sql(
@@ -74,10 +95,5 @@ def model(dbt, session):
         unique_key="context_hash",
         on_schema_change="append_new_columns",
     )
-    contexts = (
-        dbt.ref("stg_contexts")
-        .project("context_hash, context, embedding")
-        .order("context_hash")
-        .to_arrow_table()
-    )
-    return clustered(dbt, session, contexts, float(dbt.config.get("context_cluster_threshold")))
+    source = dbt.ref("stg_contexts")
+    return clustered(dbt, session, source, float(dbt.config.get("context_cluster_threshold")))

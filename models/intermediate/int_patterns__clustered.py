@@ -46,6 +46,23 @@ def refreshed(dbt, session, patterns, theme_threshold, paraphrase_threshold):
         session.unregister("engram_clustered_refresh")
 
 
+def anything_changed(dbt, session):
+    """Any pattern new, changed or gone since the last build? Asked on ids and hashes
+    alone, so a build with nothing new never loads the embeddings."""
+    keys = dbt.ref("stg_patterns").project("pattern_id, description_hash").to_arrow_table()
+    session.register("engram_clustered_keys", keys)
+    try:
+        (differ,) = session.sql(
+            "select count(*) from ((select pattern_id, description_hash from engram_clustered_keys "
+            f"except select pattern_id, description_hash from {dbt.this}) union all "
+            f"(select pattern_id, description_hash from {dbt.this} "
+            "except select pattern_id, description_hash from engram_clustered_keys))"
+        ).fetchall()[0]
+    finally:
+        session.unregister("engram_clustered_keys")
+    return differ > 0
+
+
 def model(dbt, session):
     dbt.config(
         materialized="incremental",
@@ -53,21 +70,25 @@ def model(dbt, session):
         unique_key="pattern_id",
         on_schema_change="append_new_columns",
     )
-    patterns = (
-        dbt.ref("stg_patterns")
-        .project("pattern_id, description, description_hash, embedding")
-        .order("pattern_id")
-        .to_arrow_table()
-    )
-    theme_threshold = float(dbt.config.get("theme_threshold"))
-    paraphrase_threshold = float(dbt.config.get("cluster_merge_threshold"))
     columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
-    if "placed_by" in columns:
-        result = refreshed(dbt, session, patterns, theme_threshold, paraphrase_threshold)
+    incremental = "placed_by" in columns
+    if incremental and not anything_changed(dbt, session):
+        result = session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
     else:
-        result = two_level_table(
-            patterns, theme_threshold=theme_threshold, paraphrase_threshold=paraphrase_threshold
+        patterns = (
+            dbt.ref("stg_patterns")
+            .project("pattern_id, description, description_hash, embedding")
+            .order("pattern_id")
+            .to_arrow_table()
         )
-        placed = pa.array([PLACED_BY_CLUSTERING] * result.num_rows, type=pa.string())
-        result = result.append_column("placed_by", placed)
+        theme_threshold = float(dbt.config.get("theme_threshold"))
+        paraphrase_threshold = float(dbt.config.get("cluster_merge_threshold"))
+        if incremental:
+            result = refreshed(dbt, session, patterns, theme_threshold, paraphrase_threshold)
+        else:
+            result = two_level_table(
+                patterns, theme_threshold=theme_threshold, paraphrase_threshold=paraphrase_threshold
+            )
+            placed = pa.array([PLACED_BY_CLUSTERING] * result.num_rows, type=pa.string())
+            result = result.append_column("placed_by", placed)
     return result
