@@ -120,11 +120,20 @@ be read, 2 on a usage error, 3 with --strict when any record or file was rejecte
         description="""\
 Embed any texts not yet embedded, then run `dbt build` on the warehouse: staging views,
 intermediate models, marts, and every dbt test. The same as `dbt build --profiles-dir .`
-from the project root with ENGRAM_DB set to the warehouse.""",
+from the project root with ENGRAM_DB set to the warehouse.
+
+A build after an ingest is incremental (README "Incremental builds"): new patterns and
+task texts join existing paraphrase groups, themes and context clusters (ids stay), the
+similar pairs of new patterns are merged in, and the expensive data tests check only the
+rows loaded since the last build. A full re-cluster happens on --full-refresh or once
+more than var('recluster_drift_share') (0.2) of the rows were placed incrementally.""",
     )
     build.add_argument("--select", metavar="SELECTOR", help="dbt node selection, e.g. +marts")
     build.add_argument(
-        "--full-refresh", action="store_true", help="rebuild incremental models from scratch"
+        "--full-refresh",
+        action="store_true",
+        help="rebuild incremental models from scratch: re-cluster (fresh ids), recompute "
+        "every similar pair, run every data test on every row",
     )
 
     report = commands.add_parser(
