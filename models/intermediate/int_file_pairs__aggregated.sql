@@ -13,7 +13,7 @@
 -- replaced (delete+insert on [project_id, file_a, file_b, week]), so late events for old weeks count.
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['project_id', 'file_a', 'file_b', 'week'],
     )
@@ -42,10 +42,10 @@ event_files as (
         occurred_at,
         outcome_quality,
         loaded_at,
-        len(list_distinct(files_involved)) as n_files,
-        unnest(list_distinct(files_involved)) as file_path
+        {{ list_length(list_unique('files_involved')) }} as n_files,
+        {{ unnest_list(list_unique('files_involved')) }} as file_path
     from scoped
-    where len(files_involved) >= 2
+    where {{ list_length('files_involved') }} >= 2
 ),
 
 pairs as (

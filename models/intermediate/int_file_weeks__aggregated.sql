@@ -4,7 +4,7 @@
 -- recomputed from all their events and replaced (delete+insert on [project_id, file_path, week]).
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['project_id', 'file_path', 'week'],
     )
@@ -31,7 +31,7 @@ event_files as (
         occurred_at,
         outcome_quality,
         loaded_at,
-        unnest(list_distinct(files_involved)) as file_path
+        {{ unnest_list(list_unique('files_involved')) }} as file_path
     from scoped
 ),
 

@@ -42,7 +42,7 @@ spans as (
 indexed as (
     select
         pair_weeks.*,
-        date_diff('day', spans.first_week, pair_weeks.week) // 7 as x
+        {{ weeks_between('spans.first_week', 'pair_weeks.week') }} as x
     from pair_weeks
     inner join spans
         on spans.project_id = pair_weeks.project_id
