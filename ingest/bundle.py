@@ -649,6 +649,59 @@ create table {{alias}}.vectors (text_hash varchar, text varchar,
 """
 
 
+_TS, _STR, _LINE = pa.timestamp("us"), pa.string(), pa.int64()
+STAGED_SCHEMAS = {
+    "patterns": pa.schema(
+        [
+            ("source_line", _LINE),
+            ("pattern_id", _STR),
+            ("description", _STR),
+            ("pattern_type", _STR),
+            ("first_seen", _TS),
+            ("metadata", _STR),
+            ("raw_text", _STR),
+        ]
+    ),
+    "events": pa.schema(
+        [
+            ("source_line", _LINE),
+            ("event_id", _STR),
+            ("pattern_id", _STR),
+            ("session_id", _STR),
+            ("occurred_at", _TS),
+            ("outcome_quality", pa.float64()),
+            ("files_involved", pa.list_(_STR)),
+            ("tools_used", pa.list_(_STR)),
+            ("context", _STR),
+            ("project_id", _STR),
+            ("raw_text", _STR),
+        ]
+    ),
+    "supersessions": pa.schema(
+        [
+            ("source_line", _LINE),
+            ("supersession_id", _STR),
+            ("kept_pattern_id", _STR),
+            ("dropped_pattern_id", _STR),
+            ("reason", _STR),
+            ("recorded_at", _TS),
+            ("revoked_at", _TS),
+            ("raw_text", _STR),
+        ]
+    ),
+    "invalid": pa.schema(
+        [
+            ("source_file", _STR),
+            ("line_number", _LINE),
+            ("record_kind", _STR),
+            ("field", _STR),
+            ("reason", _STR),
+            ("raw_text", _STR),
+        ]
+    ),
+}
+
+
 class _BundleStaging:
     """The bundle's validated rows in a scratch DuckDB file attached to the warehouse
     connection (bounded memory, nothing in raw.* until `publish`)."""
@@ -695,17 +748,28 @@ class _BundleStaging:
                         label = f"{rejection.field}: " if rejection.field else ""
                         table.examples.append(f"row {line}: {label}{rejection.reason}")
             target = {"pattern": "patterns", "event": "events"}.get(kind, "supersessions")
-            if good:
-                marks = ", ".join("?" * len(good[0]))
-                self.con.executemany(f"insert into {self.alias}.{target} values ({marks})", good)
-            if bad:
-                self.con.executemany(
-                    f"insert into {self.alias}.invalid values (?, ?, ?, ?, ?, ?)", bad
-                )
+            self._append(target, good)
+            self._append("invalid", bad)
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
+
+    def _append(self, name: str, rows: list[tuple[Any, ...]]) -> None:
+        """Rows into a staged table through Arrow (one insert per batch, not per row)."""
+        if not rows:
+            return
+        schema = STAGED_SCHEMAS[name]
+        columns = list(zip(*rows, strict=True))
+        batch = pa.table(
+            [pa.array(list(col), type=f.type) for col, f in zip(columns, schema, strict=True)],
+            schema=schema,
+        )
+        self.con.register("_bundle_batch", batch)
+        try:
+            self.con.execute(f"insert into {self.alias}.{name} select * from _bundle_batch")
+        finally:
+            self.con.unregister("_bundle_batch")
 
     @staticmethod
     def _validated(kind: str, row: dict[str, Any]) -> tuple[Any, ...]:

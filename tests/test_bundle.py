@@ -141,11 +141,6 @@ def table_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="file_cooccurrence.slope_t_stat of a flat series is rounding noise that differs "
-    "between two builds of the same warehouse (macros/trend_stats.sql); fixed next",
-)
 def test_flask_history_round_trip_gives_identical_marts(
     sample_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
