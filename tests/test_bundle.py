@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +22,13 @@ import pytest
 
 from engram.build import build
 from engram.cli.main import main
+from engram.merges import merge_patterns
 from ingest.bundle import (
     EMBEDDINGS,
     EVENTS,
     MANIFEST,
     PATTERNS,
+    SUPERSESSIONS,
     BundleError,
     export_bundle,
     import_bundle,
@@ -271,6 +274,36 @@ def test_conflicting_records_are_reported_quarantined_and_the_original_kept(
     import_bundle(bundle, target)
     assert len(rows(target, "select * from raw.rejected_records")) == 2
     assert rows(target, "select count(*) from raw.usage_events") == [(40,)]
+
+
+def test_merges_travel_and_a_competing_merge_is_a_conflict(
+    two_project_db: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "source.duckdb"
+    shutil.copy(two_project_db, source)
+    merge_patterns(source, "p2", ["p0"], "the same approach")
+    bundle = tmp_path / "alpha"
+    export_bundle(source, bundle, project="alpha")  # alpha uses p0: its merge travels
+
+    fresh = tmp_path / "fresh.duckdb"
+    assert import_bundle(bundle, fresh).tables[SUPERSESSIONS].loaded == 1
+    assert rows(
+        fresh, "select kept_pattern_id, dropped_pattern_id, reason from raw.pattern_supersessions"
+    ) == [("p2", "p0", "the same approach")]
+
+    # A warehouse that merged p0 into p1 itself keeps its merge; the bundle's is a conflict.
+    mine = tmp_path / "mine.duckdb"
+    shutil.copy(two_project_db, mine)
+    merge_patterns(mine, "p1", ["p0"], None)
+    report = import_bundle(bundle, mine)
+    merges = report.tables[SUPERSESSIONS]
+    assert (merges.loaded, merges.conflicts) == (0, 1)
+    assert "dropped_pattern_id" in merges.examples[0]
+    assert report.total("loaded") == 0  # the patterns and events were there already
+    assert rows(mine, "select kept_pattern_id from raw.pattern_supersessions") == [("p1",)]
+    assert rows(mine, "select record_kind, field from raw.rejected_records") == [
+        ("supersession", "dropped_pattern_id")
+    ]
 
 
 # ------------------------------------------------------------------------------ project

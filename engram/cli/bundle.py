@@ -152,6 +152,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - started:.1f}s, run {report.run_id})"
     )
     print("run `engram build` to update the marts")
+    _warn_if_build_would_re_embed(report.model)
     if args.strict and report.total("rejected"):
         print(
             f"error: --strict and {report.total('rejected')} rows were rejected or in conflict",
@@ -159,3 +160,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
         return EXIT_REJECTED
     return EXIT_OK
+
+
+def _warn_if_build_would_re_embed(model: str | None) -> None:
+    """`engram build` embeds with this machine's backend, and the cache is keyed by exact
+    tag: vectors imported under another tag would all be embedded again. Say so, and how
+    to keep them."""
+    from ingest.embedder import Embedder, tag_backend
+
+    local = Embedder().tag
+    if model is None or model == local:
+        return
+    print(
+        f"note: the vectors are tagged {model} but this machine embeds with {local}, so "
+        f"`engram build` would embed every text again; set ENGRAM_EMBEDDING_BACKEND="
+        f"{tag_backend(model) or '...'} to keep using the imported vectors",
+        file=sys.stderr,
+    )
