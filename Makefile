@@ -57,7 +57,7 @@ build: install ## dbt build on the warehouse ($$ENGRAM_DB or warehouse/engram.du
 report: install ## print the answers from the current warehouse
 	$(BIN)/engram report
 
-bench: install ## python -m bench: benchmark vs pandas/SQLite (SIZE=small; docs/benchmarks.md)
+bench: install ## python -m bench: benchmark vs pandas/SQLite/Polars (SIZE=small; docs/benchmarks.md)
 	$(BIN)/python -m bench --size $(or $(SIZE),small)
 
 ui: install ## start the Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=.dagster_home)

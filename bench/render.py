@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.runner import BASELINES
 from engram.render import format_table
 
 HEADERS = ["stage", "figure", "value", "note"]
@@ -208,7 +209,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 f"{ratios.get('dbt_run_phase_seconds', 0):.2f} s; " + ", ".join(dbt_marts["marts"]),
             ]
         )
-    for name, label in (("pandas", "pandas"), ("sqlite", "SQLite")):
+    for name, label in BASELINES.items():
         base = results.get("baselines", {}).get(name)
         if not base:
             continue
@@ -259,7 +260,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_bytes(machine['memory_bytes'])} memory, "
         f"{'GPU ' + machine['gpu'] if machine['gpu'] else 'no GPU'}; "
         f"Python {machine['python']}, DuckDB {machine['duckdb']}, dbt-core {machine['dbt_core']}, "
-        f"pandas {machine['pandas']}, torch {machine['torch']}  ",
+        f"pandas {machine['pandas']}, Polars {machine.get('polars', NA)}, "
+        f"torch {machine['torch']}  ",
         f"Load average (1 min) at start / end: {_num(meta.get('load_avg_1m_start'))} / "
         f"{_num(meta.get('load_avg_1m_end'))} (above {machine['cores']}, other work on the "
         "machine competed for the CPU during the run)",

@@ -11,8 +11,9 @@ Stages, in order (each adds a section to the results dict):
   build        `dbt build` (all models + tests): total, per model, peak RSS of dbt.
   dbt_marts    `dbt run --full-refresh` of the four compared marts and their upstream:
                the dbt side of the baseline ratios.
-  baselines    pandas and SQLite versions of the same marts on the same rows; load and
-               compute timed apart; every answer checked against the dbt marts.
+  baselines    pandas, SQLite and Polars versions of the same marts on the same rows, each
+               in a child process; load and compute timed apart; every answer checked
+               against the dbt marts.
   publish      the serving copy + ANN index (engram.query.serving).
   queries      p50/p95 through engram.query.memory.Memory.
   disk         warehouse bytes per event and per pattern after a checkpoint.
@@ -38,7 +39,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from bench.memory import wait_with_peak_rss
+from bench.memory import guard_floor_bytes, wait_with_memory_guard, wait_with_peak_rss
 from bench.paths import PROJECT_ROOT
 
 SIZES: dict[str, tuple[int, int]] = {
@@ -53,6 +54,8 @@ APPEND_SHARE = 0.01
 COMPARED_MARTS = ("pattern_trends", "pattern_trend_summary", "file_cooccurrence")
 PREDICTIONS_MART = "pattern_predictions"
 CLUSTERING_NODES = ("stg_contexts", "int_contexts__clustered", "context_clusters")
+# The baselines (bench/baseline_child.py) and their labels, in the order they run.
+BASELINES: dict[str, str] = {"pandas": "pandas", "sqlite": "SQLite", "polars": "Polars"}
 
 Log = Callable[[str], None]
 
@@ -68,6 +71,7 @@ class BenchConfig:
     synthetic_threshold: int = 10_000  # auto: synthetic when more distinct texts than this
     embed_sample: int = 2_000
     baseline_max_events: int = 2_000_000
+    baselines: tuple[str, ...] = tuple(BASELINES)  # which of BASELINES to run
     query_repeats: int = 200
     keep_workdir: bool = False
     command: str = ""
@@ -100,6 +104,7 @@ def machine_info() -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     import dbt.version
     import pandas
+    import polars
     import torch
 
     return {
@@ -111,6 +116,7 @@ def machine_info() -> dict[str, Any]:
         "duckdb": duckdb.__version__,
         "dbt_core": dbt.version.__version__,
         "pandas": pandas.__version__,
+        "polars": polars.__version__,
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
@@ -340,38 +346,59 @@ def stage_dbt_marts(db: Path, work: Path) -> dict[str, Any]:
 
 
 def stage_baselines(cfg: BenchConfig, db: Path, work: Path, log: Log) -> dict[str, Any]:
-    """pandas and SQLite on the same rows, each in a child process (engram/bench/
+    """pandas, SQLite and Polars on the same rows, each in a child process (bench/
     baseline_child.py) so that one running out of memory cannot end the benchmark; each
     answer is compared with the dbt mart."""
-    if cfg.n_events > cfg.baseline_max_events:
-        reason = f"skipped: {cfg.n_events} events > --baseline-max-events {cfg.baseline_max_events}"
-        return {"pandas": {"skipped": reason}, "sqlite": {"skipped": reason}}
     out: dict[str, Any] = {}
-    for which, label in (("pandas", "pandas"), ("sqlite", "SQLite")):
-        log(f"baselines: {label} (child process)")
-        result_path = work / f"baseline_{which}.json"
-        command = [sys.executable, "-m", "bench.baseline_child", which]
-        command += [str(db), str(work), str(result_path)]
-        started = time.perf_counter()
-        with (work / f"baseline_{which}.log").open("w") as log_file:
-            child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=log_file)
-            exit_code, peak_rss = wait_with_peak_rss(child)
-        seconds = time.perf_counter() - started
-        if exit_code == 0 and result_path.exists():
-            out[which] = {**json.loads(result_path.read_text()), "peak_rss_bytes": peak_rss}
-            continue
-        why = (
-            f"killed by signal {-exit_code} (out of memory?)"
-            if exit_code < 0
-            else f"failed with exit code {exit_code}"
-        )
-        out[which] = {
-            "skipped": f"{why} after {seconds:.0f} s at peak RSS {peak_rss / 2**30:.1f} GiB; "
-            f"see {work / f'baseline_{which}.log'}",
-            "exit_code": exit_code,
-            "peak_rss_bytes": peak_rss,
-        }
+    for which, label in BASELINES.items():
+        if which not in cfg.baselines:
+            out[which] = {"skipped": "not selected (--baselines)"}
+        elif cfg.n_events > cfg.baseline_max_events:
+            out[which] = {
+                "skipped": f"skipped: {cfg.n_events} events > --baseline-max-events "
+                f"{cfg.baseline_max_events}"
+            }
+        else:
+            log(f"baselines: {label} (child process)")
+            out[which] = run_baseline_child(which, db, work)
     return out
+
+
+def run_baseline_child(
+    which: str, db: Path, work: Path, floor_bytes: int | None = None
+) -> dict[str, Any]:
+    """One baseline's child process: its results with its peak RSS, or why it has none. The
+    child is killed when the machine's available memory drops below floor_bytes (default
+    bench.memory.guard_floor_bytes()), so no baseline can exhaust the machine."""
+    floor = guard_floor_bytes() if floor_bytes is None else floor_bytes
+    result_path = work / f"baseline_{which}.json"
+    command = [sys.executable, "-m", "bench.baseline_child", which]
+    command += [str(db), str(work), str(result_path)]
+    started = time.perf_counter()
+    with (work / f"baseline_{which}.log").open("w") as log_file:
+        child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=log_file)
+        ended = wait_with_memory_guard(child, floor)
+    seconds = time.perf_counter() - started
+    exit_code, peak_rss = ended.exit_code, ended.peak_rss_bytes
+    if exit_code == 0 and result_path.exists():
+        return {**json.loads(result_path.read_text()), "peak_rss_bytes": peak_rss}
+    if ended.guard_killed:
+        why = (
+            f"out of memory: stopped by the memory guard when the machine had "
+            f"{(ended.available_at_kill or 0) / 2**30:.1f} GiB available "
+            f"(floor {floor / 2**30:.1f} GiB)"
+        )
+    elif exit_code < 0:
+        why = f"killed by signal {-exit_code} (out of memory?)"
+    else:
+        why = f"failed with exit code {exit_code}"
+    return {
+        "skipped": f"{why} after {seconds:.0f} s at peak RSS {peak_rss / 2**30:.1f} GiB; "
+        f"see {work / f'baseline_{which}.log'}",
+        "exit_code": exit_code,
+        "peak_rss_bytes": peak_rss,
+        "memory_guard": ended.guard_killed,
+    }
 
 
 def stage_publish(db: Path) -> dict[str, Any]:
@@ -598,8 +625,8 @@ def speedups(results: dict[str, Any]) -> dict[str, Any]:
         "dbt_run_phase_seconds": run_phase,
         "compared_marts": [m for m in dbt["marts"] if m in dbt["models"]],
     }
-    for name in ("pandas", "sqlite"):
-        base = results["baselines"][name]
+    for name in BASELINES:
+        base = results["baselines"].get(name, {"skipped": "not run"})
         if "skipped" in base:
             out[f"{name}_vs_dbt_wall"] = None
             out[f"{name}_vs_dbt_run_phase"] = None

@@ -117,6 +117,8 @@ declining as (
         and best.candidate_rank <= 2
         and best.expected_quality > coalesce(recent_quality.current_quality, trends.avg_quality)
     where trends.direction = 'declining'
+        -- significant is not enough: a tiny slope (-0.0004/week) is no reason to act
+        and abs(trends.quality_slope_per_week) >= {{ var('alert_min_abs_slope_per_week') }}
     -- the best candidate other than the pattern itself
     qualify row_number() over (
         partition by patterns.pattern_id order by best.candidate_rank nulls last
@@ -240,6 +242,7 @@ rising as (
     from trends
     inner join patterns on patterns.pattern_id = trends.pattern_id
     where trends.direction = 'improving'
+        and abs(trends.quality_slope_per_week) >= {{ var('alert_min_abs_slope_per_week') }}
 ),
 
 unproven as (
