@@ -36,8 +36,11 @@ def _slope_and_t(g: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     slope = ((n * sxy - sx * sy) / denom).where(denom > 0)
     syy_c = syy - sy * sy / n
     ss_res = syy_c - slope * (sxy - sx * sy / n)
-    se = np.sqrt(ss_res.where(ss_res > EXACT_FIT_TOLERANCE * syy_c) / (n - 2) / (denom / n))
+    flat = syy_c <= EXACT_FIT_TOLERANCE * syy  # no variance in y: slope 0, t null
+    fitted = (ss_res > EXACT_FIT_TOLERANCE * syy_c) & ~flat
+    se = np.sqrt(ss_res.where(fitted) / (n - 2) / (denom / n))
     t = (slope / se).where((n > 2) & (denom > 0))
+    slope = slope.mask(flat & (denom > 0), 0.0)
     return slope, t
 
 

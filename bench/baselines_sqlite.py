@@ -23,11 +23,13 @@ WEEK = "date(occurred_at, 'weekday 0', '-6 days')"
 
 # slope / t of y on x from sums n, sx, sxx, sy, syy, sxy (macros/trend_stats.sql)
 _DENOM = "(n * sxx - sx * sx)"
-_SLOPE = f"case when {_DENOM} > 0 then (n * sxy - sx * sy) / cast({_DENOM} as real) end"
 _SYY_C = "(syy - sy * sy / n)"
+_FLAT = f"({_SYY_C} <= 1e-9 * syy)"  # no variance in y: slope 0, t null
+_SLOPE = f"""case when {_DENOM} > 0 and {_FLAT} then 0.0
+    when {_DENOM} > 0 then (n * sxy - sx * sy) / cast({_DENOM} as real) end"""
 _SS_RES = f"({_SYY_C} - ({_SLOPE}) * (sxy - sx * sy / n))"
 # an exact fit (residuals within rounding of 0) gives a null t: macros/trend_stats.sql
-_T = f"""case when n > 2 and {_DENOM} > 0 and {_SS_RES} > 1e-9 * {_SYY_C} then
+_T = f"""case when n > 2 and {_DENOM} > 0 and not {_FLAT} and {_SS_RES} > 1e-9 * {_SYY_C} then
     ((n * sxy - sx * sy) / cast({_DENOM} as real))
         / sqrt({_SS_RES} / (n - 2) / (cast({_DENOM} as real) / n))
     end"""

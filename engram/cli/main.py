@@ -191,6 +191,9 @@ memory. The same arguments always give the same files.""",
     from engram.cli import merges
 
     COMMANDS.update(merges.add_parsers(commands, db, formatter))
+    from engram.cli import bundle
+
+    COMMANDS.update(bundle.add_parsers(commands, db, formatter))
     return parser
 
 
