@@ -117,7 +117,9 @@ from the project root with ENGRAM_DB set to the warehouse.""",
     )
     build.add_argument("--select", metavar="SELECTOR", help="dbt node selection, e.g. +marts")
     build.add_argument(
-        "--full-refresh", action="store_true", help="rebuild incremental models from scratch"
+        "--full-refresh",
+        action="store_true",
+        help="rebuild incremental models, the serving copy and its vector index from scratch",
     )
 
     report = commands.add_parser(
