@@ -149,6 +149,10 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         for name, seconds in sorted(build["models"].items(), key=lambda kv: -kv[1])[:12]:
             out.append(["dbt build", f"  {name}", f"{seconds:.2f} s", ""])
         out.append(["dbt build", "peak RSS of dbt", _bytes(build["peak_rss_bytes"]), "os.wait4"])
+        for node in build.get("peak_rss_by_node", [])[:5]:
+            out.append(
+                ["dbt build", f"  RSS while {node['node']} ran", _bytes(node["peak_rss_bytes"]), ""]
+            )
     inc = results.get("incremental", {})
     app = results.get("append", {})
     if inc:

@@ -41,7 +41,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from bench.memory import wait_with_peak_rss
+from bench.memory import RssSampler, peak_by_node, wait_with_peak_rss
 from bench.paths import PROJECT_ROOT
 
 SIZES: dict[str, tuple[int, int]] = {
@@ -309,14 +309,22 @@ def _run_dbt(args: list[str], db: Path, work: Path, log_name: str) -> dict[str, 
     started = time.perf_counter()
     with log_path.open("w") as out:
         child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out)
+        sampler = RssSampler(child.pid)
+        sampler.start()
         exit_code, peak_rss = wait_with_peak_rss(child)
+        sampler.stop()
     seconds = time.perf_counter() - started
     results = _run_results(work / "target" / "run_results.json")
+    try:
+        raw = json.loads((work / "target" / "run_results.json").read_text())
+    except (OSError, ValueError):
+        raw = {}
     return {
         "command": "dbt " + " ".join(args),
         "seconds": seconds,
         "exit_code": exit_code,
         "peak_rss_bytes": peak_rss,
+        "peak_rss_by_node": peak_by_node(sampler.samples, raw),
         "log": str(log_path),
         **results,
     }

@@ -95,6 +95,11 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
     build = r["build"]
     assert build["exit_code"] == 0, build["failures"]
     assert build["seconds"] > 0 and build["peak_rss_bytes"] > 0
+    # the sampled RSS names the models running at the peak, never above the kernel's peak
+    by_node = build["peak_rss_by_node"]
+    assert by_node and all(0 < n["peak_rss_bytes"] <= build["peak_rss_bytes"] for n in by_node)
+    peaks = [n["peak_rss_bytes"] for n in by_node]
+    assert peaks == sorted(peaks, reverse=True)
     assert set(MARTS) <= set(build["models"])
     assert r["incremental"]["exit_code"] == 0, r["incremental"]["failures"]
     assert r["incremental"]["ratio_to_full"] > 0
