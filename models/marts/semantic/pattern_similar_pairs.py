@@ -23,7 +23,10 @@ def model(dbt, session):
         .filter("embedding is not null")
         .project("pattern_id, description_hash, embedding")
         .order("pattern_id")
-        .to_arrow_table()
+        # streamed in batches: a whole-result fetch is held in DuckDB's buffer pool, where
+        # 1M embeddings (1.5 GB) overran profiles.yml's memory_limit
+        .to_arrow_reader(100_000)
+        .read_all()
     )
     ids = np.asarray(patterns.column("pattern_id").to_pylist(), dtype=object)
     keys = np.asarray(patterns.column("description_hash").to_pylist(), dtype=str)
