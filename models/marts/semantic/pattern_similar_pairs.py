@@ -18,21 +18,28 @@ def model(dbt, session):
     dbt.config(materialized="table")
     k = int(dbt.config.get("similar_pairs_k"))
     threshold = float(dbt.config.get("similarity_threshold"))
-    patterns = (
-        dbt.ref("stg_patterns")
-        .filter("embedding is not null")
-        .project("pattern_id, description_hash, embedding")
-        .order("pattern_id")
-        # streamed in batches: a whole-result fetch is held in DuckDB's buffer pool, where
-        # 1M embeddings (1.5 GB) overran profiles.yml's memory_limit
-        .to_arrow_reader(100_000)
-        .read_all()
+    embedded = dbt.ref("stg_patterns").filter("embedding is not null")
+    # ids and keys sorted, then one vector per distinct description in key order (what
+    # np.unique returns): fetching every pattern's copy sorted by id held 1M embeddings
+    # (1.5 GB) in DuckDB's buffer pool, past profiles.yml's memory_limit
+    patterns = embedded.project("pattern_id, description_hash").order("pattern_id").to_arrow_table()
+    vectors = (
+        embedded.aggregate(
+            "description_hash, any_value(embedding) as embedding", "description_hash"
+        )
+        .order("description_hash")
+        .to_arrow_table()
     )
     ids = np.asarray(patterns.column("pattern_id").to_pylist(), dtype=object)
     keys = np.asarray(patterns.column("description_hash").to_pylist(), dtype=str)
-    x = embedding_matrix(patterns.column("embedding"))
-    _, first, key_of_row = np.unique(keys, return_index=True, return_inverse=True)
-    neighbours = nearest_neighbors(x[first], k, min_similarity=threshold)
+    unique_keys, key_of_row = np.unique(keys, return_inverse=True)
+    if not np.array_equal(
+        unique_keys, np.asarray(vectors.column("description_hash").to_pylist(), dtype=str)
+    ):
+        raise ValueError("pattern_similar_pairs: description hashes and vectors disagree")
+    neighbours = nearest_neighbors(
+        embedding_matrix(vectors.column("embedding")), k, min_similarity=threshold
+    )
     row, other, similarity, rank = expand_duplicates(key_of_row.reshape(-1), neighbours, k)
     keep = similarity >= threshold  # rows are best first, so ranks stay 1..j
     return pa.table(
