@@ -225,7 +225,7 @@ SERVING_FORMAT = 2
 # its zone maps) instead of having rows deleted and appended.
 REWRITE_SHARE = 0.5
 # Serving connections stay inside the build's memory budget (profiles.yml's memory_limit).
-PUBLISH_MEMORY_LIMIT = os.environ.get("ENGRAM_MEMORY_LIMIT", "4GB")
+PUBLISH_MEMORY_LIMIT = os.environ.get("ENGRAM_MEMORY_LIMIT", "3GB")
 # (source table or query, order by, key for an ART index) per table of the copy
 _Target = tuple[str, str, str | None]
 
