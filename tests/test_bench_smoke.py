@@ -71,6 +71,7 @@ def test_bench_exits_ok_and_prints_the_table(bench_run: dict[str, Any]) -> None:
         "GPU sentences/s",
         "total (all models + tests)",
         "build after +1% events",
+        "build + publish: refresh / full",
         "trend lookup (1 pattern)",
         "similar top-10 ANN",
         "predict (incl. embedding)",
@@ -98,10 +99,28 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
     build = r["build"]
     assert build["exit_code"] == 0, build["failures"]
     assert build["seconds"] > 0 and build["peak_rss_bytes"] > 0
+    # the sampled RSS names the models running at the peak, never above the kernel's peak
+    by_node = build["peak_rss_by_node"]
+    assert by_node and all(0 < n["peak_rss_bytes"] <= build["peak_rss_bytes"] for n in by_node)
+    peaks = [n["peak_rss_bytes"] for n in by_node]
+    assert peaks == sorted(peaks, reverse=True)
     assert set(MARTS) <= set(build["models"])
     assert r["incremental"]["exit_code"] == 0, r["incremental"]["failures"]
     assert r["incremental"]["ratio_to_full"] > 0
     assert r["append"]["events_loaded"] == r["generate"]["events_held_back"] == 20
+    # the refresh appends new patterns too, and publishes in place of a full copy
+    assert r["append"]["patterns_loaded"] == r["generate"]["patterns_held_back"] == 2
+    assert r["publish"]["mode"] == "full" and r["refresh_publish"]["mode"] == "incremental"
+    assert ", 2 added, 0 removed" in r["refresh_publish"]["indexes"]["patterns"]
+    assert r["refresh_publish"]["tables"]["marts.dim_patterns"] == "updated"
+    refresh = r["refresh"]
+    assert refresh["refresh_build_publish_seconds"] == pytest.approx(
+        r["incremental"]["seconds"] + r["refresh_publish"]["seconds"]
+    )
+    assert refresh["full_build_publish_seconds"] == pytest.approx(
+        r["build"]["seconds"] + r["publish"]["seconds"]
+    )
+    assert r["disk_after_refresh"]["bytes_per_event"] > 0
     q = r["queries"]
     assert q["unavailable"] == {}
     for name in (

@@ -132,8 +132,8 @@ more than var('recluster_drift_share') (0.2) of the rows were placed incremental
     build.add_argument(
         "--full-refresh",
         action="store_true",
-        help="rebuild incremental models from scratch: re-cluster (fresh ids), recompute "
-        "every similar pair, run every data test on every row",
+        help="rebuild from scratch: re-cluster (fresh ids), recompute every similar pair, "
+        "run every data test on every row, rebuild the serving copy and its vector index",
     )
 
     report = commands.add_parser(
