@@ -129,8 +129,19 @@ def pattern_trend_summary(events: pd.DataFrame, v: dict[str, Any]) -> pd.DataFra
 
 
 def file_cooccurrence(events: pd.DataFrame, v: dict[str, Any]) -> pd.DataFrame:
-    """File pairs seen together in >= min_support events, with quality, lift, point-biserial
-    correlation against all events, and the pair's weekly quality slope."""
+    """File pairs of one project seen together in >= min_support of its events, with
+    quality, lift, point-biserial correlation against all the project's events, and the
+    pair's weekly quality slope."""
+    return pd.concat(
+        [
+            _project_file_pairs(group, v).assign(project_id=project)
+            for project, group in events.groupby("project_id", sort=True)
+        ],
+        ignore_index=True,
+    )
+
+
+def _project_file_pairs(events: pd.DataFrame, v: dict[str, Any]) -> pd.DataFrame:
     n_all = len(events)
     sum_all = events["outcome_quality"].sum()
     mean_all = sum_all / n_all

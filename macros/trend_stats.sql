@@ -14,7 +14,7 @@
   size with the order rows were summed in (two builds of one warehouse disagreed).
 #}
 {% macro trend_slope_and_t(n, sx, sxx, sy, syy, sxy) -%}
-    {%- set denom = "(" ~ n ~ "::hugeint * " ~ sxx ~ " - " ~ sx ~ "::hugeint * " ~ sx ~ ")" -%}
+    {%- set denom = "(" ~ n ~ "::" ~ exact_integer_type() ~ " * " ~ sxx ~ " - " ~ sx ~ "::" ~ exact_integer_type() ~ " * " ~ sx ~ ")" -%}
     {%- set slope = "((" ~ n ~ " * " ~ sxy ~ " - " ~ sx ~ " * " ~ sy ~ ") / " ~ denom ~ "::double)" -%}
     {%- set syy_c = "(" ~ syy ~ " - " ~ sy ~ " * " ~ sy ~ " / " ~ n ~ ")" -%}
     {%- set ss_res = "(" ~ syy_c ~ " - " ~ slope ~ " * (" ~ sxy ~ " - " ~ sx ~ " * " ~ sy ~ " / " ~ n ~ "))" -%}
