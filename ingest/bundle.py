@@ -271,7 +271,7 @@ def export_bundle(
             "files": files,
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists():  # force: a previous bundle (checked by _check_out)
+        if out.exists():  # empty, or (force) a previous bundle: checked by _check_out
             shutil.rmtree(out)
         partial.rename(out)
         return ExportReport(out, manifest)
@@ -287,8 +287,7 @@ def _check_out(out: Path, force: bool) -> None:
             raise BundleError(f"cannot write {out}: the folder {out.parent} does not exist")
         return
     if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-        return
+        return  # an empty folder is taken (replaced at the end, when the bundle is whole)
     if force and out.is_dir() and (out / MANIFEST).is_file():
         return
     raise BundleError(
@@ -531,8 +530,9 @@ def _import(
     try:
         for name, kind in RECORD_FILES.items():
             table = report.tables[name]
-            if digests[name] in seen:  # this very file was imported before
-                table.read = table.skipped = manifest["files"][name]["rows"]
+            rows = manifest["files"][name]["rows"]
+            if rows and digests[name] in seen:  # this very file was imported before
+                table.read = table.skipped = rows
                 table.already_imported = True
                 continue
             staging.stage_records(bundle / name, kind, table, progress)
@@ -1074,7 +1074,7 @@ class _BundleStaging:
 
     def _publish_ledger(self, report: ImportReport, bundle: Path) -> None:
         for name, table in report.tables.items():
-            if table.already_imported:
+            if table.already_imported or not table.read:  # empty files are no evidence
                 continue
             entry = report.manifest["files"][name]
             self.con.execute(
