@@ -111,10 +111,15 @@ def _with_slope_and_t(frame: pl.LazyFrame) -> pl.LazyFrame:
         slope=pl.when(denom > 0).then((n * sxy - sx * sy) / denom),
         syy_c=syy - sy * sy / n,
     )
+    flat = pl.col("syy_c") <= EXACT_FIT_TOLERANCE * syy  # no variance in y: slope 0, t null
     ss_res = pl.col("syy_c") - pl.col("slope") * (sxy - sx * sy / n)
     se = (ss_res / (n - 2) / (denom / n)).sqrt()
-    fits = (n > 2) & (denom > 0) & (ss_res > EXACT_FIT_TOLERANCE * pl.col("syy_c"))
-    return frame.with_columns(t=pl.when(fits).then(pl.col("slope") / se)).drop("syy_c")
+    fits = (n > 2) & (denom > 0) & ~flat & (ss_res > EXACT_FIT_TOLERANCE * pl.col("syy_c"))
+    return (
+        frame.with_columns(t=pl.when(fits).then(pl.col("slope") / se))
+        .with_columns(slope=pl.when(flat & (denom > 0)).then(0.0).otherwise(pl.col("slope")))
+        .drop("syy_c")
+    )
 
 
 def _direction(v: dict[str, Any]) -> pl.Expr:

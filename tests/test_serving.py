@@ -185,7 +185,8 @@ def test_context_evidence_keeps_each_task_texts_most_used_patterns(
     monkeypatch.setattr(serving_module, "CONTEXT_EVIDENCE_CAP", 2)
     copy = publish(warehouse_copy)
     sql = """
-        select context_hash, pattern_id, count(*) as n_events, sum(outcome_quality) as s
+        select context_hash, project_id, pattern_id, count(*) as n_events,
+               sum(outcome_quality) as s
         from staging.stg_usage_events
         where context_hash is not null and outcome_quality is not null
         group by all
@@ -200,13 +201,18 @@ def test_context_evidence_keeps_each_task_texts_most_used_patterns(
         kept = con.execute("select * from serving.context_patterns").df()
     finally:
         con.close()
-    assert (full.groupby("context_hash").size() > 2).any(), "the cap must bind somewhere"
-    assert kept.groupby("context_hash").size().max() == 2
+    # the cap is per task text and project (predict --project reads one project's rows)
+    per = ["context_hash", "project_id"]
+    assert (full.groupby(per).size() > 2).any(), "the cap must bind somewhere"
+    assert kept.groupby(per).size().max() == 2
     assert set(kept["context_hash"]) == set(full["context_hash"])
-    for context_hash, rows in kept.groupby("context_hash"):
-        counts = full[full["context_hash"] == context_hash]["n_events"]
+    for (context_hash, project_id), rows in kept.groupby(per):
+        mine = (full["context_hash"] == context_hash) & (full["project_id"] == project_id)
+        counts = full[mine]["n_events"]
         # the two kept are the two most used there (ties broken by pattern_id)
         assert sorted(rows["n_events"], reverse=True) == sorted(counts, reverse=True)[:2]
-        merged = rows.merge(full, on=["context_hash", "pattern_id"], suffixes=("", "_all"))
+        merged = rows.merge(
+            full, on=["context_hash", "project_id", "pattern_id"], suffixes=("", "_all")
+        )
         assert (merged["n_events"] == merged["n_events_all"]).all()
         assert np.allclose(merged["sum_quality"], merged["s"])

@@ -59,9 +59,10 @@ MART_ORDER: dict[str, str] = {
     "pattern_trends": "pattern_id, week",
     "pattern_trend_summary": "pattern_id",
     "pattern_predictions": "context_cluster_id, pattern_id",
+    "pattern_project_predictions": "project_id, context_cluster_id, pattern_id",
     "pattern_similar_pairs": "pattern_id, rank",
     "pattern_clusters": "cluster_id, pattern_id",
-    "file_cooccurrence": "file_a, file_b",
+    "file_cooccurrence": "project_id, file_a, file_b",
 }
 
 
@@ -329,18 +330,18 @@ def _serving_tables(
             f"""
             create table {_ALIAS}.serving.context_patterns as
             with per_pair as (
-                select context_hash, pattern_id, count(*)::bigint as n_events,
+                select context_hash, project_id, pattern_id, count(*)::bigint as n_events,
                        sum(outcome_quality)::double as sum_quality
                 from staging.stg_usage_events
                 where context_hash is not null and outcome_quality is not null
-                group by context_hash, pattern_id
+                group by context_hash, project_id, pattern_id
             )
-            select context_hash, pattern_id, n_events, sum_quality
+            select context_hash, project_id, pattern_id, n_events, sum_quality
             from per_pair
             qualify row_number() over (
-                partition by context_hash order by n_events desc, pattern_id
+                partition by context_hash, project_id order by n_events desc, pattern_id
             ) <= {CONTEXT_EVIDENCE_CAP}
-            order by context_hash, pattern_id
+            order by context_hash, project_id, pattern_id
             """
         )
         # predict looks up ~20 scattered task texts: an ART index beats zone maps there
