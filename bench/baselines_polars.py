@@ -31,7 +31,8 @@ ENGINE = "streaming"  # Polars' batched engine: bounded memory on the large join
 class PolarsInputs:
     """The same rows bench.inputs.load_inputs gives pandas, as Polars frames."""
 
-    events: pl.DataFrame  # event_id, pattern_id, occurred_at, outcome_quality, files, context_hash
+    # event_id, pattern_id, occurred_at, outcome_quality, files, context_hash, project_id
+    events: pl.DataFrame
     contexts: pl.DataFrame  # context_hash, context_cluster_id, context_cluster_label
     pattern_ids: pl.DataFrame  # pattern_id of every loaded pattern (predictions skip others)
 
@@ -186,21 +187,21 @@ def file_cooccurrence(events: pl.LazyFrame, v: dict[str, Any]) -> pl.LazyFrame:
     pair's weekly quality slope."""
     q = pl.col("outcome_quality")
     population = (
-        events.group_by("project_id").agg(
-            n_all=pl.len().cast(pl.Float64), sum_all=q.sum(), sum_sq_all=(q * q).sum()
+        events.group_by("project_id")
+        .agg(n_all=pl.len().cast(pl.Float64), sum_all=q.sum(), sum_sq_all=(q * q).sum())
+        .select(
+            "project_id",
+            "n_all",
+            "sum_all",
+            mean_all=pl.col("sum_all") / pl.col("n_all"),
+            sd_all=(
+                pl.max_horizontal(
+                    pl.col("sum_sq_all") - pl.col("sum_all") * pl.col("sum_all") / pl.col("n_all"),
+                    pl.lit(0.0),
+                )
+                / pl.col("n_all")
+            ).sqrt(),
         )
-    ).select(
-        "project_id",
-        "n_all",
-        "sum_all",
-        mean_all=pl.col("sum_all") / pl.col("n_all"),
-        sd_all=(
-            pl.max_horizontal(
-                pl.col("sum_sq_all") - pl.col("sum_all") * pl.col("sum_all") / pl.col("n_all"),
-                pl.lit(0.0),
-            )
-            / pl.col("n_all")
-        ).sqrt(),
     )
     files = (
         events.select("event_id", file_path=pl.col("files"))
@@ -210,26 +211,22 @@ def file_cooccurrence(events: pl.LazyFrame, v: dict[str, Any]) -> pl.LazyFrame:
     )
     n_files = pl.len().over("event_id")
     files = files.filter((n_files >= 2) & (n_files <= v["cooccurrence_max_files"]))
+    keys = ["project_id", "file_a", "file_b"]
+    detail = events.select("event_id", "project_id", "occurred_at", "week", "outcome_quality")
     pairs = (
         files.join(files, on="event_id", suffix="_b")
         .filter(pl.col("file_path") < pl.col("file_path_b"))
         .select("event_id", file_a=pl.col("file_path"), file_b=pl.col("file_path_b"))
-        .join(
-            events.select("event_id", "project_id", "occurred_at", "week", "outcome_quality"),
-            on="event_id",
-        )
-        .filter(pl.len().over("project_id", "file_a", "file_b") >= v["cooccurrence_min_support"])
+        .join(detail, on="event_id")
+        .filter(pl.len().over(keys) >= v["cooccurrence_min_support"])
     )
-    keys = ["project_id", "file_a", "file_b"]
     stats = _with_slope_and_t(_trend_moments(pairs, keys)).join(population, on="project_id")
     n, sy, n_all = pl.col("n").cast(pl.Float64), pl.col("sy"), pl.col("n_all")
     avg = sy / n
     rest_mean = (pl.col("sum_all") - sy) / (n_all - n)
     corr = (avg - rest_mean) / pl.col("sd_all") * (n * (n_all - n)).sqrt() / n_all
     return stats.select(
-        "project_id",
-        "file_a",
-        "file_b",
+        *keys,
         co_occurrences=pl.col("n"),
         avg_quality=avg,
         quality_lift=avg - pl.col("mean_all"),
