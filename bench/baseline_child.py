@@ -24,22 +24,24 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from bench.memory import high_water_rss
+
 
 def _prefer_me_for_oom_kill() -> None:
     with contextlib.suppress(OSError):  # not Linux, or not allowed: the kernel decides
         Path("/proc/self/oom_score_adj").write_text("1000")
 
 
-def _marts(db: Path, names: list[str]) -> dict[str, Any]:
+def _mart(db: Path, name: str) -> pd.DataFrame | None:
+    """One dbt mart as a pandas frame (None when the warehouse has no such mart)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
-        have = {
-            r[0]
-            for r in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'marts'"
-            ).fetchall()
-        }
-        return {n: con.execute(f"select * from marts.{n}").df() for n in names if n in have}
+        found = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'marts' and table_name = ?",
+            [name],
+        ).fetchall()[0][0]
+        return con.execute(f"select * from marts.{name}").df() if found else None
     finally:
         con.close()
 
@@ -86,9 +88,9 @@ def _run_sqlite(
 
 def _run_polars(
     db: Path, work: Path, v: dict[str, Any], out: dict[str, Any]
-) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    """Polars reads the warehouse itself (Arrow); its marts come back as pandas frames for
-    the answer check, after the timing."""
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Polars reads the warehouse itself (Arrow); its marts stay Polars frames until the
+    answer check converts them, one at a time."""
     from bench import baselines_polars
 
     started = time.perf_counter()
@@ -98,12 +100,13 @@ def _run_polars(
     frames, per_mart = baselines_polars.run_timed(inputs, v)
     out["compute_seconds"] = time.perf_counter() - started
     del inputs
-    return baselines_polars.to_pandas(frames), per_mart
+    return dict(frames), per_mart
 
 
+# (db, workdir, dbt vars, out) -> (marts as pandas or Polars frames, seconds per mart)
 Runner = Callable[
     [Path, Path, dict[str, Any], dict[str, Any]],
-    tuple[dict[str, pd.DataFrame], dict[str, float]],
+    tuple[dict[str, Any], dict[str, float]],
 ]
 BASELINES: dict[str, Runner] = {
     "pandas": _run_pandas,
@@ -121,12 +124,19 @@ def run(which: str, db: Path, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     frames, per_mart = BASELINES[which](db, work, dbt_vars(), out)
     out["marts_seconds"] = per_mart
-    marts = _marts(db, compared_marts())
-    out["agreement"] = {
-        name: agree(marts[name], frames[name], KEYS[name]).to_dict()
-        for name in frames
-        if name in marts
-    }
+    out["compute_peak_rss_bytes"] = high_water_rss()  # before the answer check adds its own
+    # one mart at a time, each freed after its check: at 10M events the marts and their
+    # pandas copies together would need more memory than the baseline itself
+    out["agreement"] = {}
+    for name in [n for n in compared_marts() if n in frames]:
+        mart = _mart(db, name)
+        baseline = frames.pop(name)
+        if mart is None:
+            continue
+        if not isinstance(baseline, pd.DataFrame):
+            baseline = baseline.to_pandas()  # a Polars frame
+        out["agreement"][name] = agree(mart, baseline, KEYS[name]).to_dict()
+        del mart, baseline
     return out
 
 
@@ -137,6 +147,9 @@ def main(argv: list[str]) -> int:
         return 2
     _prefer_me_for_oom_kill()
     result = run(which, Path(db), Path(work))
+    # the child's own peak (its VmHWM since exec); the parent's wait4 figure includes the
+    # parent's RSS at the fork (bench.memory.high_water_rss)
+    result["own_peak_rss_bytes"] = high_water_rss()
     Path(result_path).write_text(json.dumps(result, default=float))
     return 0
 

@@ -31,7 +31,8 @@ ENGINE = "streaming"  # Polars' batched engine: bounded memory on the large join
 class PolarsInputs:
     """The same rows bench.inputs.load_inputs gives pandas, as Polars frames."""
 
-    events: pl.DataFrame  # event_id, pattern_id, occurred_at, outcome_quality, files, context_hash
+    # event_id, pattern_id, occurred_at, outcome_quality, files, context_hash, project_id
+    events: pl.DataFrame
     contexts: pl.DataFrame  # context_hash, context_cluster_id, context_cluster_label
     pattern_ids: pl.DataFrame  # pattern_id of every loaded pattern (predictions skip others)
 
@@ -51,7 +52,7 @@ def load_inputs(db_path: Path) -> PolarsInputs:
             con,
             """
             select event_id, pattern_id, occurred_at, outcome_quality,
-                   files_involved as files, context_hash
+                   files_involved as files, context_hash, project_id
             from raw.usage_events
             """,
         )
@@ -111,10 +112,15 @@ def _with_slope_and_t(frame: pl.LazyFrame) -> pl.LazyFrame:
         slope=pl.when(denom > 0).then((n * sxy - sx * sy) / denom),
         syy_c=syy - sy * sy / n,
     )
+    flat = pl.col("syy_c") <= EXACT_FIT_TOLERANCE * syy  # no variance in y: slope 0, t null
     ss_res = pl.col("syy_c") - pl.col("slope") * (sxy - sx * sy / n)
     se = (ss_res / (n - 2) / (denom / n)).sqrt()
-    fits = (n > 2) & (denom > 0) & (ss_res > EXACT_FIT_TOLERANCE * pl.col("syy_c"))
-    return frame.with_columns(t=pl.when(fits).then(pl.col("slope") / se)).drop("syy_c")
+    fits = (n > 2) & (denom > 0) & ~flat & (ss_res > EXACT_FIT_TOLERANCE * pl.col("syy_c"))
+    return (
+        frame.with_columns(t=pl.when(fits).then(pl.col("slope") / se))
+        .with_columns(slope=pl.when(flat & (denom > 0)).then(0.0).otherwise(pl.col("slope")))
+        .drop("syy_c")
+    )
 
 
 def _direction(v: dict[str, Any]) -> pl.Expr:
@@ -176,22 +182,26 @@ def pattern_trend_summary(events: pl.LazyFrame, v: dict[str, Any]) -> pl.LazyFra
 
 
 def file_cooccurrence(events: pl.LazyFrame, v: dict[str, Any]) -> pl.LazyFrame:
-    """File pairs seen together in >= min_support events, with quality, lift, point-biserial
-    correlation against all events, and the pair's weekly quality slope."""
+    """File pairs of one project seen together in >= min_support of its events, with
+    quality, lift, point-biserial correlation against all the project's events, and the
+    pair's weekly quality slope."""
     q = pl.col("outcome_quality")
-    population = events.select(
-        n_all=pl.len().cast(pl.Float64), sum_all=q.sum(), sum_sq_all=(q * q).sum()
-    ).select(
-        "n_all",
-        "sum_all",
-        mean_all=pl.col("sum_all") / pl.col("n_all"),
-        sd_all=(
-            pl.max_horizontal(
-                pl.col("sum_sq_all") - pl.col("sum_all") * pl.col("sum_all") / pl.col("n_all"),
-                pl.lit(0.0),
-            )
-            / pl.col("n_all")
-        ).sqrt(),
+    population = (
+        events.group_by("project_id")
+        .agg(n_all=pl.len().cast(pl.Float64), sum_all=q.sum(), sum_sq_all=(q * q).sum())
+        .select(
+            "project_id",
+            "n_all",
+            "sum_all",
+            mean_all=pl.col("sum_all") / pl.col("n_all"),
+            sd_all=(
+                pl.max_horizontal(
+                    pl.col("sum_sq_all") - pl.col("sum_all") * pl.col("sum_all") / pl.col("n_all"),
+                    pl.lit(0.0),
+                )
+                / pl.col("n_all")
+            ).sqrt(),
+        )
     )
     files = (
         events.select("event_id", file_path=pl.col("files"))
@@ -201,23 +211,22 @@ def file_cooccurrence(events: pl.LazyFrame, v: dict[str, Any]) -> pl.LazyFrame:
     )
     n_files = pl.len().over("event_id")
     files = files.filter((n_files >= 2) & (n_files <= v["cooccurrence_max_files"]))
+    keys = ["project_id", "file_a", "file_b"]
+    detail = events.select("event_id", "project_id", "occurred_at", "week", "outcome_quality")
     pairs = (
         files.join(files, on="event_id", suffix="_b")
         .filter(pl.col("file_path") < pl.col("file_path_b"))
         .select("event_id", file_a=pl.col("file_path"), file_b=pl.col("file_path_b"))
-        .join(events.select("event_id", "occurred_at", "week", "outcome_quality"), on="event_id")
-        .filter(pl.len().over("file_a", "file_b") >= v["cooccurrence_min_support"])
+        .join(detail, on="event_id")
+        .filter(pl.len().over(keys) >= v["cooccurrence_min_support"])
     )
-    stats = _with_slope_and_t(_trend_moments(pairs, ["file_a", "file_b"])).join(
-        population, how="cross"
-    )
+    stats = _with_slope_and_t(_trend_moments(pairs, keys)).join(population, on="project_id")
     n, sy, n_all = pl.col("n").cast(pl.Float64), pl.col("sy"), pl.col("n_all")
     avg = sy / n
     rest_mean = (pl.col("sum_all") - sy) / (n_all - n)
     corr = (avg - rest_mean) / pl.col("sd_all") * (n * (n_all - n)).sqrt() / n_all
     return stats.select(
-        "file_a",
-        "file_b",
+        *keys,
         co_occurrences=pl.col("n"),
         avg_quality=avg,
         quality_lift=avg - pl.col("mean_all"),

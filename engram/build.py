@@ -6,11 +6,14 @@ in a checkout, in $ENGRAM_PROJECT_DIR, or packaged with an installed engram)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import duckdb
 
 from engram.project import dbt_state_dir, is_packaged, project_dir
 from ingest.progress import ProgressFactory
@@ -126,6 +129,23 @@ def warehouse_has_data(db_path: Path) -> bool:
         con.close()
 
 
+def changed_since(db_path: Path) -> str | None:
+    """The loaded_at watermark of the previous build: the newest event it aggregated
+    (int_pattern_weeks__aggregated.max_loaded_at). Rows loaded later are new to this build,
+    so the expensive data tests check only those (macros/changed_rows.sql); None before
+    the first build, when every test checks every row."""
+    con = connect_for_read(db_path)
+    try:
+        row = con.execute(
+            "select max(max_loaded_at) from intermediate.int_pattern_weeks__aggregated"
+        ).fetchone()
+    except duckdb.Error:  # not built yet
+        return None
+    finally:
+        con.close()
+    return None if row is None or row[0] is None else row[0].isoformat(sep=" ")
+
+
 def build(
     db_path: Path,
     *,
@@ -138,7 +158,9 @@ def build(
     """Embed what is missing, then `dbt build` (models and their tests) on the warehouse.
 
     After a successful build, publish the read-only serving copy + vector index
-    (engram.query.serving) that queries read, unless publish=False.
+    (engram.query.serving) that queries read, unless publish=False: only what changed since
+    the previous copy is written, except with full_refresh, which writes it from scratch
+    (and refits the vector index).
     """
     take_in_journal(db_path)
     if not warehouse_has_data(db_path):
@@ -152,13 +174,17 @@ def build(
         args += ["--select", select]
     if full_refresh:
         args.append("--full-refresh")
+    else:
+        since = changed_since(db_path)
+        if since is not None:
+            args += ["--vars", json.dumps({"engram_changed_since": since})]
     result = run_dbt(args, db_path, capture=capture)
     if publish:
         from engram.query.serving import ServingError
         from engram.query.serving import publish as publish_serving_copy
 
         try:
-            publish_serving_copy(db_path)
+            publish_serving_copy(db_path, incremental=not full_refresh)
         except ServingError as exc:
             raise BuildError(
                 f"dbt build succeeded but publishing the serving copy failed: {exc}"

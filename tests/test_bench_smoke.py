@@ -71,6 +71,7 @@ def test_bench_exits_ok_and_prints_the_table(bench_run: dict[str, Any]) -> None:
         "GPU sentences/s",
         "total (all models + tests)",
         "build after +1% events",
+        "build + publish: refresh / full",
         "trend lookup (1 pattern)",
         "similar top-10 ANN",
         "predict (incl. embedding)",
@@ -98,10 +99,28 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
     build = r["build"]
     assert build["exit_code"] == 0, build["failures"]
     assert build["seconds"] > 0 and build["peak_rss_bytes"] > 0
+    # the sampled RSS names the models running at the peak, never above the kernel's peak
+    by_node = build["peak_rss_by_node"]
+    assert by_node and all(0 < n["peak_rss_bytes"] <= build["peak_rss_bytes"] for n in by_node)
+    peaks = [n["peak_rss_bytes"] for n in by_node]
+    assert peaks == sorted(peaks, reverse=True)
     assert set(MARTS) <= set(build["models"])
     assert r["incremental"]["exit_code"] == 0, r["incremental"]["failures"]
     assert r["incremental"]["ratio_to_full"] > 0
     assert r["append"]["events_loaded"] == r["generate"]["events_held_back"] == 20
+    # the refresh appends new patterns too, and publishes in place of a full copy
+    assert r["append"]["patterns_loaded"] == r["generate"]["patterns_held_back"] == 2
+    assert r["publish"]["mode"] == "full" and r["refresh_publish"]["mode"] == "incremental"
+    assert ", 2 added, 0 removed" in r["refresh_publish"]["indexes"]["patterns"]
+    assert r["refresh_publish"]["tables"]["marts.dim_patterns"] == "updated"
+    refresh = r["refresh"]
+    assert refresh["refresh_build_publish_seconds"] == pytest.approx(
+        r["incremental"]["seconds"] + r["refresh_publish"]["seconds"]
+    )
+    assert refresh["full_build_publish_seconds"] == pytest.approx(
+        r["build"]["seconds"] + r["publish"]["seconds"]
+    )
+    assert r["disk_after_refresh"]["bytes_per_event"] > 0
     q = r["queries"]
     assert q["unavailable"] == {}
     for name in (
@@ -124,6 +143,10 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
         assert ratios[f"{name}_same_answers"] is True
         base = r["baselines"][name]
         assert base["peak_rss_bytes"] > 0 and base["load_seconds"] > 0, name
+        # the child's own peak, never above wait4's (which starts at the runner's RSS)
+        assert base["own_peak_rss_bytes"] == base["peak_rss_bytes"], name
+        assert base["peak_rss_bytes"] <= base["wait4_peak_rss_bytes"], name
+        assert 0 < base["compute_peak_rss_bytes"] <= base["peak_rss_bytes"], name
         assert set(base["marts_seconds"]) == set(MARTS), name
 
 
@@ -340,3 +363,43 @@ def test_memory_guard_stops_a_baseline_and_the_run_goes_on(
     out = run_baseline_child("polars", bench_run["db"], tmp_path, floor_bytes=available + 2**40)
     assert out["memory_guard"] is True and out["exit_code"] == -9
     assert "stopped by the memory guard" in out["skipped"]
+
+
+def test_no_ratio_for_a_baseline_with_different_answers(bench_run: dict[str, Any]) -> None:
+    """The run's own results with one Polars mart marked different (or none compared): its
+    speed-up is withheld in the ratios and the table, the others keep theirs."""
+    import copy
+
+    from bench import render
+    from bench.runner import speedups
+
+    results = copy.deepcopy(bench_run["results"])
+    assert speedups(results)["polars_vs_dbt_wall"] > 0
+    results["baselines"]["polars"]["agreement"]["file_cooccurrence"]["same"] = False
+    ratios = speedups(results)
+    assert ratios["polars_same_answers"] is False
+    assert ratios["polars_vs_dbt_wall"] is None and ratios["polars_vs_dbt_run_phase"] is None
+    assert ratios["pandas_vs_dbt_wall"] > 0 and ratios["sqlite_vs_dbt_wall"] > 0
+    results["ratios"] = ratios
+    rows = {(r[0], r[1]): r for r in render.rows(results)}
+    assert rows[("baselines", "speed-up over Polars")][2] == "n/a"
+    assert "withheld" in rows[("baselines", "speed-up over Polars")][3]
+    assert "DIFFERENT answers: file_cooccurrence" in rows[("baselines", "Polars")][3]
+    results["baselines"]["polars"]["agreement"] = {}
+    assert speedups(results)["polars_vs_dbt_wall"] is None
+
+
+def test_peak_rss_is_the_childs_own_not_the_parents() -> None:
+    """wait4's ru_maxrss of a child starts at the parent's RSS at the fork (Linux keeps the
+    old address space's high-water mark across exec); the guard's VmHWM poll does not."""
+    import subprocess
+    import sys
+
+    ballast = np.ones(512 * 2**20 // 8)  # 512 MiB resident in this process
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    ended = wait_with_memory_guard(child, floor_bytes=0, poll_seconds=0.1)
+    assert ballast.sum() == len(ballast)
+    assert ended.exit_code == 0 and not ended.guard_killed
+    assert ended.peak_rss_bytes >= 512 * 2**20
+    assert ended.polled_peak_rss_bytes is not None
+    assert 0 < ended.polled_peak_rss_bytes < 200 * 2**20

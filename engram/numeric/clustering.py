@@ -40,6 +40,8 @@ __all__ = [
     "cluster_keyed",
     "cluster_level",
     "cluster_texts",
+    "describe_level",
+    "describe_texts",
     "distinctive_terms",
     "embedding_array",
     "embedding_matrix",
@@ -49,6 +51,7 @@ __all__ = [
     "partition",
     "stable_ids",
     "summarize",
+    "two_level_columns",
     "two_level_table",
 ]
 
@@ -364,6 +367,18 @@ def cluster_texts(
     """
     keys = np.asarray(keys).astype(str)
     labels = cluster_keyed(keys, x, threshold, leaf_size=leaf_size, seed=seed)
+    return describe_texts(keys, texts, x, labels)
+
+
+def describe_texts(
+    keys: np.ndarray, texts: np.ndarray, x: np.ndarray, labels: np.ndarray
+) -> TextClusters:
+    """The TextClusters of a given partition (`labels` per row, 0..k-1, every label used):
+    what cluster_texts reports, for clusters made elsewhere (an incremental placement,
+    engram/numeric/incremental.py). The same partition gives the same facts, whatever
+    made it or however its labels are numbered."""
+    keys = np.asarray(keys).astype(str)
+    labels = np.asarray(labels, dtype=np.int64)
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     # distinct texts in order of first appearance, so ties (a two-member cluster's members
     # are equally central) go to the earliest row, not to the smallest hash
@@ -419,23 +434,29 @@ def clustered_table(
     keep: tuple[str, ...],
     threshold: float,
     names: dict[str, str],
+    labels: np.ndarray | None = None,
 ) -> object:
     """What the clustered dbt Python models return: `keep` columns of `table` (a pyarrow
     table with `group_key`, `text` and `embedding`), then the cluster columns under the
     model's own names, in the order of `names` ({cluster_id | cluster_size |
     cluster_label | similarity_to_centroid: output name}).
 
-    Rows sharing `group_key` (identical texts) are clustered once."""
+    Rows sharing `group_key` (identical texts) are clustered once. With `labels` (a
+    cluster id per row, from an incremental placement) nothing is clustered: the given
+    partition is described and the given ids are kept."""
     import pyarrow as pa
 
-    clusters = cluster_texts(
-        np.asarray(table.column(group_key).to_pylist(), dtype=object),  # type: ignore[attr-defined]
-        np.asarray(table.column(text).to_pylist(), dtype=object),  # type: ignore[attr-defined]
-        embedding_matrix(table.column("embedding")),  # type: ignore[attr-defined]
-        threshold,
-    )
+    keys = np.asarray(table.column(group_key).to_pylist(), dtype=object)  # type: ignore[attr-defined]
+    texts = np.asarray(table.column(text).to_pylist(), dtype=object)  # type: ignore[attr-defined]
+    x = embedding_matrix(table.column("embedding"))  # type: ignore[attr-defined]
+    if labels is None:
+        clusters = cluster_texts(keys, texts, x, threshold)
+        ids = clusters.labels
+    else:
+        ids = np.asarray(labels, dtype=np.int64)
+        clusters = describe_texts(keys, texts, x, _first_appearance(ids))
     computed = {
-        "cluster_id": pa.array(clusters.labels, type=pa.int64()),
+        "cluster_id": pa.array(ids, type=pa.int64()),
         "cluster_size": pa.array(clusters.sizes, type=pa.int64()),
         "cluster_label": pa.array(clusters.label_text, type=pa.string()),
         "similarity_to_centroid": pa.array(clusters.similarity, type=pa.float64()),
@@ -604,13 +625,31 @@ def cluster_level(
     """Cluster rows at one cut and describe each cluster: a stable id from its member
     `row_keys`, its size, its most central distinct text (the medoid, ties to the first
     row) and that text's cluster's c-TF-IDF terms."""
+    group_keys = np.asarray(group_keys).astype(str)
+    labels = cluster_keyed(group_keys, x, threshold, leaf_size=leaf_size, seed=seed)
+    ids = stable_ids(labels, np.asarray(row_keys).astype(str), prefix)
+    return describe_level(row_keys, group_keys, texts, x, labels, ids)
+
+
+def describe_level(
+    row_keys: np.ndarray,
+    group_keys: np.ndarray,
+    texts: np.ndarray,
+    x: np.ndarray,
+    labels: np.ndarray,
+    ids: np.ndarray,
+) -> ClusterLevel:
+    """The ClusterLevel of a given partition: `labels` per row (0..k-1, every label used)
+    and `ids` per label. Split from cluster_level so that an incremental placement
+    (engram/numeric/incremental.py) describes its clusters exactly as a full clustering
+    would describe the same partition."""
     row_keys = np.asarray(row_keys).astype(str)
     group_keys = np.asarray(group_keys).astype(str)
     texts = np.asarray(texts, dtype=object)
-    clusters = cluster_texts(group_keys, texts, x, threshold, leaf_size=leaf_size, seed=seed)
-    labels = clusters.labels
+    labels = np.asarray(labels, dtype=np.int64)
+    ids = np.asarray(ids, dtype=object)
+    clusters = describe_texts(group_keys, texts, x, labels)
     k = int(labels.max()) + 1 if len(labels) else 0
-    ids = stable_ids(labels, row_keys, prefix)
     # the central text's first row gives the medoid's key
     central_text_of = np.empty(k, dtype=object)
     central_text_of[labels] = clusters.label_text
@@ -654,7 +693,6 @@ def two_level_table(
     The paraphrase level also fills the older cluster_* columns (cluster_id numbered by
     first appearance, cluster_label the central description, similarity_to_centroid),
     which other code reads: they were this same cut before themes existed."""
-    import pyarrow as pa
 
     if not 0.0 < theme_threshold <= paraphrase_threshold <= 1.0:
         raise ValueError(
@@ -667,6 +705,16 @@ def two_level_table(
     x = embedding_matrix(table.column("embedding"))  # type: ignore[attr-defined]
     theme = cluster_level(keys, hashes, texts, x, theme_threshold, "th_")
     group = cluster_level(keys, hashes, texts, x, paraphrase_threshold, "pg_")
+    return two_level_columns(table, theme, group, group.number)
+
+
+def two_level_columns(
+    table: object, theme: ClusterLevel, group: ClusterLevel, cluster_id: np.ndarray
+) -> object:
+    """int_patterns__clustered's columns from the two described levels; `cluster_id` per
+    row (first-appearance numbers after a full clustering, kept numbers after an
+    incremental one)."""
+    import pyarrow as pa
 
     def text(values: np.ndarray) -> object:
         return pa.array(values.tolist(), type=pa.string())
@@ -681,7 +729,7 @@ def two_level_table(
         {
             "pattern_id": table.column("pattern_id"),  # type: ignore[attr-defined]
             "description_hash": table.column("description_hash"),  # type: ignore[attr-defined]
-            "cluster_id": whole(group.number),
+            "cluster_id": whole(cluster_id),
             "cluster_size": whole(group.sizes),
             "cluster_label": text(group.central_text),
             "similarity_to_centroid": real(group.similarity),

@@ -23,7 +23,13 @@ import numpy as np
 
 from engram.numeric.clustering import group_sums, normalize, partition
 
-__all__ = ["EXACT_MAX_ROWS", "Neighbors", "expand_duplicates", "nearest_neighbors"]
+__all__ = [
+    "EXACT_MAX_ROWS",
+    "Neighbors",
+    "expand_duplicates",
+    "nearest_neighbors",
+    "neighbors_of",
+]
 
 EXACT_MAX_ROWS = 20_000  # exact costs 2 n^2 d flops: ~0.3 TFLOP (seconds) at 20k
 IVF_LEAF_SIZE = 1_000
@@ -71,6 +77,69 @@ def nearest_neighbors(
     if method == "hnsw":
         return _hnsw(x, k, floor)
     raise ValueError(f"unknown method {method!r}")
+
+
+def neighbors_of(
+    x: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    *,
+    min_similarity: float,
+    exact_max_rows: int = EXACT_MAX_ROWS,
+    n_probe: int = IVF_PROBES,
+    seed: int = 0,
+) -> tuple[Neighbors, np.ndarray]:
+    """Neighbours of some rows only, for an incremental refresh: the k most similar other
+    rows (of all of `x`) with cosine >= `min_similarity` for each of `rows`, plus a mask
+    over all rows of those within `min_similarity` of any of `rows` (whose own lists may
+    now hold one of them). Work is O(len(rows) * n * d) up to `exact_max_rows` rows (exact,
+    the same answer nearest_neighbors gives) and, above, the inverted-file search restricted
+    to these rows' probes (approximate, as the full search is there)."""
+    x = normalize(x)
+    n = len(x)
+    rows = np.asarray(rows, dtype=np.int64)
+    k = max(0, min(k, n - 1))
+    floor = float(min_similarity)
+    out = _empty(len(rows), k)
+    near = np.zeros(n, dtype=bool)
+    if k == 0 or len(rows) == 0:
+        return out, near
+    local = np.arange(len(rows))
+    if n <= exact_max_rows:
+        everyone = np.arange(n)
+        block = max(1, min(2048, _BLOCK_FLOATS // n))
+        for lo in range(0, len(rows), block):
+            part = rows[lo : lo + block]
+            sims = x[part] @ x.T
+            sims[np.arange(len(part)), part] = -np.inf  # not your own neighbour
+            near |= (sims >= floor).any(axis=0)
+            _top_k(sims, k, floor, out, local[lo : lo + block], everyone)
+        return out, near
+    leaves = partition(x, IVF_LEAF_SIZE, seed)
+    leaf_of = np.empty(n, dtype=np.int64)
+    for number, leaf in enumerate(leaves):
+        leaf_of[leaf] = number
+    centroids = normalize(group_sums(x, leaf_of, len(leaves)))
+    n_probe = max(1, min(n_probe, len(leaves)))
+    probes = np.argpartition(-(x[rows] @ centroids.T), n_probe - 1, axis=1)[:, :n_probe]
+    prober = np.repeat(local, n_probe)[np.argsort(probes.ravel(), kind="stable")]
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(probes.ravel(), minlength=len(leaves)))))
+    for number, members in enumerate(leaves):
+        queries = prober[bounds[number] : bounds[number + 1]]
+        if len(queries) == 0:
+            continue
+        sims = x[rows[queries]] @ x[members].T
+        sims[rows[queries][:, None] == members[None, :]] = -np.inf
+        near[members[(sims >= floor).any(axis=0)]] = True
+        _merge_top_k(out, queries, sims, members, k, floor)
+    order = np.lexsort((out.index, -out.similarity), axis=1)
+    return (
+        Neighbors(
+            np.take_along_axis(out.index, order, axis=1),
+            np.take_along_axis(out.similarity, order, axis=1),
+        ),
+        near,
+    )
 
 
 def _empty(n: int, k: int) -> Neighbors:

@@ -24,14 +24,16 @@ def model(dbt, session):
     events = dbt.ref("stg_usage_events").filter("context_hash is null").aggregate("count(*)")
     no_context = int(events.fetchall()[0][0])
 
-    labels = rows.column("context_cluster_id").to_numpy()
+    # cluster numbers are kept across incremental builds, so they may have gaps
+    numbers, labels = np.unique(rows.column("context_cluster_id").to_numpy(), return_inverse=True)
+    labels = labels.reshape(-1)
     summary = summarize(embedding_matrix(rows.column("embedding")), labels)
     k = len(summary.sizes)
     n_events = np.bincount(labels, weights=rows.column("n_events").to_numpy(), minlength=k)
     label_text = np.empty(k, dtype=object)
     label_text[labels] = np.asarray(rows.column("context_cluster_label").to_pylist(), dtype=object)
 
-    ids = np.arange(k, dtype=np.int64)
+    ids = numbers.astype(np.int64)
     n_contexts = summary.sizes.astype(np.int64)
     centroids = summary.centroids
     missing = np.zeros(k, dtype=bool)

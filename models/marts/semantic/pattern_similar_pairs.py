@@ -5,38 +5,129 @@ up to 20k distinct texts, an inverted-file search over k-means leaves above); pa
 sharing a description are each other's first neighbours at similarity 1.0, then come the
 patterns of the neighbouring texts.
 At most var('similar_pairs_k') rows per pattern; patterns without an embedding get none.
+
+Incremental (README "Incremental builds"): a build searches for the patterns loaded since
+the newest one already in the table (new x all), finds the descriptions within the
+threshold of theirs (only their lists can change: a new neighbour, or one more pattern
+with a neighbouring description) plus the patterns that listed a changed pattern, and
+recomputes the lists of those alone; delete+insert on pattern_id merges them in. Up to
+20k distinct descriptions that is the full build's exact answer.
 """
 
 import numpy as np
 import pyarrow as pa
 
 from engram.numeric.clustering import embedding_matrix
-from engram.numeric.neighbors import expand_duplicates, nearest_neighbors
+from engram.numeric.neighbors import Neighbors, expand_duplicates, nearest_neighbors, neighbors_of
+
+SCHEMA = pa.schema(
+    [
+        ("pattern_id", pa.string()),
+        ("similar_pattern_id", pa.string()),
+        ("similarity", pa.float64()),
+        ("rank", pa.int64()),
+    ]
+)
+
+
+def changed_patterns(dbt, session):
+    """pattern_ids loaded after the newest pattern the table already covers, and the
+    patterns whose lists name one of them; None when the table must be built whole."""
+    this = dbt.this
+    patterns = dbt.ref("stg_patterns")
+    session.register(
+        "engram_pairs_patterns", patterns.project("pattern_id, loaded_at").to_arrow_table()
+    )
+    try:
+        (mark,) = session.sql(
+            "select max(p.loaded_at) from engram_pairs_patterns as p "
+            f"semi join {this} as t on t.pattern_id = p.pattern_id"
+        ).fetchall()[0]
+        if mark is None:
+            return None
+        changed = session.sql(
+            "select pattern_id from engram_pairs_patterns where loaded_at > ?", params=[mark]
+        ).to_arrow_table()
+    finally:
+        session.unregister("engram_pairs_patterns")
+    changed_ids = changed.column("pattern_id").to_pylist()
+    if not changed_ids:
+        return set()
+    session.register("engram_pairs_changed", changed)
+    try:
+        listing = session.sql(
+            f"select distinct pattern_id from {this} "
+            "where similar_pattern_id in (select pattern_id from engram_pairs_changed)"
+        ).fetchall()
+    finally:
+        session.unregister("engram_pairs_changed")
+    return set(changed_ids) | {row[0] for row in listing}
 
 
 def model(dbt, session):
-    dbt.config(materialized="table")
+    dbt.config(
+        materialized="incremental", incremental_strategy="delete+insert", unique_key="pattern_id"
+    )
     k = int(dbt.config.get("similar_pairs_k"))
     threshold = float(dbt.config.get("similarity_threshold"))
-    patterns = (
-        dbt.ref("stg_patterns")
-        .filter("embedding is not null")
-        .project("pattern_id, description_hash, embedding")
-        .order("pattern_id")
+    changed = changed_patterns(dbt, session) if dbt.is_incremental else None
+    return pairs(dbt, changed, k, threshold)
+
+
+def pairs(dbt, changed, k, threshold):
+    """Every pattern's list (changed None), or only the lists a change can touch."""
+    if changed is not None and not changed:
+        return SCHEMA.empty_table()
+    embedded = dbt.ref("stg_patterns").filter("embedding is not null")
+    # ids and keys sorted, then one vector per distinct description in key order (what
+    # np.unique returns): fetching every pattern's copy sorted by id held 1M embeddings
+    # (1.5 GB) in DuckDB's buffer pool, past profiles.yml's memory_limit
+    patterns = embedded.project("pattern_id, description_hash").order("pattern_id").to_arrow_table()
+    vectors = (
+        embedded.aggregate(
+            "description_hash, any_value(embedding) as embedding", "description_hash"
+        )
+        .order("description_hash")
         .to_arrow_table()
     )
     ids = np.asarray(patterns.column("pattern_id").to_pylist(), dtype=object)
     keys = np.asarray(patterns.column("description_hash").to_pylist(), dtype=str)
-    x = embedding_matrix(patterns.column("embedding"))
-    _, first, key_of_row = np.unique(keys, return_index=True, return_inverse=True)
-    neighbours = nearest_neighbors(x[first], k, min_similarity=threshold)
-    row, other, similarity, rank = expand_duplicates(key_of_row.reshape(-1), neighbours, k)
+    unique_keys, key_of_row = np.unique(keys, return_inverse=True)
+    key_of_row = key_of_row.reshape(-1)
+    if not np.array_equal(
+        unique_keys, np.asarray(vectors.column("description_hash").to_pylist(), dtype=str)
+    ):
+        raise ValueError("pattern_similar_pairs: description hashes and vectors disagree")
+    x = embedding_matrix(vectors.column("embedding"))  # one row per distinct description
+    if changed is None:
+        neighbours = nearest_neighbors(x, k, min_similarity=threshold)
+        scope = None
+    else:
+        hit = np.fromiter((i in changed for i in ids.tolist()), dtype=bool, count=len(ids))
+        touched_keys = np.zeros(len(unique_keys), dtype=bool)
+        touched_keys[np.unique(key_of_row[hit])] = True
+        # descriptions near a changed one: their lists may now hold it
+        _, near = neighbors_of(x, np.flatnonzero(touched_keys), k, min_similarity=threshold)
+        scope = touched_keys | near
+        redo = np.flatnonzero(scope)
+        found, _ = neighbors_of(x, redo, k, min_similarity=threshold)
+        kk = found.index.shape[1]
+        neighbours = Neighbors(
+            np.full((len(unique_keys), kk), -1, np.int64),
+            np.full((len(unique_keys), kk), -np.inf, np.float32),
+        )
+        neighbours.index[redo] = found.index
+        neighbours.similarity[redo] = found.similarity
+    row, other, similarity, rank = expand_duplicates(key_of_row, neighbours, k)
     keep = similarity >= threshold  # rows are best first, so ranks stay 1..j
+    if scope is not None:
+        keep &= scope[key_of_row[row]]
     return pa.table(
         {
             "pattern_id": pa.array(ids[row[keep]], type=pa.string()),
             "similar_pattern_id": pa.array(ids[other[keep]], type=pa.string()),
             "similarity": pa.array(np.minimum(similarity[keep], 1.0), type=pa.float64()),
             "rank": pa.array(rank[keep], type=pa.int64()),
-        }
+        },
+        schema=SCHEMA,
     )

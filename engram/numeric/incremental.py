@@ -1,0 +1,386 @@
+"""Clusters that grow with the data instead of being recomputed: the incremental half of
+engram/numeric/clustering.py.
+
+A full clustering (average linkage cut at a threshold) costs O(n log n) k-means passes plus
+a leaf-local UPGMA per round; rerunning it after every small ingest made a 1% refresh cost
+most of a full build, and gave every touched cluster a new id. Here a refresh places only
+the new distinct texts:
+
+* join: a new text joins the existing cluster whose members it is most similar to on
+  average, mean cosine = x . sum(members) / |members| (counting distinct texts, as the full
+  clustering does), when that mean is at least the level's threshold. That is the very
+  criterion average linkage merges by, applied to a singleton;
+* found: the texts that join none are clustered among themselves by the full algorithm and
+  form new clusters.
+
+Ids: a cluster's id is fixed when it is founded (the hash of its founding members, the
+members it had when a clustering created it) and never changes as members join. A full
+clustering (`--full-refresh`, or a re-cluster because the drift bound was passed) makes
+fresh clusters; on a drift re-cluster each new cluster keeps the id of the old cluster it
+shares the most members with (one to one, largest overlaps first), the others get
+founding-member hashes. `--full-refresh` starts from nothing: every id is the hash of the
+members at that moment.
+
+Drift bound: incremental placement never splits or merges old clusters, so the partition
+drifts from what a full clustering would make as the share of incrementally placed texts
+grows. Once more than `drift_share` of the rows were placed incrementally since the last
+full clustering, the next build re-clusters everything (README "Incremental builds").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from engram.numeric.clustering import (
+    DEFAULT_LEAF_SIZE,
+    canonical_labels,
+    cluster_embeddings,
+    group_sums,
+    normalize,
+)
+
+__all__ = [
+    "DEFAULT_DRIFT_SHARE",
+    "PLACED_BY_CLUSTERING",
+    "PLACED_BY_JOIN",
+    "Extension",
+    "carry_ids",
+    "drift_exceeded",
+    "extend_labels",
+    "founding_ids",
+]
+
+DEFAULT_DRIFT_SHARE = 0.2
+PLACED_BY_CLUSTERING = "clustering"  # the row was placed by a full clustering
+PLACED_BY_JOIN = "incremental"  # the row joined or founded a cluster incrementally
+_BLOCK_FLOATS = 1 << 25  # new texts x old clusters similarity block: 128 MB of float32
+
+
+@dataclass(frozen=True)
+class Extension:
+    """Labels of the distinct texts after an incremental placement."""
+
+    labels: np.ndarray  # (m,) per distinct text: old label, or a new one >= n_old
+    joined: int  # new texts that joined an existing cluster
+    founded: int  # clusters founded by the texts that joined none
+
+
+def extend_labels(
+    x: np.ndarray,
+    old: np.ndarray,
+    threshold: float,
+    *,
+    leaf_size: int = DEFAULT_LEAF_SIZE,
+    seed: int = 0,
+) -> Extension:
+    """Place the new distinct texts (old label -1) among the old clusters (labels >= 0).
+
+    `x` holds one vector per distinct text. Old texts keep their label. A new text joins the
+    old cluster with the highest mean cosine to its members if that is >= `threshold`
+    (ties to the smaller label); the rest are clustered among themselves by the full
+    algorithm and numbered after the largest old label, in order of first appearance.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    x = normalize(x)
+    old = np.asarray(old, dtype=np.int64)
+    if len(old) != len(x):
+        raise ValueError(f"{len(x)} vectors but {len(old)} old labels")
+    labels = old.copy()
+    fresh = np.flatnonzero(old < 0)
+    known = np.flatnonzero(old >= 0)
+    n_old = int(old.max()) + 1 if len(known) else 0
+    if len(fresh) == 0:
+        return Extension(labels, 0, 0)
+    joined = np.full(len(fresh), -1, dtype=np.int64)
+    if n_old:
+        sums = group_sums(x[known], old[known], n_old)
+        counts = np.bincount(old[known], minlength=n_old).astype(np.float32)
+        # mean similarity to a cluster = x . sum / count; a label nobody holds any more
+        # (all its texts changed) has count 0 and can take no one
+        scale = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+        centre = sums * scale[:, None]
+        block = max(1, _BLOCK_FLOATS // max(1, n_old))
+        for lo in range(0, len(fresh), block):
+            rows = fresh[lo : lo + block]
+            sims = x[rows] @ centre.T
+            best = np.argmax(sims, axis=1)
+            value = sims[np.arange(len(rows)), best]
+            # the same rounding slack as the full clustering's cut (clustering.py)
+            joined[lo : lo + block] = np.where(value >= threshold - 1e-6, best, -1)
+    labels[fresh] = joined
+    alone = fresh[joined < 0]
+    founded = 0
+    if len(alone):
+        local = cluster_embeddings(x[alone], threshold, leaf_size=leaf_size, seed=seed)
+        labels[alone] = local + n_old
+        founded = int(local.max()) + 1
+    return Extension(labels, int((joined >= 0).sum()), founded)
+
+
+def founding_ids(labels: np.ndarray, keys: np.ndarray, prefix: str) -> dict[int, str]:
+    """Id of each label from its members' keys: `prefix` + 12 hex digits of sha256 over the
+    sorted keys (the same rule as clustering.stable_ids), computed once, at founding."""
+    labels = np.asarray(labels, dtype=np.int64)
+    keys = np.asarray(keys).astype(str)
+    order = np.lexsort((keys, labels))
+    out: dict[int, str] = {}
+    if len(order) == 0:
+        return out
+    sorted_labels = labels[order]
+    cuts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1], True])
+    for lo, hi in itertools.pairwise(cuts):
+        members = keys[order[lo:hi]].tolist()
+        digest = hashlib.sha256("\n".join(members).encode()).hexdigest()
+        out[int(sorted_labels[lo])] = f"{prefix}{digest[:12]}"
+    return out
+
+
+def carry_ids(new_labels: np.ndarray, old_ids: np.ndarray) -> dict[int, str]:
+    """After a re-cluster: new label -> the old id it carries on, one to one.
+
+    `old_ids` is the previous id per row (None or '' for rows that had none). Pairs
+    (new label, old id) are taken by overlap, largest first (ties: smaller label, then
+    smaller id); a label or an id already taken is skipped, so no two clusters share an id.
+    """
+    new_labels = np.asarray(new_labels, dtype=np.int64)
+    old = np.asarray([v if v else "" for v in old_ids], dtype=object).astype(str)
+    has = old != ""
+    if not has.any():
+        return {}
+    pairs, overlap = np.unique(
+        np.rec.fromarrays([new_labels[has], old[has]], names="label,id"), return_counts=True
+    )
+    order = sorted(
+        range(len(pairs)),
+        key=lambda i: (-int(overlap[i]), int(pairs[i]["label"]), str(pairs[i]["id"])),
+    )
+    taken_labels: set[int] = set()
+    taken_ids: set[str] = set()
+    out: dict[int, str] = {}
+    for i in order:
+        label, old_id = int(pairs[i]["label"]), str(pairs[i]["id"])
+        if label in taken_labels or old_id in taken_ids:
+            continue
+        out[label] = old_id
+        taken_labels.add(label)
+        taken_ids.add(old_id)
+    return out
+
+
+def drift_exceeded(placed_incrementally: int, total: int, drift_share: float) -> bool:
+    """True when more than `drift_share` of `total` rows were placed incrementally since
+    the last full clustering: the next build re-clusters everything."""
+    if not 0.0 <= drift_share <= 1.0:
+        raise ValueError(f"drift share must be in [0, 1], got {drift_share}")
+    return total > 0 and placed_incrementally / total > drift_share
+
+
+def dense(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0..k-1 by first appearance (for the describing functions)."""
+    return canonical_labels(np.asarray(labels, dtype=np.int64))
+
+
+# --------------------------------------------------------------------------- per level
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One level's partition after a refresh, per row."""
+
+    labels: np.ndarray  # (n,) 0..k-1 dense, by first appearance
+    ids: np.ndarray  # (k,) id per dense label
+    placed_by: np.ndarray  # (n,) PLACED_BY_CLUSTERING or PLACED_BY_JOIN
+
+
+def _distinct(group_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First row and row -> distinct-key index, distinct keys in order of first appearance
+    (so labels numbered by first appearance follow the row order, as the full clustering's)."""
+    _, first, inverse = np.unique(group_keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.reshape(-1)]
+
+
+def place_level(
+    row_keys: np.ndarray,
+    group_keys: np.ndarray,
+    x: np.ndarray,
+    old_ids: np.ndarray,
+    threshold: float,
+    prefix: str,
+    *,
+    recluster: bool,
+    leaf_size: int = DEFAULT_LEAF_SIZE,
+    seed: int = 0,
+) -> Placement:
+    """Partition rows at one cut, reusing the previous ids (`old_ids` per row, '' where the
+    row is new or its text changed).
+
+    recluster=False: old rows stay where they were; new texts join or found clusters
+    (extend_labels). recluster=True: a full clustering, ids carried over by overlap
+    (carry_ids). Ids of founded clusters are founding_ids over their members now."""
+    row_keys = np.asarray(row_keys).astype(str)
+    group_keys = np.asarray(group_keys).astype(str)
+    old_ids = np.asarray([v if v else "" for v in old_ids], dtype=object).astype(str)
+    first, key_of_row = _distinct(group_keys)
+    xk = normalize(x[first])
+    is_old = old_ids != ""
+    if recluster:
+        key_labels = cluster_embeddings(xk, threshold, leaf_size=leaf_size, seed=seed)
+        labels = key_labels[key_of_row]
+        named = carry_ids(labels, old_ids)
+        placed_by = np.full(len(labels), PLACED_BY_CLUSTERING, dtype=object)
+    else:
+        codes_of, code = np.unique(old_ids[is_old], return_inverse=True)
+        key_old = np.full(len(first), -1, dtype=np.int64)
+        key_old[key_of_row[is_old]] = code.reshape(-1)
+        # a text with an old row is old for all its rows (identical texts share a cluster)
+        ext = extend_labels(xk, key_old, threshold, leaf_size=leaf_size, seed=seed)
+        labels = ext.labels[key_of_row]
+        named = {c: str(v) for c, v in enumerate(codes_of.tolist())}
+        placed_by = np.where(is_old, "", PLACED_BY_JOIN).astype(object)
+    unnamed = np.isin(labels, np.fromiter(named, dtype=np.int64, count=len(named)), invert=True)
+    named.update(founding_ids(labels[unnamed], row_keys[unnamed], prefix))
+    dense_labels = dense(labels)
+    ids = np.empty(int(dense_labels.max()) + 1 if len(labels) else 0, dtype=object)
+    ids[dense_labels] = [named[int(v)] for v in labels.tolist()]
+    return Placement(dense_labels, ids, placed_by)
+
+
+def numbers_for(
+    ids_per_row: np.ndarray, old_ids: np.ndarray, old_numbers: np.ndarray
+) -> np.ndarray:
+    """Integer cluster numbers that stay with their cluster: a row whose cluster id existed
+    before takes that cluster's old number; clusters new to this build take the next free
+    numbers after the largest old one, in order of first appearance."""
+    ids_per_row = np.asarray(ids_per_row).astype(str)
+    known: dict[str, int] = {}
+    for cid, number in zip(
+        np.asarray(old_ids).tolist(), np.asarray(old_numbers).tolist(), strict=True
+    ):
+        if cid and number is not None and number >= 0:
+            known.setdefault(str(cid), int(number))
+    next_free = max(known.values(), default=-1) + 1
+    out = np.empty(len(ids_per_row), dtype=np.int64)
+    for i, cid in enumerate(ids_per_row.tolist()):
+        if cid not in known:
+            known[cid] = next_free
+            next_free += 1
+        out[i] = known[cid]
+    return out
+
+
+# --------------------------------------------------------------------------- the models
+
+
+def _strings(table: object, column: str) -> np.ndarray:
+    values = table.column(column).to_pylist()  # type: ignore[attr-defined]
+    return np.asarray(["" if v is None else str(v) for v in values], dtype=object)
+
+
+def _previous_rows(
+    keys: np.ndarray, hashes: np.ndarray | None, previous: object, key: str, hash_column: str | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per row: its index in `previous` (-1 if new) and whether it is old (same key and,
+    when hashes are given, the same text); plus how many previous rows are gone."""
+    prev_keys = _strings(previous, key)
+    where = {k: i for i, k in enumerate(prev_keys.tolist())}
+    idx = np.fromiter((where.get(k, -1) for k in keys.tolist()), dtype=np.int64, count=len(keys))
+    old = idx >= 0
+    if hashes is not None and hash_column is not None:
+        prev_hashes = _strings(previous, hash_column)
+        old &= np.where(old, prev_hashes[np.maximum(idx, 0)] == hashes, False)
+    return idx, old, len(prev_keys) - int(old.sum())
+
+
+def _take(values: np.ndarray, idx: np.ndarray, old: np.ndarray, missing: object) -> np.ndarray:
+    out = np.full(len(idx), missing, dtype=object)
+    out[old] = values[idx[old]]
+    return out
+
+
+def two_level_refresh(
+    table: object,
+    previous: object,
+    *,
+    theme_threshold: float,
+    paraphrase_threshold: float,
+    drift_share: float,
+) -> tuple[object | None, str]:
+    """int_patterns__clustered after new or changed patterns, from its previous rows.
+
+    Returns (table, mode): mode 'unchanged' (table None: nothing to place), 'incremental'
+    (new texts joined or founded clusters) or 'reclustered' (the drift bound was passed:
+    a full clustering, ids carried over). The table has every row, placed_by included."""
+    import pyarrow as pa
+
+    from engram.numeric.clustering import describe_level, embedding_matrix, two_level_columns
+
+    keys = _strings(table, "pattern_id")
+    hashes = _strings(table, "description_hash")
+    idx, old, gone = _previous_rows(keys, hashes, previous, "pattern_id", "description_hash")
+    n_new = len(keys) - int(old.sum())
+    if n_new == 0 and gone == 0:
+        return None, "unchanged"
+    prev_placed = _take(_strings(previous, "placed_by"), idx, old, "")
+    placed_before = int(np.sum(old & (prev_placed != PLACED_BY_CLUSTERING)))
+    recluster = drift_exceeded(placed_before + n_new, len(keys), drift_share)
+    texts = np.asarray(table.column("description").to_pylist(), dtype=object)  # type: ignore[attr-defined]
+    x = embedding_matrix(table.column("embedding"))  # type: ignore[attr-defined]
+    old_theme = _take(_strings(previous, "theme_id"), idx, old, "")
+    old_group = _take(_strings(previous, "paraphrase_group_id"), idx, old, "")
+    prev_numbers = np.asarray(previous.column("cluster_id").to_pylist(), dtype=object)  # type: ignore[attr-defined]
+    old_number = _take(prev_numbers, idx, old, None)
+    theme = place_level(keys, hashes, x, old_theme, theme_threshold, "th_", recluster=recluster)
+    group = place_level(
+        keys, hashes, x, old_group, paraphrase_threshold, "pg_", recluster=recluster
+    )
+    theme_level = describe_level(keys, hashes, texts, x, theme.labels, theme.ids)
+    group_level = describe_level(keys, hashes, texts, x, group.labels, group.ids)
+    numbers = numbers_for(group.ids[group.labels], old_group, old_number)
+    placed = np.where(old & (group.placed_by == ""), prev_placed, group.placed_by)
+    out = two_level_columns(table, theme_level, group_level, numbers)
+    out = out.append_column("placed_by", pa.array(placed.tolist(), type=pa.string()))  # type: ignore[attr-defined]
+    return out, "reclustered" if recluster else "incremental"
+
+
+def one_level_refresh(
+    table: object,
+    previous: object,
+    *,
+    key: str,
+    id_column: str,
+    threshold: float,
+    drift_share: float,
+) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """Cluster numbers per row of `table` (distinct texts keyed by `key`, e.g. task texts)
+    after new texts arrived, from the previous rows (`key`, `id_column`, placed_by).
+
+    Returns (numbers, placed_by, mode) with the modes of two_level_refresh; old clusters
+    keep their numbers, new ones take the next free numbers."""
+    keys = _strings(table, key)
+    idx, old, gone = _previous_rows(keys, None, previous, key, None)
+    n_new = len(keys) - int(old.sum())
+    if n_new == 0 and gone == 0:
+        return None, None, "unchanged"
+    prev_placed = _take(_strings(previous, "placed_by"), idx, old, "")
+    placed_before = int(np.sum(old & (prev_placed != PLACED_BY_CLUSTERING)))
+    recluster = drift_exceeded(placed_before + n_new, len(keys), drift_share)
+    from engram.numeric.clustering import embedding_matrix
+
+    x = embedding_matrix(table.column("embedding"))  # type: ignore[attr-defined]
+    old_id = _take(_strings(previous, id_column), idx, old, "")
+    level = place_level(keys, keys, x, old_id, threshold, "c_", recluster=recluster)
+    numbers = numbers_for(level.ids[level.labels], old_id, _to_ints(old_id))
+    placed = np.where(old & (level.placed_by == ""), prev_placed, level.placed_by)
+    return numbers, placed.astype(str), "reclustered" if recluster else "incremental"
+
+
+def _to_ints(values: np.ndarray) -> np.ndarray:
+    return np.asarray([int(v) if v != "" else None for v in values.tolist()], dtype=object)
