@@ -319,7 +319,14 @@ class _ModelConfig:
 class ModelContext:
     """The `dbt` object a dbt-duckdb Python model receives, over Spark tables: `ref(name)`
     is a DuckDB relation on the Arrow data of the Spark table (so the model's own
-    .project/.filter/.order/.to_arrow_table calls run unchanged)."""
+    .project/.filter/.order/.to_arrow_table calls run unchanged).
+
+    `is_incremental` is always false: the Spark path builds every model whole (incremental
+    SQL models are plain tables there, macros/dialect.sql), so the incremental Python models
+    take their full-build branch and never read `this` through the DuckDB session, where
+    the Spark table does not exist."""
+
+    is_incremental = False
 
     def __init__(self, spark: Any, con: Any, model: Model, models: dict[str, Model]) -> None:
         self._spark = spark

@@ -200,3 +200,16 @@
     aggregate(transform({{ list }}, x -> cast(x as double) * cast(x as double)),
               cast(0 as double), (total, x) -> total + x)
 {%- endmacro %}
+
+{#- A timestamp before every real one: "no watermark yet" (changed-row tests, incremental
+    scopes). DuckDB has '-infinity'; Spark rejects that literal, and its earliest
+    timestamp, year 1, is before any loaded_at just as well. -#}
+{% macro earliest_timestamp() -%}
+    {{ return(adapter.dispatch('earliest_timestamp')()) }}
+{%- endmacro %}
+{% macro default__earliest_timestamp() -%}
+    timestamp '-infinity'
+{%- endmacro %}
+{% macro spark__earliest_timestamp() -%}
+    timestamp '0001-01-01 00:00:00'
+{%- endmacro %}

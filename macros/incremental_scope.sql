@@ -13,7 +13,7 @@ touched_weeks as (
     select distinct event_week
     from {{ ref('stg_usage_events') }}
     where loaded_at > (
-        select coalesce(max(max_loaded_at), timestamp '-infinity') from {{ this }}
+        select coalesce(max(max_loaded_at), {{ earliest_timestamp() }}) from {{ this }}
     )
         and {{ list_length('files_involved') }} >= {{ min_files }}
 ),

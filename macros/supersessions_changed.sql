@@ -14,7 +14,7 @@
         select count(*)
         from {{ source('raw', 'pattern_supersessions') }}
         where greatest(recorded_at, coalesce(revoked_at, recorded_at)) > (
-            select coalesce(max(max_loaded_at), timestamp '-infinity') from {{ this }}
+            select coalesce(max(max_loaded_at), {{ earliest_timestamp() }}) from {{ this }}
         )
     {%- endset -%}
     {{ return(run_query(sql).columns[0].values()[0] > 0) }}

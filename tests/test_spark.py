@@ -139,6 +139,28 @@ def table_differences(duck: Any, spark: Any, limit: int = 5) -> list[str]:
     return problems
 
 
+def test_the_spark_install_left_the_main_pins_alone() -> None:
+    """After requirements-spark.lock went into .venv (make spark-test), every package of
+    requirements.lock is still at its pinned version: pip resolved the Spark extras
+    without up- or downgrading what `make test` ran against."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    lock = (Path(__file__).resolve().parents[1] / "requirements.lock").read_text()
+    pinned_versions = dict(
+        line.split("==", 1) for line in lock.splitlines() if "==" in line and line[0] != "#"
+    )
+    assert len(pinned_versions) > 100, "requirements.lock lost its pins"
+    moved = {}
+    for name, pinned in pinned_versions.items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            moved[name] = (pinned, installed)
+    assert not moved, moved
+
+
 def test_comparison_sees_a_difference() -> None:
     """Guard the guard: a changed number, a changed string, a missing row all show."""
     import pyarrow as pa

@@ -26,7 +26,7 @@ touched as (
     select distinct pattern_id, event_week
     from {{ ref('stg_usage_events') }}
     where loaded_at > (
-        select coalesce(max(max_loaded_at), timestamp '-infinity') from {{ this }}
+        select coalesce(max(max_loaded_at), {{ earliest_timestamp() }}) from {{ this }}
     )
 ),
 
