@@ -19,6 +19,10 @@ none: ingest writes its raw tables; Spark: session start, Parquet export, regist
 dbt's fixed cost (parse and per-command start), the SQL models by layer (dbt's own
 execution time per model, summed), the Python models, the tests. Two scales separate the
 fixed cost of a stage from its per-row cost: per-row = (t_k - t_1) / (rows_k - rows_1).
+
+Both engines run dbt with one thread (`--threads 1`): dbt's per-model times then add up to
+the stage's wall time, so "fixed cost" (wall minus the models) is not made negative by two
+models overlapping. `make spark-test` and `engram build` use the profiles' two threads.
 """
 
 from __future__ import annotations
@@ -82,7 +86,16 @@ def duckdb_stages(db: Path, work: Path) -> dict[str, float]:
     def timed(args: list[str]) -> tuple[float, dict[str, float]]:
         started = time.perf_counter()
         done = subprocess.run(
-            [*dbt_command(), *args, "--project-dir", project, "--profiles-dir", project],
+            [
+                *dbt_command(),
+                *args,
+                "--threads",
+                "1",
+                "--project-dir",
+                project,
+                "--profiles-dir",
+                project,
+            ],
             env=env,
             cwd=project,
             capture_output=True,
@@ -122,6 +135,8 @@ def spark_stages(db: Path, work: Path) -> dict[str, float]:
             str(work / "spark"),
             "--timings-json",
             str(timings_path),
+            "--threads",
+            "1",
         ],
         cwd=project_dir(),
         capture_output=True,

@@ -394,10 +394,14 @@ def build_on_spark(
     work_dir: Path,
     *,
     run_tests: bool = True,
+    threads: int | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> list[StageTiming]:
     """Every model on Spark (SQL waves by dbt, Python models between them), then the dbt
-    data tests unless `run_tests` is false. Raw tables must be registered already."""
+    data tests unless `run_tests` is false. Raw tables must be registered already.
+    `threads` overrides profiles.yml's dbt threads (1 makes dbt's per-node times add up
+    to the stage's wall time, which bench/spark_vs_duckdb.py needs to split the stages)."""
+    thread_args = ["--threads", str(threads)] if threads else []
     timings: list[StageTiming] = []
     started = time.perf_counter()
     models = load_models(work_dir)
@@ -407,7 +411,7 @@ def build_on_spark(
             names = [m.name for m in batch]
             say(f"dbt run on Spark: {len(names)} SQL models")
             started = time.perf_counter()
-            result = _dbt(["run", "--select", *names], work_dir)
+            result = _dbt(["run", *thread_args, "--select", *names], work_dir)
             timings.append(
                 StageTiming("sql wave", time.perf_counter() - started, names, node_seconds(result))
             )
@@ -422,7 +426,7 @@ def build_on_spark(
     if run_tests:
         say("dbt test on Spark (data tests)")
         started = time.perf_counter()
-        result = _dbt(["test", "--exclude", "test_type:unit"], work_dir)
+        result = _dbt(["test", *thread_args, "--exclude", "test_type:unit"], work_dir)
         timings.append(
             StageTiming("dbt test", time.perf_counter() - started, [], node_seconds(result))
         )
@@ -435,6 +439,7 @@ def spark_build(
     *,
     run_tests: bool = True,
     catalog: str = "in-memory",
+    threads: int | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> tuple[Any, list[StageTiming]]:
     """The whole Spark path from a DuckDB warehouse: export raw, register it, build.
@@ -451,7 +456,7 @@ def spark_build(
     started = time.perf_counter()
     register_raw(spark, files)
     timings.append(StageTiming("register raw tables", time.perf_counter() - started))
-    timings += build_on_spark(spark, work_dir, run_tests=run_tests, say=say)
+    timings += build_on_spark(spark, work_dir, run_tests=run_tests, threads=threads, say=say)
     return spark, timings
 
 
@@ -491,6 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-tests", action="store_true", help="skip `dbt test` on Spark")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="dbt threads (default: profiles.yml's spark target, 2); 1 makes dbt's per-model "
+        "times add up to wall time (bench/spark_vs_duckdb.py)",
+    )
+    parser.add_argument(
         "--timings-json",
         type=Path,
         default=None,
@@ -512,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             args.work_dir,
             run_tests=not args.no_tests,
             catalog="hive" if args.hive else "in-memory",
+            threads=args.threads,
             say=lambda line: print(line, file=sys.stderr, flush=True),
         )
     except SparkBuildError as error:

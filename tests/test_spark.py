@@ -188,6 +188,14 @@ def test_every_model_equals_the_duckdb_build(
 ) -> None:
     spark, models, _ = spark_build_of_sample
     assert len(models) >= 30, "the manifest lost models"
+    # every mart file (trends, files, semantic, predictions, loop, upkeep, ...) is a model
+    # compared below: a new mart cannot be left out of the Spark build unnoticed
+    marts_dir = Path(__file__).resolve().parents[1] / "models" / "marts"
+    mart_files = {p.stem for p in marts_dir.rglob("*") if p.suffix in {".sql", ".py"}}
+    assert len(mart_files) >= 15, "models/marts lost its files"
+    assert mart_files <= {m.name for m in models.values()}, mart_files - {
+        m.name for m in models.values()
+    }
     python_models = {m.name for m in models.values() if m.language == "python"}
     assert {"int_patterns__clustered", "pattern_similar_pairs", "pattern_predictions"} <= (
         python_models
