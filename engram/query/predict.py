@@ -449,7 +449,8 @@ def rows(
     low, high = beta_interval(ranked.alpha, ranked.beta, credible_mass())
     frame = pd.DataFrame(
         {
-            "pattern_id": pattern_ids,
+            # object even when empty (an empty warehouse): the merge below keys on it
+            "pattern_id": pd.Series(list(pattern_ids), dtype=object),
             "score": ranked.score,
             "relevance": ranked.relevance,
             "vote_share": ranked.vote,
