@@ -28,7 +28,9 @@ gain plus the relative Brier gain over the project alone (its mean over the two 
 among the points that worsen neither MRR nor Brier for any project in either window
 ("must not hurt"), the one with the best such worst case is chosen, and weight 0 (the
 projects apart) when none qualifies. The point with the best worst case ignoring that
-condition is reported too, beside the earlier rule (weight 0.5, no fading).
+condition is reported too, and each project's own rule (the best that worsens nothing in
+its own tuning windows: a diagnostic, the marts take one weight), beside the earlier rule
+(weight 0.5, no fading).
 --weight W --fade K skips the search and reports that rule.
 
 Noise: every difference shared - alone comes with a 95% paired bootstrap interval over the
@@ -233,6 +235,25 @@ def tune(
     return best, free, rows
 
 
+def per_project(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Each project's own rule, from its own tuning windows only (issue 17's "weight chosen
+    per project by its earlier walk-forward"): among the grid points that worsen neither
+    MRR nor Brier in ITS windows, the one with its best mean gain; weight 0 if none. A
+    diagnostic: the marts take one weight for all projects."""
+    chosen = {}
+    for project in PROJECTS:
+        short = project.split("/")[-1]
+        best, best_score = (0.0, CONSTANT), 0.0
+        for row in rows:
+            keys = [k for k in row["gains"] if k.startswith(short + " ")]
+            harmless = all(row["d_mrr"][k] >= 0 and row["d_brier"][k] <= 0 for k in keys)
+            score = float(np.mean([row["gains"][k] for k in keys]))
+            if harmless and score > best_score + 1e-12:
+                best, best_score = (row["weight"], row["fade"]), score
+        chosen[project] = best
+    return chosen
+
+
 def overlap(histories: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Evidence the other project holds for each window, and whether it carries signal."""
     everyone = histories["*"]
@@ -370,16 +391,21 @@ def main(argv: list[str] | None = None) -> int:
             for name, cut in TUNING.items()
         }
         (weight, fade), (free_weight, free_fade), tuning = tune(prepared, base)
+        own = per_project(tuning)
         del prepared
     else:
         weight, fade = args.weight, args.fade
         free_weight, free_fade = weight, fade
+        own = {p: (weight, fade) for p in PROJECTS}
+
+    def rule(w: float, k: float) -> Any:
+        return dataclasses.replace(base, share_weight=w, share_fade=k)
+
     rules = {
-        "chosen": dataclasses.replace(base, share_weight=weight, share_fade=fade),
-        "best_ignoring_harm": dataclasses.replace(
-            base, share_weight=free_weight, share_fade=free_fade
-        ),
-        "earlier_rule": dataclasses.replace(base, share_weight=0.5, share_fade=CONSTANT),
+        "chosen": {p: rule(weight, fade) for p in PROJECTS},
+        "best_ignoring_harm": {p: rule(free_weight, free_fade) for p in PROJECTS},
+        "per_project": {p: rule(*own[p]) for p in PROJECTS},
+        "earlier_rule": {p: rule(0.5, CONSTANT) for p in PROJECTS},
     }
     report = []
     for project in PROJECTS:
@@ -389,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             row: dict[str, Any] = {"project": project, "window": window}
             row["alone"] = metrics(alone_events)
             for name, params in rules.items():
-                events = prepared_window.score(params, True)
+                events = prepared_window.score(params[project], True)
                 row[name] = metrics(events)
                 row[f"{name}_diff"] = paired(alone_events, events)
             report.append(row)
@@ -399,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         "chosen": f"share weight {weight:g}, fade {fade_name(fade)} ({source})",
         "best_ignoring_harm": f"share weight {free_weight:g}, fade {fade_name(free_fade)} "
         "(best worst-case gain on the tuning windows, ignoring must-not-hurt)",
+        "per_project": "each project's own rule, tuned on its own windows: "
+        + ", ".join(
+            f"{p.split('/')[-1]} weight {w:g} fade {fade_name(k)}" for p, (w, k) in own.items()
+        ),
         "earlier_rule": "share weight 0.5, fade none (the earlier rule)",
     }
     for name, title in titles.items():
@@ -424,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             "share_weight": weight,
             "share_fade": fade,
             "best_ignoring_harm": {"share_weight": free_weight, "share_fade": free_fade},
+            "per_project": {p: {"share_weight": w, "share_fade": k} for p, (w, k) in own.items()},
             "overlap": overlaps,
             "signal": signal,
             "tuning": tuning,
