@@ -103,6 +103,7 @@ def warehouse(work: Path) -> Path:
 
 
 def fade_name(fade: float) -> str:
+    """How a fade is printed: "none" for the fixed weight (CONSTANT)."""
     return "none" if fade >= CONSTANT else f"{fade:g}"
 
 
@@ -120,7 +121,10 @@ class Window:
         return score_cases(self.history, self.shared if share else self.alone, params)
 
 
-def prepare_window(histories: dict[str, Any], project: str, head: float | None, holdout: float):
+def prepare_window(
+    histories: dict[str, Any], project: str, head: float | None, holdout: float
+) -> Window:
+    """The project's cases at one cut of its history, with and without the others."""
     from engram.query.evaluate import prepare
 
     history = histories[project]
@@ -135,6 +139,7 @@ def prepare_window(histories: dict[str, Any], project: str, head: float | None, 
 
 
 def metrics(per_event: Any) -> dict[str, Any]:
+    """engram's MRR, hit@5 and Brier from scored cases, as `engram evaluate` reports them."""
     from engram.query.evaluate import score_events
 
     table, counts = score_events(per_event, MIN_QUALITY)
