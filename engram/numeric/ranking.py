@@ -29,9 +29,11 @@ sharing       with several projects, `stats` holds one project's usage and `stat
               (project, cluster, pattern) -> (cluster, pattern) in the OTHER projects ->
               pattern across projects -> global mean across projects. The other
               projects' outcomes are first moved by d = (the project's mean quality -
-              theirs), so what is borrowed is how much better or worse a pattern did
-              there than usual, not the other projects' baseline (real histories differ
-              in baseline: bench/project_sharing.py), and each of their events counts
+              theirs) x N^own / (N^own + s) (the project's mean shrunk toward theirs,
+              so a handful of events does not shift everything by its noise), so what
+              is borrowed is how much better or worse a pattern did there than usual,
+              not the other projects' baseline (real histories differ in baseline:
+              bench/project_sharing.py), and each of their events counts
               w(n) of one of the project's own, where n is the project's OWN events
               at that level (all of them, the pattern's, the cell's) and k =
               share_fade: the borrowed weight fades as the project's own evidence
@@ -322,7 +324,9 @@ def _shared_posterior(
     other_total, other_sum = max(all_total - own_total, 0.0), max(all_sum - own_sum, 0.0)
     shift = 0.0
     if own_total > 0 and other_total > 0:
-        shift = own_sum / own_total - other_sum / other_total
+        # the project's own mean is itself shrunk toward theirs (s pseudo-events), so
+        # a project with a handful of events does not move everything by their noise
+        shift = (own_sum / own_total - other_sum / other_total) * own_total / (own_total + s)
     n_other_p = np.maximum(n_all - n_own, 0.0)
     s_other_p = np.clip(s_all - s_own + shift * n_other_p, 0.0, n_other_p)
     lam_g = float(fade(np.float64(own_total)))

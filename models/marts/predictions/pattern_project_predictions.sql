@@ -74,8 +74,9 @@ all_totals as (
 ),
 
 -- The other projects' outcomes are moved by shift = (the project's mean quality - theirs)
--- before they are borrowed: what carries over is how a pattern did there relative to their
--- usual, not their baseline (engram/numeric/ranking.py, bench/project_sharing.py).
+-- x n_own / (n_own + prior_strength) before they are borrowed: what carries over is how a
+-- pattern did there relative to their usual, not their baseline
+-- (engram/numeric/ranking.py, bench/project_sharing.py).
 shifts as (
     select
         own_totals.project_id,
@@ -83,15 +84,19 @@ shifts as (
         own_totals.sum_quality as own_sum,
         all_totals.n_events - own_totals.n_events as other_n,
         all_totals.sum_quality - own_totals.sum_quality as other_sum,
+        -- the project's mean shrunk toward theirs with prior_strength pseudo-events, so a
+        -- project with a handful of events does not shift everything by their noise
         case
             when own_totals.n_events > 0 and all_totals.n_events > own_totals.n_events
-                then own_totals.sum_quality / own_totals.n_events
-                - (all_totals.sum_quality - own_totals.sum_quality)
-                / (all_totals.n_events - own_totals.n_events)
+                then (own_totals.sum_quality / own_totals.n_events
+                    - (all_totals.sum_quality - own_totals.sum_quality)
+                    / (all_totals.n_events - own_totals.n_events))
+                * own_totals.n_events / (own_totals.n_events + settings.prior_strength)
             else 0
         end as baseline_shift
     from own_totals
     cross join all_totals
+    cross join settings
 ),
 
 -- w(n) at the global level
