@@ -241,8 +241,8 @@ def tune(
 
 
 def per_project(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
-    """Each project's own rule, from its own tuning windows only (issue 17's "weight chosen
-    per project by its earlier walk-forward"): among the grid points that worsen neither
+    """Each project's own rule, from its own tuning windows only (the weight chosen
+    per project by its own earlier walk-forward): among the grid points that worsen neither
     MRR nor Brier in ITS windows, the one with its best mean gain; weight 0 if none. A
     diagnostic: the marts take one weight for all projects."""
     chosen = {}
