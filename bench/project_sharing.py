@@ -241,10 +241,10 @@ def tune(
 
 
 def per_project(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
-    """Each project's own rule, from its own tuning windows only (the weight chosen
-    per project by its own earlier walk-forward): among the grid points that worsen neither
-    MRR nor Brier in ITS windows, the one with its best mean gain; weight 0 if none. A
-    diagnostic: the marts take one weight for all projects."""
+    """Each project's own rule, from its own tuning windows only (a weight chosen per
+    project by its own walk-forward, on windows no report row uses): among the grid
+    points that worsen neither MRR nor Brier in ITS windows, the one with its best mean
+    gain; weight 0 if none. A diagnostic: the marts take one weight for all projects."""
     chosen = {}
     for project in PROJECTS:
         short = project.split("/")[-1]
