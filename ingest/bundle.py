@@ -59,7 +59,7 @@ from ingest.contract import (
 )
 from ingest.embedder import EMBEDDING_DIM, Embedder, compatible, tag_backend
 from ingest.embeddings import TEXTS_SQL, embed_missing
-from ingest.loader import remove_stale_scratch, scratch_path
+from ingest.loader import finish_run, remove_stale_scratch, scratch_path
 from ingest.progress import ProgressFactory
 from ingest.warehouse import connect_for_read, connect_for_write, sql_string
 
@@ -560,25 +560,13 @@ def _import(
 def _finish_run(
     con: duckdb.DuckDBPyConnection, report: ImportReport, status: str, error: str | None
 ) -> None:
-    con.execute(
-        """
-        update raw.ingest_runs set finished_at = ?, status = ?, records_read = ?,
-            records_loaded = ?, records_skipped = ?, records_rejected = ?,
-            texts_embedded = ?, texts_cached = ?, error = ?
-        where run_id = ?
-        """,
-        [
-            _now(),
-            status,
-            report.total("read"),
-            report.total("loaded"),
-            report.total("skipped"),
-            report.total("rejected"),
-            report.texts_embedded,
-            report.vectors_loaded + report.vectors_cached,
-            error,
-            report.run_id,
-        ],
+    finish_run(
+        con,
+        report,
+        status,
+        error,
+        texts_embedded=report.texts_embedded,
+        texts_cached=report.vectors_loaded + report.vectors_cached,
     )
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
@@ -669,6 +670,35 @@ def _finish_run(
     con: duckdb.DuckDBPyConnection, report: IngestReport, status: str, error: str | None
 ) -> None:
     embed = report.embed
+    finish_run(
+        con,
+        report,
+        status,
+        error,
+        texts_embedded=embed.texts_embedded if embed else None,
+        texts_cached=embed.texts_cached if embed else None,
+    )
+
+
+class RunTotals(Protocol):
+    """What closing a raw.ingest_runs row needs of a run's report."""
+
+    run_id: str
+
+    def total(self, name: str) -> int: ...
+
+
+def finish_run(
+    con: duckdb.DuckDBPyConnection,
+    report: RunTotals,
+    status: str,
+    error: str | None,
+    *,
+    texts_embedded: int | None,
+    texts_cached: int | None,
+) -> None:
+    """Close a raw.ingest_runs row with the run's totals: the one ledger update shared by
+    ingest and bundle import (`report` has run_id and total(name) of its file reports)."""
     con.execute(
         """
         update raw.ingest_runs set finished_at = ?, status = ?, records_read = ?,
@@ -683,8 +713,8 @@ def _finish_run(
             report.total("loaded"),
             report.total("skipped"),
             report.total("rejected"),
-            embed.texts_embedded if embed else None,
-            embed.texts_cached if embed else None,
+            texts_embedded,
+            texts_cached,
             error,
             report.run_id,
         ],

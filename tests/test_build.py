@@ -111,3 +111,29 @@ def test_help_reads_like_a_manual() -> None:
         assert result.returncode == 0
         assert "--db" in result.stdout or command == "generate"
     assert "Input contract" in engram("ingest", "--help").stdout
+
+
+def test_a_warehouse_with_every_record_rejected_builds_and_answers_with_no_rows(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A first drop that is all bad input still leaves a warehouse: its build must pass
+    (the clustering models once crashed on zero rows) and every question answer with
+    nothing rather than a stack trace."""
+    from engram.query.memory import Memory
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "patterns.jsonl").write_text('{"description": "no id"}\n')
+    db = tmp_path / "wh.duckdb"
+    report = ingest_paths([folder], db, embedder=embedder)
+    assert report.total("loaded") == 0 and report.total("rejected") == 1
+
+    result = build(db, capture=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+    with Memory(db, embedder=embedder) as memory:
+        assert memory.sql("select count(*) as n from marts.dim_patterns")["n"].item() == 0
+        assert len(memory.find_similar("retry the flaky test")) == 0
+        assert len(memory.predict("tests fail on CI").patterns) == 0
+        assert len(memory.recommend("tests fail on CI", log=False).patterns) == 0
+    assert build(db, capture=True).returncode == 0  # and again, incrementally

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,18 +17,24 @@ from typing import Any
 import duckdb
 import numpy as np
 import pytest
+import yaml
 
 from engram.build import build
 from engram.cli.main import main
 from engram.numeric.ranking import DEFAULT_PARAMS, full_scores, rank, usage_stats
+from engram.project import PROJECT_ENV_VAR, dbt_vars
 from engram.query.memory import Memory
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
 from ingest.project_identity import current_project, git_remote_url, normalize_remote
+from ingest.warehouse import CHECKOUT_ROOT
 
 OLD, YOUNG = "github.com/acme/old", "github.com/acme/young"
 GOOD, BAD = "pat-good", "pat-bad"
 TASK = "database migration fails on startup"
+# Sharing is off by default (project_share_weight 0: no weight was harmless on the real
+# histories, docs/benchmarks.md "Projects"); the tests of its mechanics turn it on.
+SHARING = replace(DEFAULT_PARAMS, share_weight=0.5)
 
 
 # ------------------------------------------------------------------ project identity
@@ -139,15 +147,92 @@ def test_a_young_project_borrows_what_worked_elsewhere_and_counts_it() -> None:
     )
     shared = replace(own, shared=_merge(own, others))
     c, w, empty = np.array([0]), np.array([1.0]), np.zeros(0)
-    _, alone = full_scores(own, empty, empty, c, w, DEFAULT_PARAMS)
-    _, borrowed = full_scores(shared, empty, empty, c, w, DEFAULT_PARAMS)
+    _, alone = full_scores(own, empty, empty, c, w, SHARING)
+    _, borrowed = full_scores(shared, empty, empty, c, w, SHARING)
+    _, default = full_scores(shared, empty, empty, c, w, DEFAULT_PARAMS)
     assert alone[0] == pytest.approx(alone[1])  # alone, nothing tells them apart
     assert borrowed[0] > 0.75 > 0.25 > borrowed[1]
-    ranked = rank(shared, np.zeros(0, np.int64), empty, c, w, 2, DEFAULT_PARAMS)
+    np.testing.assert_allclose(default, alone, rtol=1e-12)  # the default keeps them apart
+    ranked = rank(shared, np.zeros(0, np.int64), empty, c, w, 2, SHARING)
     assert list(ranked.pattern) == [0, 1]
-    # 40 events elsewhere each, counted at the share weight (what each is worth here)
-    w40 = DEFAULT_PARAMS.share_weight * 40
-    assert ranked.borrowed is not None and list(ranked.borrowed) == [w40, w40]
+    # 40 events elsewhere each, counted at the share weight faded by the one own event in
+    # the cell (what each is worth here): w k / (k + 1)
+    k = SHARING.share_fade
+    w40 = SHARING.share_weight * k / (k + 1) * 40
+    assert ranked.borrowed is not None
+    np.testing.assert_allclose(ranked.borrowed, [w40, w40], rtol=1e-12)
+
+
+def _planted(
+    rng: np.random.Generator, truth: np.ndarray, n: int, lift: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """n events over the patterns of `truth` (chance each worked), outcomes as the sample
+    histories score them: 1.0 when it worked, else 0.4; `lift` moves the project's chances."""
+    pattern = rng.integers(0, len(truth), n)
+    worked = rng.random(n) < np.clip(truth[pattern] + lift, 0.0, 1.0)
+    return pattern, np.where(worked, 1.0, 0.4)
+
+
+def _walk_forward(
+    pattern: np.ndarray,
+    quality: np.ndarray,
+    params: Any,
+    others: tuple[np.ndarray, np.ndarray] | None,
+    start: int,
+) -> np.ndarray:
+    """Each event's success estimate for the pattern it used, from the events before it
+    (and, with `others`, every event of the other project, which all came earlier)."""
+    n_patterns, one = 12, np.zeros(0)
+    estimates = []
+    for i in range(start, len(pattern)):
+        stats = usage_stats(n_patterns, pattern[:i], np.zeros(i, np.int64), quality[:i])
+        if others is not None:
+            both = usage_stats(
+                n_patterns,
+                np.concatenate([others[0], pattern[:i]]),
+                np.zeros(len(others[0]) + i, np.int64),
+                np.concatenate([others[1], quality[:i]]),
+            )
+            stats = replace(stats, shared=both)
+        _, success = full_scores(stats, one, one, np.array([0]), np.ones(1), params)
+        estimates.append(success[pattern[i]])
+    return np.array(estimates)
+
+
+def test_a_young_project_gains_from_an_old_one_where_the_truth_is_shared() -> None:
+    """Planted: 12 patterns whose chances of working are the same in both projects up to a
+    project-wide lift (the old one does 0.05 better on everything). A young project's first
+    80 events, each predicted from what came before: borrowing the old project's 3,000
+    events must beat the young project alone (Brier of the estimate against the outcome,
+    and its distance to the planted truth), and the borrowed weight must fade: the old
+    project, whose own evidence is large, moves less under the fading rule than under a
+    fixed weight."""
+    truth = np.linspace(0.35, 0.9, 12)
+    ratios = []
+    for seed in range(5):  # five planted histories: the gain is not one lucky draw
+        rng = np.random.default_rng(seed)
+        old = _planted(rng, truth, 3000, 0.05)
+        young = _planted(rng, truth, 80, 0.0)
+        expected = 1.0 - 0.6 * (1.0 - truth[young[0][3:]])  # mean outcome of the pattern
+        alone = _walk_forward(*young, SHARING, None, 3)
+        shared = _walk_forward(*young, SHARING, old, 3)
+        outcome = young[1][3:]
+        assert np.mean((shared - outcome) ** 2) < np.mean((alone - outcome) ** 2)
+        ratio = np.mean((shared - expected) ** 2) / np.mean((alone - expected) ** 2)
+        assert ratio < 0.8
+        ratios.append(ratio)
+    assert np.mean(ratios) < 0.6  # on average the estimates' error to the truth shrinks
+    # the old project, on its own 3,000 events, next to the young one's 80
+    o_pattern, o_quality = old
+    mine = usage_stats(12, o_pattern, np.zeros(3000, np.int64), o_quality)
+    everyone = _merge(mine, usage_stats(12, young[0], np.zeros(80, np.int64), young[1]))
+    one, c, w = np.zeros(0), np.array([0]), np.ones(1)
+    _, by_itself = full_scores(mine, one, one, c, w, SHARING)
+    _, faded = full_scores(replace(mine, shared=everyone), one, one, c, w, SHARING)
+    fixed = replace(SHARING, share_fade=1e12)
+    _, unfaded = full_scores(replace(mine, shared=everyone), one, one, c, w, fixed)
+    moved_faded = np.abs(faded - by_itself).max()
+    assert 0 < moved_faded < 0.5 * np.abs(unfaded - by_itself).max()
 
 
 # ------------------------------------------------------------------ a two-project warehouse
@@ -173,7 +258,29 @@ def _events(project: str, n_good: int, n_bad: int, q_good: float, q_bad: float) 
 
 
 @pytest.fixture(scope="module")
-def two_projects(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+def sharing_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The dbt project with sharing turned on (project_share_weight 0.5), as a user would:
+    a copy of dbt_project.yml beside the same models, named by $ENGRAM_PROJECT_DIR, so the
+    build (dbt) and predict/evaluate (dbt_vars) read the same settings."""
+    root = tmp_path_factory.mktemp("dbt_sharing_on")
+    for name in ("models", "macros", "seeds", "tests"):
+        (root / name).symlink_to(CHECKOUT_ROOT / name)
+    shutil.copy(CHECKOUT_ROOT / "profiles.yml", root / "profiles.yml")
+    config = yaml.safe_load((CHECKOUT_ROOT / "dbt_project.yml").read_text())
+    config["vars"]["project_share_weight"] = SHARING.share_weight
+    (root / "dbt_project.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PROJECT_ENV_VAR, str(root))
+        dbt_vars.cache_clear()
+        assert dbt_vars()["project_share_weight"] == SHARING.share_weight
+        yield root
+    dbt_vars.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def two_projects(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, sharing_on: Path
+) -> Path:
     """OLD (60 events, in its records) and YOUNG (6 events, project given at ingest):
     GOOD worked in OLD, BAD did not; YOUNG saw both go middling."""
     root = tmp_path_factory.mktemp("projects")

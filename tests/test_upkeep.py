@@ -22,6 +22,7 @@ import pytest
 from engram.build import build
 from engram.cli.main import main
 from engram.merges import MergeError, merge_patterns, unmerge
+from engram.query.memory import Memory
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
 from ingest.warehouse import CHECKOUT_ROOT
@@ -299,7 +300,6 @@ def test_rising_alerts_are_the_significantly_and_visibly_improving_patterns(
 
 
 def test_cli_and_memory_show_the_alerts(warehouse: Path, capsys: pytest.CaptureFixture) -> None:
-    from engram.query.memory import Memory
 
     assert main(["alerts", "--db", str(warehouse), "--json", "--top", "500"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -397,6 +397,13 @@ def test_merge_counts_dropped_events_toward_the_kept_one_and_unmerge_restores(
     )
     assert after.loc[drop, "usage_count"] == 0
     assert after.loc[drop, "superseded_by"] == keep
+    # `similar` still finds the dropped wording, and says which pattern it counts toward
+    with Memory(warehouse, embedder=embedder) as memory:
+        found = memory.find_similar(str(before.loc[drop, "description"]), 50).set_index(
+            "pattern_id"
+        )
+    assert found.loc[drop, "superseded_by"] == keep
+    assert found.drop(index=drop)["superseded_by"].isna().all()
     # the incremental weekly aggregate equals a recomputation with the merge applied
     pd.testing.assert_frame_equal(
         weekly_from_mart(warehouse), weekly_from_raw(warehouse, {drop: keep}), check_dtype=False

@@ -375,6 +375,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
     def body(memory: Any) -> int:
         frame = memory.find_similar(args.text, args.k)
         columns = ["pattern_id", "similarity", "success_rate", "usage_count"]
+        if "superseded_by" in frame and frame["superseded_by"].notna().any():
+            columns.append("superseded_by")  # merged away: use the kept one
         columns += ["cluster_label", "description"]
         return _emit(args, frame, columns, json_drop=("metadata",))
 

@@ -310,8 +310,9 @@ def summarize(x: np.ndarray, labels: np.ndarray) -> ClusterSummary:
         similarity[lo:hi] = np.einsum("ij,ij->i", x[lo:hi], centroids[labels[lo:hi]])
     similarity = np.clip(similarity, -1.0, 1.0)
     order = np.lexsort((np.arange(len(labels)), -similarity, labels))
-    firsts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
-    central = order[firsts]
+    # no rows (an empty warehouse): no clusters; np.r_[True, ...] would invent one
+    firsts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]]) if k else []
+    central = order[np.asarray(firsts, dtype=np.int64)]
     return ClusterSummary(
         centroids=centroids.astype(np.float32),
         sizes=np.bincount(labels, minlength=k),

@@ -29,15 +29,25 @@ sharing       with several projects, `stats` holds one project's usage and `stat
               (project, cluster, pattern) -> (cluster, pattern) in the OTHER projects ->
               pattern across projects -> global mean across projects. The other
               projects' outcomes are first moved by d = (the project's mean quality -
-              theirs), so what is borrowed is how much better or worse a pattern did
-              there than usual, not the other projects' baseline (real histories differ
-              in baseline: bench/project_sharing.py), and each of their events counts
-              w = share_weight of one of the project's own:
+              theirs) x N^own / (N^own + s) (the project's mean shrunk toward theirs,
+              so a handful of events does not shift everything by its noise), so what
+              is borrowed is how much better or worse a pattern did there than usual,
+              not the other projects' baseline (real histories differ in baseline:
+              bench/project_sharing.py), and each of their events counts
+              w(n) of one of the project's own, where n is the project's OWN events
+              at that level (all of them, the pattern's, the cell's) and k =
+              share_fade: the borrowed weight fades as the project's own evidence
+              grows, so a young project leans on the others and an old one hardly
+              at all (bench/project_sharing.py: a constant weight cost the older
+              project's ranking a little while giving the young one nothing):
 
+                  w(n)       = share_weight * k / (k + n)   (share_weight when n = 0;
+                               k = 0: borrow only where the project has none)
                   S'         = clip(S^other + d n^other, 0, n^other)   (every level)
-                  g          = (S^own + w S'^total) / (N^own + w N^other)
-                  m_p        = (S_p^own + w S'_p + s g) / (N_p^own + w n_p^other + s)
-                  m_cp^other = (w S'_cp + s m_p) / (w n_cp^other + s)
+                  g          = (S^own + w(N^own) S'^total) / (N^own + w(N^own) N^other)
+                  m_p        = (S_p^own + w(N_p^own) S'_p + s g)
+                               / (N_p^own + w(N_p^own) n_p^other + s)
+                  m_cp^other = (w(n_cp^own) S'_cp + s m_p) / (w(n_cp^own) n_cp^other + s)
                   success_cp = (S_cp^own + s m_cp^other) / (n_cp^own + s)
 
               (without a cluster: own pattern -> other projects' pattern -> g). With no
@@ -92,7 +102,9 @@ class RankingParams:
     exponent: float = 4.0  # how hard success discounts relevance
     n_clusters: int = 3  # context clusters of the neighbourhood that are mixed
     prior_strength: float = 5.0  # pseudo-events of the success shrinkage (dbt var)
-    share_weight: float = 0.5  # what one other project's event counts for (dbt var)
+    share_weight: float = 0.0  # what one other project's event counts for (dbt var; 0:
+    # projects apart, as no weight was harmless on real histories: bench.project_sharing)
+    share_fade: float = 100.0  # own events at which that weight halves (dbt var)
 
 
 DEFAULT_PARAMS = RankingParams()
@@ -295,10 +307,16 @@ def _shared_posterior(
     """(alpha, beta, borrowed events) of the four-level shrinkage (module docstring):
     the project's own cell on the other projects' cell, on the pattern across projects,
     on the global mean of all projects. Every other project's event counts
-    `params.share_weight` of one of the project's own (0: the project alone)."""
+    w(n) = share_weight * share_fade / (share_fade + n) of one of the project's own,
+    n being the project's own events at that level (share_weight 0: the project alone)."""
     shared = stats.shared
     assert shared is not None
-    s, lam = params.prior_strength, params.share_weight
+    s, lam, k = params.prior_strength, params.share_weight, params.share_fade
+
+    def fade(n_own: Any) -> Any:
+        """w(n): the share weight where the project has n events of its own."""
+        return np.where(n_own > 0, lam * k / np.maximum(k + n_own, 1e-300), lam)
+
     n_all = shared.n_events if subset is None else shared.n_events[subset]
     s_all = shared.sum_quality if subset is None else shared.sum_quality[subset]
     own_total, own_sum = float(stats.n_events.sum()), float(stats.sum_quality.sum())
@@ -306,19 +324,23 @@ def _shared_posterior(
     other_total, other_sum = max(all_total - own_total, 0.0), max(all_sum - own_sum, 0.0)
     shift = 0.0
     if own_total > 0 and other_total > 0:
-        shift = own_sum / own_total - other_sum / other_total
+        # the project's own mean is itself shrunk toward theirs (s pseudo-events), so
+        # a project with a handful of events does not move everything by their noise
+        shift = (own_sum / own_total - other_sum / other_total) * own_total / (own_total + s)
     n_other_p = np.maximum(n_all - n_own, 0.0)
     s_other_p = np.clip(s_all - s_own + shift * n_other_p, 0.0, n_other_p)
-    total = own_total + lam * other_total
-    g_sum = own_sum + lam * min(max(other_sum + shift * other_total, 0.0), other_total)
+    lam_g = float(fade(np.float64(own_total)))
+    total = own_total + lam_g * other_total
+    g_sum = own_sum + lam_g * min(max(other_sum + shift * other_total, 0.0), other_total)
     g = g_sum / total if total > 0 else shared.global_mean
     size = len(n_own)
+    lam_p = fade(n_own)
     if not len(clusters):
-        m_other = (lam * s_other_p + s * g) / (lam * n_other_p + s)
+        m_other = (lam_p * s_other_p + s * g) / (lam_p * n_other_p + s)
         alpha = s_own + s * m_other
         beta = (n_own - s_own) + s * (1.0 - m_other)
-        return alpha, beta, lam * n_other_p
-    m_p = (s_own + lam * s_other_p + s * g) / (n_own + lam * n_other_p + s)
+        return alpha, beta, lam_p * n_other_p
+    m_p = (s_own + lam_p * s_other_p + s * g) / (n_own + lam_p * n_other_p + s)
     alpha, beta, borrowed = np.zeros(size), np.zeros(size), np.zeros(size)
     for c, w in zip(clusters, cluster_weights, strict=True):
         own_n, own_s = np.zeros(size), np.zeros(size)
@@ -333,10 +355,11 @@ def _shared_posterior(
         all_s[idx] += shared.cell_sum[sl][kept]
         other_n = np.maximum(all_n - own_n, 0.0)
         other_s = np.clip(all_s - own_s + shift * other_n, 0.0, other_n)
-        m_other = (lam * other_s + s * m_p) / (lam * other_n + s)
+        lam_c = fade(own_n)
+        m_other = (lam_c * other_s + s * m_p) / (lam_c * other_n + s)
         alpha += w * (own_s + s * m_other)
         beta += w * ((own_n - own_s) + s * (1.0 - m_other))
-        borrowed += w * lam * other_n
+        borrowed += w * lam_c * other_n
     return alpha, beta, borrowed
 
 

@@ -271,7 +271,7 @@ def projects_overview(con: duckdb.DuckDBPyConnection, have: set[str], top: int) 
                 sum(n_events * mean_quality) / sum(n_events) as mean_quality,
                 count(*) as n_cells,
                 count(*) filter (where other_n_events > 0) as cells_borrowing,
-                sum(other_n_events * share_weight) filter (where other_n_events > 0)
+                sum(other_n_events * cell_share_weight) filter (where other_n_events > 0)
                     / nullif(count(*) filter (where other_n_events > 0), 0)
                     as borrowed_events_per_cell
             from marts.pattern_project_predictions

@@ -143,8 +143,12 @@ class Overlay:
     def pending_counts(self) -> pd.DataFrame:
         """Per pattern: outcomes recorded since the build (count, summed quality)."""
         if not self.outcomes:
-            return pd.DataFrame(
-                {"pattern_id": [], "pending_outcomes": [], "pending_quality_sum": []}
+            return pd.DataFrame(  # typed: merging on an untyped (float64) empty key fails
+                {
+                    "pattern_id": pd.Series([], dtype=str),
+                    "pending_outcomes": pd.Series([], dtype=np.int64),
+                    "pending_quality_sum": pd.Series([], dtype=np.float64),
+                }
             )
         frame = pd.DataFrame(
             {
@@ -161,6 +165,8 @@ def with_pending(frame: pd.DataFrame, overlay: Overlay) -> pd.DataFrame:
     """`frame` (rows with pattern_id) plus pending_outcomes / pending_success_rate: the
     outcomes recorded since the last build, not yet in usage_count / success_rate."""
     counts = overlay.pending_counts()
+    if frame.empty:  # an empty result's key may come back untyped (float64): merge on str
+        frame = frame.astype({"pattern_id": str})
     merged = frame.merge(counts, on="pattern_id", how="left")
     merged["pending_outcomes"] = merged["pending_outcomes"].fillna(0).astype(int)
     merged["pending_success_rate"] = merged["pending_quality_sum"] / merged[

@@ -111,11 +111,13 @@ def cluster_centroids(reader: Reader) -> tuple[np.ndarray, np.ndarray, list[str]
 def ranking_params(params: RankingParams | None = None) -> RankingParams:
     """The ranking's knobs, with the success shrinkage of the dbt var
     prediction_prior_strength (the one pattern_predictions and prediction_backtest use)
-    and the dbt var project_share_weight (pattern_project_predictions')."""
+    and the dbt vars project_share_weight and project_share_fade
+    (pattern_project_predictions')."""
     return replace(
         params or DEFAULT_PARAMS,
         prior_strength=prior_strength(),
         share_weight=float(dbt_vars()["project_share_weight"]),
+        share_fade=float(dbt_vars()["project_share_fade"]),
     )
 
 
@@ -449,7 +451,8 @@ def rows(
     low, high = beta_interval(ranked.alpha, ranked.beta, credible_mass())
     frame = pd.DataFrame(
         {
-            "pattern_id": pattern_ids,
+            # object even when empty (an empty warehouse): the merge below keys on it
+            "pattern_id": pd.Series(list(pattern_ids), dtype=object),
             "score": ranked.score,
             "relevance": ranked.relevance,
             "vote_share": ranked.vote,

@@ -1,7 +1,9 @@
 """Which past patterns are semantically similar to this text, or to this pattern?
 
 Vector search over the description embeddings (engram.query.index: IVF when the index is
-current, exact otherwise), then the patterns' details from marts.dim_patterns.
+current, exact otherwise), then the patterns' details from marts.dim_patterns. A pattern
+merged into another (`engram merge-patterns`) is still found by its text, but its row names
+the one it now counts toward (`superseded_by`), so nobody adopts the dropped wording.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from engram.query.reader import Reader
 
 DETAIL_COLUMNS = (
     "pattern_id, description, success_rate, usage_count, cluster_id, cluster_label, "
-    "pattern_type, metadata"
+    "pattern_type, metadata, superseded_by"
 )
 
 

@@ -3,9 +3,13 @@
 -- pseudo-events each: the project's own outcomes in the (context cluster, pattern) cell ->
 -- the other projects' outcomes in the same cell -> the pattern across projects -> the
 -- global mean across projects. Every other project's event counts
--- var('project_share_weight') of one of the project's own (1: all projects alike; 0: the
--- project alone). With one project the borrowed levels are empty and predicted_success
--- equals pattern_predictions'. engram/numeric/ranking.py ranks with the same formula.
+-- w(n) = var('project_share_weight') * k / (k + n) of one of the project's own, n being the
+-- project's OWN events at that level (all, the pattern's, the cell's) and k =
+-- var('project_share_fade'): the borrowed weight fades as the project's own evidence grows
+-- (a young project leans on the others, an old one hardly; bench/project_sharing.py).
+-- Weight 0: the project alone. With one project the borrowed levels are empty and
+-- predicted_success equals pattern_predictions'. engram/numeric/ranking.py ranks with the
+-- same formula (tests/test_projects.py checks they agree).
 
 with
 
@@ -21,7 +25,8 @@ labels as (
 settings as (
     select
         {{ var('prediction_prior_strength') }}::double as prior_strength,
-        {{ var('project_share_weight') }}::double as share_weight
+        {{ var('project_share_weight') }}::double as share_weight,
+        {{ var('project_share_fade') }}::double as share_fade
 ),
 
 own_cells as (
@@ -69,8 +74,9 @@ all_totals as (
 ),
 
 -- The other projects' outcomes are moved by shift = (the project's mean quality - theirs)
--- before they are borrowed: what carries over is how a pattern did there relative to their
--- usual, not their baseline (engram/numeric/ranking.py, bench/project_sharing.py).
+-- x n_own / (n_own + prior_strength) before they are borrowed: what carries over is how a
+-- pattern did there relative to their usual, not their baseline
+-- (engram/numeric/ranking.py, bench/project_sharing.py).
 shifts as (
     select
         own_totals.project_id,
@@ -78,28 +84,39 @@ shifts as (
         own_totals.sum_quality as own_sum,
         all_totals.n_events - own_totals.n_events as other_n,
         all_totals.sum_quality - own_totals.sum_quality as other_sum,
+        -- the project's mean shrunk toward theirs with prior_strength pseudo-events, so a
+        -- project with a handful of events does not shift everything by their noise
         case
             when own_totals.n_events > 0 and all_totals.n_events > own_totals.n_events
-                then own_totals.sum_quality / own_totals.n_events
-                - (all_totals.sum_quality - own_totals.sum_quality)
-                / (all_totals.n_events - own_totals.n_events)
+                then (own_totals.sum_quality / own_totals.n_events
+                    - (all_totals.sum_quality - own_totals.sum_quality)
+                    / (all_totals.n_events - own_totals.n_events))
+                * own_totals.n_events / (own_totals.n_events + settings.prior_strength)
             else 0
         end as baseline_shift
     from own_totals
     cross join all_totals
+    cross join settings
 ),
 
--- the project's global mean: its own events plus share_weight x the others' (shifted)
-global_means as (
+-- w(n) at the global level
+global_weights as (
     select
-        shifts.project_id,
-        shifts.baseline_shift,
-        (shifts.own_sum + settings.share_weight * least(
-            greatest(shifts.other_sum + shifts.baseline_shift * shifts.other_n, 0),
-            shifts.other_n))
-        / (shifts.own_n + settings.share_weight * shifts.other_n) as global_mean
+        shifts.*,
+        {{ faded_share_weight('settings.share_weight', 'settings.share_fade', 'shifts.own_n') }}
+            as lam
     from shifts
     cross join settings
+),
+
+-- the project's global mean: its own events plus w(N own) x the others' (shifted)
+global_means as (
+    select
+        project_id,
+        baseline_shift,
+        (own_sum + lam * least(greatest(other_sum + baseline_shift * other_n, 0), other_n))
+        / (own_n + lam * other_n) as global_mean
+    from global_weights
 ),
 
 pattern_others as (
@@ -113,10 +130,13 @@ pattern_others as (
             all_patterns.sum_quality - own_patterns.sum_quality
             + global_means.baseline_shift * (all_patterns.n_events - own_patterns.n_events),
             0), all_patterns.n_events - own_patterns.n_events) as other_sum,
-        global_means.global_mean
+        global_means.global_mean,
+        {{ faded_share_weight('settings.share_weight', 'settings.share_fade',
+                              'own_patterns.n_events') }} as lam
     from own_patterns
     inner join all_patterns on all_patterns.pattern_id = own_patterns.pattern_id
     inner join global_means on global_means.project_id = own_patterns.project_id
+    cross join settings
 ),
 
 pattern_means as (
@@ -124,8 +144,8 @@ pattern_means as (
         pattern_others.project_id,
         pattern_others.pattern_id,
         {{ shrunk_mean(
-            'pattern_others.own_sum + settings.share_weight * pattern_others.other_sum',
-            'pattern_others.own_n + settings.share_weight * pattern_others.other_n',
+            'pattern_others.own_sum + pattern_others.lam * pattern_others.other_sum',
+            'pattern_others.own_n + pattern_others.lam * pattern_others.other_n',
             'pattern_others.global_mean', 'settings.prior_strength') }} as pattern_mean_shrunk
     from pattern_others
     cross join settings
@@ -147,7 +167,9 @@ levels as (
         all_cells.n_projects - 1 as other_projects,
         pattern_means.pattern_mean_shrunk,
         settings.prior_strength,
-        settings.share_weight
+        settings.share_weight,
+        {{ faded_share_weight('settings.share_weight', 'settings.share_fade',
+                              'own_cells.n_events') }} as cell_share_weight
     from own_cells
     inner join all_cells
         on all_cells.context_cluster_id = own_cells.context_cluster_id
@@ -162,7 +184,8 @@ levels as (
 shrunk as (
     select
         *,
-        {{ shrunk_mean('share_weight * other_sum_quality', 'share_weight * other_n_events',
+        {{ shrunk_mean('cell_share_weight * other_sum_quality',
+                       'cell_share_weight * other_n_events',
                        'pattern_mean_shrunk', 'prior_strength') }} as others_mean_shrunk
     from levels
 ),
@@ -185,6 +208,7 @@ final as (
         shrunk.pattern_mean_shrunk,
         shrunk.prior_strength,
         shrunk.share_weight,
+        shrunk.cell_share_weight,
         shrunk.sum_quality + shrunk.prior_strength * shrunk.others_mean_shrunk
             as posterior_alpha,
         (shrunk.n_events - shrunk.sum_quality)
