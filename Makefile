@@ -13,7 +13,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help install demo test lint format build report clean lock bench ui
+.PHONY: help install demo test lint format build report clean lock bench ui spark-test
 
 help: ## list the targets (and where the code lives)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,13 +57,18 @@ build: install ## dbt build on the warehouse ($$ENGRAM_DB or warehouse/engram.du
 report: install ## print the answers from the current warehouse
 	$(BIN)/engram report
 
-bench: install ## python -m bench: benchmark vs pandas/SQLite (SIZE=small; docs/benchmarks.md)
+bench: install ## python -m bench: benchmark vs pandas/SQLite/Polars (SIZE=small; docs/benchmarks.md)
 	$(BIN)/python -m bench --size $(or $(SIZE),small)
 
 ui: install ## start the Dagster UI on http://127.0.0.1:3000 (DAGSTER_HOME=.dagster_home)
 	@mkdir -p $(CURDIR)/.dagster_home
 	@test -f $(CURDIR)/.dagster_home/dagster.yaml || cp orchestration/dagster.yaml $(CURDIR)/.dagster_home/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p 3000
+
+spark-test: install ## the marts on Spark (dbt-spark, local session) must equal DuckDB's (docs/scale-out.md)
+	$(BIN)/python -m pip install --quiet -r requirements-spark.lock
+	$(BIN)/engram embedding export
+	$(BIN)/pytest -m spark tests/test_spark.py
 
 lock: ## re-pin requirements.lock from requirements.in (needs the network to the registry)
 	rm -rf /tmp/engram-lock-venv && $(PYTHON) -m venv /tmp/engram-lock-venv

@@ -36,8 +36,11 @@ def _slope_and_t(g: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     slope = ((n * sxy - sx * sy) / denom).where(denom > 0)
     syy_c = syy - sy * sy / n
     ss_res = syy_c - slope * (sxy - sx * sy / n)
-    se = np.sqrt(ss_res.where(ss_res > EXACT_FIT_TOLERANCE * syy_c) / (n - 2) / (denom / n))
+    flat = syy_c <= EXACT_FIT_TOLERANCE * syy  # no variance in y: slope 0, t null
+    fitted = (ss_res > EXACT_FIT_TOLERANCE * syy_c) & ~flat
+    se = np.sqrt(ss_res.where(fitted) / (n - 2) / (denom / n))
     t = (slope / se).where((n > 2) & (denom > 0))
+    slope = slope.mask(flat & (denom > 0), 0.0)
     return slope, t
 
 
@@ -126,8 +129,19 @@ def pattern_trend_summary(events: pd.DataFrame, v: dict[str, Any]) -> pd.DataFra
 
 
 def file_cooccurrence(events: pd.DataFrame, v: dict[str, Any]) -> pd.DataFrame:
-    """File pairs seen together in >= min_support events, with quality, lift, point-biserial
-    correlation against all events, and the pair's weekly quality slope."""
+    """File pairs of one project seen together in >= min_support of its events, with
+    quality, lift, point-biserial correlation against all the project's events, and the
+    pair's weekly quality slope."""
+    return pd.concat(
+        [
+            _project_file_pairs(group, v).assign(project_id=project)
+            for project, group in events.groupby("project_id", sort=True)
+        ],
+        ignore_index=True,
+    )
+
+
+def _project_file_pairs(events: pd.DataFrame, v: dict[str, Any]) -> pd.DataFrame:
     n_all = len(events)
     sum_all = events["outcome_quality"].sum()
     mean_all = sum_all / n_all

@@ -23,11 +23,13 @@ WEEK = "date(occurred_at, 'weekday 0', '-6 days')"
 
 # slope / t of y on x from sums n, sx, sxx, sy, syy, sxy (macros/trend_stats.sql)
 _DENOM = "(n * sxx - sx * sx)"
-_SLOPE = f"case when {_DENOM} > 0 then (n * sxy - sx * sy) / cast({_DENOM} as real) end"
 _SYY_C = "(syy - sy * sy / n)"
+_FLAT = f"({_SYY_C} <= 1e-9 * syy)"  # no variance in y: slope 0, t null
+_SLOPE = f"""case when {_DENOM} > 0 and {_FLAT} then 0.0
+    when {_DENOM} > 0 then (n * sxy - sx * sy) / cast({_DENOM} as real) end"""
 _SS_RES = f"({_SYY_C} - ({_SLOPE}) * (sxy - sx * sy / n))"
 # an exact fit (residuals within rounding of 0) gives a null t: macros/trend_stats.sql
-_T = f"""case when n > 2 and {_DENOM} > 0 and {_SS_RES} > 1e-9 * {_SYY_C} then
+_T = f"""case when n > 2 and {_DENOM} > 0 and not {_FLAT} and {_SS_RES} > 1e-9 * {_SYY_C} then
     ((n * sxy - sx * sy) / cast({_DENOM} as real))
         / sqrt({_SS_RES} / (n - 2) / (cast({_DENOM} as real) / n))
     end"""
@@ -99,41 +101,44 @@ pairs as (
     from kept as a join kept as b on a.event_id = b.event_id and a.file_path < b.file_path
 ),
 pair_events as (
-    select pairs.file_a, pairs.file_b, ev.week, ev.occurred_at, ev.outcome_quality as y
+    select ev.project_id, pairs.file_a, pairs.file_b, ev.week, ev.occurred_at,
+           ev.outcome_quality as y
     from pairs join ev on ev.event_id = pairs.event_id
 ),
 spans as (
-    select file_a, file_b, min(week) as first_week from pair_events
-    group by file_a, file_b having count(*) >= :cooccurrence_min_support
+    select project_id, file_a, file_b, min(week) as first_week from pair_events
+    group by project_id, file_a, file_b having count(*) >= :cooccurrence_min_support
 ),
 moments as (
-    select p.file_a, p.file_b, count(*) as n,
+    select p.project_id, p.file_a, p.file_b, count(*) as n,
            sum(x) as sx, sum(x * x) as sxx, sum(y) as sy, sum(y * y) as syy, sum(x * y) as sxy,
            min(occurred_at) as first_seen_at, max(occurred_at) as last_seen_at
     from (
         select pe.*,
                cast(round(julianday(pe.week) - julianday(s.first_week)) as integer) / 7 as x
         from pair_events as pe
-        join spans as s on s.file_a = pe.file_a and s.file_b = pe.file_b
+        join spans as s
+            on s.project_id = pe.project_id and s.file_a = pe.file_a and s.file_b = pe.file_b
     ) as p
-    group by p.file_a, p.file_b
+    group by p.project_id, p.file_a, p.file_b
 ),
 population as (
-    select count(*) as n_all, sum(outcome_quality) as sum_all,
+    select project_id, count(*) as n_all, sum(outcome_quality) as sum_all,
            sum(outcome_quality * outcome_quality) as sum_sq_all
-    from ev
+    from ev group by project_id
 ),
 population_stats as (
-    select n_all, sum_all, sum_all / n_all as mean_all,
+    select project_id as population_project, n_all, sum_all, sum_all / n_all as mean_all,
            sqrt(max(sum_sq_all - sum_all * sum_all / n_all, 0) / n_all) as sd_all
     from population
 ),
 stats as (
     select m.*, {_SLOPE} as slope, {_T} as t, p.*,
            m.sy / m.n as avg_quality
-    from moments as m cross join population_stats as p
+    from moments as m join population_stats as p on p.population_project = m.project_id
 )
-select file_a, file_b, n as co_occurrences, avg_quality, avg_quality - mean_all as quality_lift,
+select project_id, file_a, file_b, n as co_occurrences, avg_quality,
+    avg_quality - mean_all as quality_lift,
     case when sd_all > 0 and n < n_all then
         (avg_quality - (sum_all - sy) / (n_all - n)) / sd_all
             * sqrt(cast(n as real) * (n_all - n)) / n_all
@@ -208,7 +213,7 @@ def load(inputs: BaselineInputs, path: Path) -> sqlite3.Connection:
         pragma journal_mode = off;
         pragma synchronous = off;
         create table events (event_id text, pattern_id text, occurred_at text,
-                             outcome_quality real, context_hash text);
+                             outcome_quality real, context_hash text, project_id text);
         create table event_files (event_id text, file_path text);
         create table context_clusters (context_hash text primary key,
                                        context_cluster_id integer, context_cluster_label text);
@@ -217,13 +222,14 @@ def load(inputs: BaselineInputs, path: Path) -> sqlite3.Connection:
     )
     ev = inputs.events
     con.executemany(
-        "insert into events values (?, ?, ?, ?, ?)",
+        "insert into events values (?, ?, ?, ?, ?, ?)",
         zip(
             ev["event_id"],
             ev["pattern_id"],
             map(_ts, ev["occurred_at"]),
             ev["outcome_quality"].astype(float),
             ev["context_hash"],
+            ev["project_id"],
             strict=True,
         ),
     )
@@ -277,7 +283,7 @@ def run_all(con: sqlite3.Connection, v: dict[str, Any]) -> dict[str, float]:
         drop table if exists ev;
         create temp table ev as
             select event_id, pattern_id, occurred_at, outcome_quality, context_hash,
-                   {WEEK} as week
+                   project_id, {WEEK} as week
             from events;
         create index ev_event on ev (event_id);
         create index ev_pattern_week on ev (pattern_id, week);

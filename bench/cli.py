@@ -16,9 +16,10 @@ Generate synthetic data at a size, then measure on this machine, in one run: ing
 vs served from the cache), dbt build (total, per model, peak RSS; and the build after
 appending 1% more events, as a ratio), queries (p50/p95 of trend lookup, top-20 file
 pairs, similar top-10 exact and ANN with recall@10, predict incl. embedding), disk
-bytes per event and per pattern, and the same marts written plainly in pandas and in
-SQLite on the same rows: their answers are checked against the dbt marts and their
-time given as a ratio to dbt-duckdb's.
+bytes per event and per pattern, and the same marts written plainly in pandas, in
+SQLite and in Polars (lazy, streaming engine) on the same rows, each in its own child
+process (peak RSS recorded; one killed for memory is reported, not fatal): their answers
+are checked against the dbt marts and their time given as a ratio to dbt-duckdb's.
 
 Sizes (patterns / events): tiny 200 / 2,000; small 20,000 / 200,000 (default, a few
 minutes); medium 100,000 / 1,000,000; full 1,000,000 / 10,000,000.
@@ -30,11 +31,25 @@ says so. The model's speed is always measured on --embed-sample real texts."""
 EPILOG = """\
 The table is printed and written with every raw figure to artifacts/bench/*.json;
 --write-docs also replaces this size's section of docs/benchmarks.md.
-example: python -m bench --size full --baseline-max-events 10000000 --write-docs"""
+example: python -m bench --size full --baseline-max-events 10000000 --write-docs
+example: python -m bench --size medium --baselines polars   (only the Polars baseline)"""
+
+
+def _baseline_list(text: str) -> tuple[str, ...]:
+    """--baselines: names from bench.runner.BASELINES, comma-separated, in run order."""
+    from bench.runner import BASELINES
+
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}"
+        )
+    return tuple(n for n in BASELINES if n in names)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.runner import SIZES
+    from bench.runner import BASELINES, SIZES
 
     bench = argparse.ArgumentParser(
         prog="python -m bench",
@@ -67,7 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2_000_000,
         metavar="M",
-        help="skip the pandas/SQLite baselines above M events (default 2000000)",
+        help="skip the pandas/SQLite/Polars baselines above M events (default 2000000)",
+    )
+    bench.add_argument(
+        "--baselines",
+        type=_baseline_list,
+        default=",".join(BASELINES),
+        metavar="LIST",
+        help=f"comma-separated baselines to run, of {','.join(BASELINES)} (default all)",
     )
     bench.add_argument(
         "--query-repeats", type=int, default=200, metavar="N", help="timed calls per query"
@@ -96,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_line(args: argparse.Namespace) -> str:
     """The command as typed, rebuilt from the parsed options that differ from the defaults
     (so the docs quote a runnable command even when called as a library)."""
+    from bench.runner import BASELINES
+
     parts = ["python", "-m", "bench"]
     if args.size != "small" or (args.patterns is None and args.events is None):
         parts += ["--size", args.size]
@@ -113,6 +137,8 @@ def _command_line(args: argparse.Namespace) -> str:
         value = getattr(args, name)
         if value != default:
             parts += [f"--{name.replace('_', '-')}", str(value)]
+    if args.baselines != tuple(BASELINES):
+        parts += ["--baselines", ",".join(args.baselines)]
     if args.write_docs:
         parts.append("--write-docs")
     return " ".join(shlex.quote(p) for p in parts)
@@ -120,7 +146,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from bench import render
-    from bench.runner import SIZES, BenchConfig, run_benchmark
+    from bench.runner import BASELINES, SIZES, BenchConfig, run_benchmark
 
     patterns, events = SIZES[args.size]
     size = args.size
@@ -141,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         synthetic_threshold=args.synthetic_threshold,
         embed_sample=args.embed_sample,
         baseline_max_events=args.baseline_max_events,
+        baselines=args.baselines,
         query_repeats=args.query_repeats,
         keep_workdir=args.keep,
         command=_command_line(args),
@@ -159,9 +186,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"updated {docs}")
     failed = results["build"]["exit_code"] != 0
     different = [
-        name
-        for name in ("pandas", "sqlite")
-        if results["ratios"].get(f"{name}_same_answers") is False
+        name for name in BASELINES if results["ratios"].get(f"{name}_same_answers") is False
     ]
     if failed:
         print("bench: dbt build failed; see the log named in the JSON", file=sys.stderr)

@@ -14,7 +14,7 @@ import pandas as pd
 KEYS: dict[str, list[str]] = {
     "pattern_trends": ["pattern_id", "week"],
     "pattern_trend_summary": ["pattern_id"],
-    "file_cooccurrence": ["file_a", "file_b"],
+    "file_cooccurrence": ["project_id", "file_a", "file_b"],
     "pattern_predictions": ["context_cluster_id", "pattern_id"],
 }
 RTOL, ATOL = 1e-6, 1e-9

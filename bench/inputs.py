@@ -20,7 +20,9 @@ __all__ = ["BaselineInputs", "dbt_vars", "load_inputs"]
 
 @dataclass
 class BaselineInputs:
-    events: pd.DataFrame  # event_id, pattern_id, occurred_at, outcome_quality, files, context_hash
+    events: (
+        pd.DataFrame
+    )  # event_id, pattern_id, occurred_at, outcome_quality, files, context_hash, project_id
     contexts: pd.DataFrame  # context_hash, context_cluster_id, context_cluster_label
     pattern_ids: pd.DataFrame  # pattern_id of every loaded pattern (predictions skip others)
 
@@ -41,7 +43,7 @@ def load_inputs(db_path: Path) -> BaselineInputs:
         events = con.execute(
             """
             select event_id, pattern_id, occurred_at, outcome_quality,
-                   files_involved as files, context_hash
+                   files_involved as files, context_hash, project_id
             from raw.usage_events
             """
         ).df()

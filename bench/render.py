@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.runner import BASELINES
 from engram.render import format_table
 
 HEADERS = ["stage", "figure", "value", "note"]
@@ -33,6 +34,10 @@ def _bytes(value: float | None) -> str:
 
 def _ratio(value: float | None) -> str:
     return NA if value is None else f"{value:.1f}x"
+
+
+def _share(value: float | None) -> str:
+    return NA if value is None else f"{value:.1%}"
 
 
 def _ms(q: dict[str, Any] | None) -> str:
@@ -145,18 +150,43 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         for name, seconds in sorted(build["models"].items(), key=lambda kv: -kv[1])[:12]:
             out.append(["dbt build", f"  {name}", f"{seconds:.2f} s", ""])
         out.append(["dbt build", "peak RSS of dbt", _bytes(build["peak_rss_bytes"]), "os.wait4"])
+        for node in build.get("peak_rss_by_node", [])[:5]:
+            out.append(
+                ["dbt build", f"  RSS while {node['node']} ran", _bytes(node["peak_rss_bytes"]), ""]
+            )
     inc = results.get("incremental", {})
     app = results.get("append", {})
     if inc:
         out.append(
             [
                 "incremental",
-                "build after +1% events",
+                "build after +1% events, +1% patterns",
                 f"{inc['seconds']:.1f} s",
                 f"{_ratio(inc['ratio_to_full'])} of the full build; "
-                f"{app.get('events_loaded', 0):,} events appended, "
+                f"{app.get('events_loaded', 0):,} events and "
+                f"{app.get('patterns_loaded', 0):,} new patterns appended, "
                 f"{app.get('texts_embedded', 0)} texts embedded, "
                 f"{app.get('texts_cached', 0):,} served from cache",
+            ]
+        )
+    ref = results.get("refresh", {})
+    ref_pub = results.get("refresh_publish", {})
+    if ref:
+        out.append(
+            [
+                "incremental",
+                "publish after the refresh",
+                f"{ref_pub['seconds']:.1f} s",
+                f"{ref_pub.get('mode', 'full')}; {_share(ref['publish_ratio'])} of the full one",
+            ]
+        )
+        out.append(
+            [
+                "incremental",
+                "build + publish: refresh / full",
+                f"{ref['refresh_build_publish_seconds']:.1f} s / "
+                f"{ref['full_build_publish_seconds']:.1f} s",
+                f"**{_share(ref['ratio'])}** of the full build + publish",
             ]
         )
     queries = results.get("queries", {})
@@ -196,6 +226,16 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         out.append(["disk", "warehouse bytes / pattern", _num(disk["bytes_per_pattern"]), ""])
         if disk.get("serving_bytes"):
             out.append(["disk", "serving copy", _bytes(disk["serving_bytes"]), "marts + index"])
+    after = results.get("disk_after_refresh", {})
+    if after:
+        out.append(
+            [
+                "disk",
+                "warehouse bytes / event after the refresh",
+                _num(after["bytes_per_event"]),
+                f"{_bytes(after['warehouse_bytes'])} after checkpoint",
+            ]
+        )
     dbt_marts = results.get("dbt_marts", {})
     ratios = results.get("ratios", {})
     if dbt_marts:
@@ -208,7 +248,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 f"{ratios.get('dbt_run_phase_seconds', 0):.2f} s; " + ", ".join(dbt_marts["marts"]),
             ]
         )
-    for name, label in (("pandas", "pandas"), ("sqlite", "SQLite")):
+    for name, label in BASELINES.items():
         base = results.get("baselines", {}).get(name)
         if not base:
             continue
@@ -221,17 +261,23 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 label,
                 f"{base['compute_seconds']:.2f} s",
                 f"+ {base['load_seconds']:.1f} s loading; peak RSS "
-                f"{base.get('peak_rss_bytes', 0) / 2**30:.1f} GiB; {_agreement(base)}",
+                f"{base.get('peak_rss_bytes', 0) / 2**30:.1f} GiB"
+                + (
+                    f" ({base['compute_peak_rss_bytes'] / 2**30:.1f} GiB before the answer check)"
+                    if base.get("compute_peak_rss_bytes")
+                    else ""
+                )
+                + f"; {_agreement(base)}",
             ]
         )
+        note = (
+            f"vs dbt wall time; {_ratio(ratios.get(f'{name}_vs_dbt_run_phase'))} "
+            "vs dbt's run phase (no start-up)"
+        )
+        if ratios.get(f"{name}_same_answers") is False:
+            note = "withheld: its answers differ from the dbt marts (or none were compared)"
         out.append(
-            [
-                "baselines",
-                f"speed-up over {label}",
-                _ratio(ratios.get(f"{name}_vs_dbt_wall")),
-                f"vs dbt wall time; {_ratio(ratios.get(f'{name}_vs_dbt_run_phase'))} "
-                "vs dbt's run phase (no start-up)",
-            ]
+            ["baselines", f"speed-up over {label}", _ratio(ratios.get(f"{name}_vs_dbt_wall")), note]
         )
     return out
 
@@ -259,7 +305,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_bytes(machine['memory_bytes'])} memory, "
         f"{'GPU ' + machine['gpu'] if machine['gpu'] else 'no GPU'}; "
         f"Python {machine['python']}, DuckDB {machine['duckdb']}, dbt-core {machine['dbt_core']}, "
-        f"pandas {machine['pandas']}, torch {machine['torch']}  ",
+        f"pandas {machine['pandas']}, Polars {machine.get('polars', NA)}, "
+        f"torch {machine['torch']}  ",
         f"Load average (1 min) at start / end: {_num(meta.get('load_avg_1m_start'))} / "
         f"{_num(meta.get('load_avg_1m_end'))} (above {machine['cores']}, other work on the "
         "machine competed for the CPU during the run)",

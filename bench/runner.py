@@ -2,7 +2,9 @@
 
 Stages, in order (each adds a section to the results dict):
   generate     engram's generator writes patterns/events; the newest 1% of events is held
-               back as the later append (events are written in time order).
+               back as the later append (events are written in time order), with 1% new
+               patterns: paraphrases of existing ones (same family, a new text), which
+               every tenth held-back event uses instead of its own pattern.
   ingest       ingest_paths(embed=False): events/s loaded.
   embedding    torch sentences/s on a sample of distinct texts (CPU; GPU when present);
                then every text is embedded by the model, or given a synthetic clustered
@@ -11,12 +13,14 @@ Stages, in order (each adds a section to the results dict):
   build        `dbt build` (all models + tests): total, per model, peak RSS of dbt.
   dbt_marts    `dbt run --full-refresh` of the four compared marts and their upstream:
                the dbt side of the baseline ratios.
-  baselines    pandas and SQLite versions of the same marts on the same rows; load and
-               compute timed apart; every answer checked against the dbt marts.
+  baselines    pandas, SQLite and Polars versions of the same marts on the same rows, each
+               in a child process; load and compute timed apart; every answer checked
+               against the dbt marts.
   publish      the serving copy + ANN index (engram.query.serving).
   queries      p50/p95 through engram.query.memory.Memory.
   disk         warehouse bytes per event and per pattern after a checkpoint.
-  incremental  ingest the held-back 1%, `dbt build` again: ratio to the full build.
+  incremental  ingest the held-back 1% events and 1% new patterns, `dbt build` and publish
+               again: build + publish of this refresh as a ratio to the full ones.
 """
 
 from __future__ import annotations
@@ -38,7 +42,13 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from bench.memory import wait_with_peak_rss
+from bench.memory import (
+    RssSampler,
+    guard_floor_bytes,
+    peak_by_node,
+    wait_with_memory_guard,
+    wait_with_peak_rss,
+)
 from bench.paths import PROJECT_ROOT
 
 SIZES: dict[str, tuple[int, int]] = {
@@ -53,6 +63,8 @@ APPEND_SHARE = 0.01
 COMPARED_MARTS = ("pattern_trends", "pattern_trend_summary", "file_cooccurrence")
 PREDICTIONS_MART = "pattern_predictions"
 CLUSTERING_NODES = ("stg_contexts", "int_contexts__clustered", "context_clusters")
+# The baselines (bench/baseline_child.py) and their labels, in the order they run.
+BASELINES: dict[str, str] = {"pandas": "pandas", "sqlite": "SQLite", "polars": "Polars"}
 
 Log = Callable[[str], None]
 
@@ -68,6 +80,7 @@ class BenchConfig:
     synthetic_threshold: int = 10_000  # auto: synthetic when more distinct texts than this
     embed_sample: int = 2_000
     baseline_max_events: int = 2_000_000
+    baselines: tuple[str, ...] = tuple(BASELINES)  # which of BASELINES to run
     query_repeats: int = 200
     keep_workdir: bool = False
     command: str = ""
@@ -100,6 +113,7 @@ def machine_info() -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     import dbt.version
     import pandas
+    import polars
     import torch
 
     return {
@@ -111,6 +125,7 @@ def machine_info() -> dict[str, Any]:
         "duckdb": duckdb.__version__,
         "dbt_core": dbt.version.__version__,
         "pandas": pandas.__version__,
+        "polars": polars.__version__,
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
@@ -119,12 +134,41 @@ def machine_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------- stages
 
 
-def _split_append(gen: Path, base: Path, append: Path, n_events: int) -> int:
+NEW_PATTERN_PREFIX = "Newly noted: "
+NEW_PATTERN_EVENT_EVERY = 10  # every tenth appended event uses one of the new patterns
+
+
+def _new_patterns(patterns: Path, append: Path, n_patterns: int) -> list[str]:
+    """Write APPEND_SHARE * n_patterns new patterns into append/patterns.jsonl: for every
+    hundredth existing pattern, a paraphrase (a new text, same family and type) under a new
+    id; returns the new ids. They join existing paraphrase groups, as new notes do."""
+    import orjson
+
+    n_new = max(1, int(n_patterns * APPEND_SHARE))
+    step = max(1, n_patterns // n_new)
+    new_ids: list[str] = []
+    with patterns.open("rb") as src, (append / "patterns.jsonl").open("wb") as out:
+        for i, line in enumerate(src):
+            if i % step or len(new_ids) == n_new:
+                continue
+            record = orjson.loads(line)
+            record["pattern_id"] = f"{record['pattern_id']}-new"
+            record["description"] = NEW_PATTERN_PREFIX + record["description"]
+            new_ids.append(record["pattern_id"])
+            out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    return new_ids
+
+
+def _split_append(gen: Path, base: Path, append: Path, n_events: int, n_patterns: int) -> int:
     """Move the generated files into base/, keeping the newest APPEND_SHARE of events
-    (the file's last lines: the generator writes events in time order) in append/."""
+    (the file's last lines: the generator writes events in time order) in append/, with
+    the new patterns (_new_patterns) that every NEW_PATTERN_EVENT_EVERY-th of them uses."""
+    import orjson
+
     base.mkdir(parents=True, exist_ok=True)
     append.mkdir(parents=True, exist_ok=True)
     os.replace(gen / "patterns.jsonl", base / "patterns.jsonl")
+    new_ids = _new_patterns(base / "patterns.jsonl", append, n_patterns)
     n_append = int(n_events * APPEND_SHARE)
     keep = n_events - n_append
     with (
@@ -133,7 +177,15 @@ def _split_append(gen: Path, base: Path, append: Path, n_events: int) -> int:
         (append / "events.jsonl").open("wb") as tail,
     ):
         for i, line in enumerate(src):
-            (head if i < keep else tail).write(line)
+            if i < keep:
+                head.write(line)
+                continue
+            j = i - keep
+            if j % NEW_PATTERN_EVENT_EVERY == 0:
+                record = orjson.loads(line)
+                record["pattern_id"] = new_ids[(j // NEW_PATTERN_EVENT_EVERY) % len(new_ids)]
+                line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+            tail.write(line)
     (gen / "events.jsonl").unlink()
     return n_append
 
@@ -144,13 +196,14 @@ def stage_generate(cfg: BenchConfig, work: Path) -> dict[str, Any]:
     gen = work / "generated"
     summary = generate(gen, cfg.n_patterns, cfg.n_events, seed=cfg.seed)
     size = sum(p.stat().st_size for p in gen.iterdir())
-    n_append = _split_append(gen, work / "base", work / "append", cfg.n_events)
+    n_append = _split_append(gen, work / "base", work / "append", cfg.n_events, cfg.n_patterns)
     return {
         "seconds": summary.seconds,
         "events_per_s": cfg.n_events / summary.seconds if summary.seconds else None,
         "input_bytes": size,
         "n_distinct_contexts": summary.n_distinct_contexts,
         "events_held_back": n_append,
+        "patterns_held_back": max(1, int(cfg.n_patterns * APPEND_SHARE)),
     }
 
 
@@ -268,14 +321,22 @@ def _run_dbt(args: list[str], db: Path, work: Path, log_name: str) -> dict[str, 
     started = time.perf_counter()
     with log_path.open("w") as out:
         child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out)
+        sampler = RssSampler(child.pid)
+        sampler.start()
         exit_code, peak_rss = wait_with_peak_rss(child)
+        sampler.stop()
     seconds = time.perf_counter() - started
     results = _run_results(work / "target" / "run_results.json")
+    try:
+        raw = json.loads((work / "target" / "run_results.json").read_text())
+    except (OSError, ValueError):
+        raw = {}
     return {
         "command": "dbt " + " ".join(args),
         "seconds": seconds,
         "exit_code": exit_code,
         "peak_rss_bytes": peak_rss,
+        "peak_rss_by_node": peak_by_node(sampler.samples, raw),
         "log": str(log_path),
         **results,
     }
@@ -340,46 +401,81 @@ def stage_dbt_marts(db: Path, work: Path) -> dict[str, Any]:
 
 
 def stage_baselines(cfg: BenchConfig, db: Path, work: Path, log: Log) -> dict[str, Any]:
-    """pandas and SQLite on the same rows, each in a child process (engram/bench/
+    """pandas, SQLite and Polars on the same rows, each in a child process (bench/
     baseline_child.py) so that one running out of memory cannot end the benchmark; each
     answer is compared with the dbt mart."""
-    if cfg.n_events > cfg.baseline_max_events:
-        reason = f"skipped: {cfg.n_events} events > --baseline-max-events {cfg.baseline_max_events}"
-        return {"pandas": {"skipped": reason}, "sqlite": {"skipped": reason}}
     out: dict[str, Any] = {}
-    for which, label in (("pandas", "pandas"), ("sqlite", "SQLite")):
-        log(f"baselines: {label} (child process)")
-        result_path = work / f"baseline_{which}.json"
-        command = [sys.executable, "-m", "bench.baseline_child", which]
-        command += [str(db), str(work), str(result_path)]
-        started = time.perf_counter()
-        with (work / f"baseline_{which}.log").open("w") as log_file:
-            child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=log_file)
-            exit_code, peak_rss = wait_with_peak_rss(child)
-        seconds = time.perf_counter() - started
-        if exit_code == 0 and result_path.exists():
-            out[which] = {**json.loads(result_path.read_text()), "peak_rss_bytes": peak_rss}
-            continue
-        why = (
-            f"killed by signal {-exit_code} (out of memory?)"
-            if exit_code < 0
-            else f"failed with exit code {exit_code}"
-        )
-        out[which] = {
-            "skipped": f"{why} after {seconds:.0f} s at peak RSS {peak_rss / 2**30:.1f} GiB; "
-            f"see {work / f'baseline_{which}.log'}",
-            "exit_code": exit_code,
-            "peak_rss_bytes": peak_rss,
-        }
+    for which, label in BASELINES.items():
+        if which not in cfg.baselines:
+            out[which] = {"skipped": "not selected (--baselines)"}
+        elif cfg.n_events > cfg.baseline_max_events:
+            out[which] = {
+                "skipped": f"skipped: {cfg.n_events} events > --baseline-max-events "
+                f"{cfg.baseline_max_events}"
+            }
+        else:
+            log(f"baselines: {label} (child process)")
+            out[which] = run_baseline_child(which, db, work)
     return out
 
 
+def run_baseline_child(
+    which: str, db: Path, work: Path, floor_bytes: int | None = None
+) -> dict[str, Any]:
+    """One baseline's child process: its results with its peak RSS, or why it has none. The
+    child is killed when the machine's available memory drops below floor_bytes (default
+    bench.memory.guard_floor_bytes()), so no baseline can exhaust the machine."""
+    floor = guard_floor_bytes() if floor_bytes is None else floor_bytes
+    result_path = work / f"baseline_{which}.json"
+    command = [sys.executable, "-m", "bench.baseline_child", which]
+    command += [str(db), str(work), str(result_path)]
+    started = time.perf_counter()
+    with (work / f"baseline_{which}.log").open("w") as log_file:
+        child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=log_file)
+        ended = wait_with_memory_guard(child, floor)
+    seconds = time.perf_counter() - started
+    exit_code = ended.exit_code
+    # the child's own high-water mark (its report, else the guard's last poll): wait4's
+    # figure starts at this process's RSS at the fork (bench.memory.high_water_rss)
+    peak_rss = ended.polled_peak_rss_bytes or ended.peak_rss_bytes
+    if exit_code == 0 and result_path.exists():
+        result = json.loads(result_path.read_text())
+        own = result.get("own_peak_rss_bytes") or peak_rss
+        return {**result, "peak_rss_bytes": own, "wait4_peak_rss_bytes": ended.peak_rss_bytes}
+    if ended.guard_killed:
+        why = (
+            f"out of memory: stopped by the memory guard when the machine had "
+            f"{(ended.available_at_kill or 0) / 2**30:.1f} GiB available "
+            f"(floor {floor / 2**30:.1f} GiB)"
+        )
+    elif exit_code < 0:
+        why = f"killed by signal {-exit_code} (out of memory?)"
+    else:
+        why = f"failed with exit code {exit_code}"
+    return {
+        "skipped": f"{why} after {seconds:.0f} s at peak RSS {peak_rss / 2**30:.1f} GiB; "
+        f"see {work / f'baseline_{which}.log'}",
+        "exit_code": exit_code,
+        "peak_rss_bytes": peak_rss,
+        "wait4_peak_rss_bytes": ended.peak_rss_bytes,
+        "memory_guard": ended.guard_killed,
+    }
+
+
 def stage_publish(db: Path) -> dict[str, Any]:
+    """What `engram build` does after dbt: publish (incremental when a copy exists)."""
     from engram.query.serving import publish
 
     result = publish(db)
     size = sum(p.stat().st_size for p in result.directory.rglob("*") if p.is_file())
-    return {"seconds": result.seconds, "serving_bytes": size, "directory": str(result.directory)}
+    return {
+        "seconds": result.seconds,
+        "serving_bytes": size,
+        "directory": str(result.directory),
+        "mode": result.mode,
+        "tables": result.table_changes,
+        "indexes": result.index_changes,
+    }
 
 
 def _percentiles(samples: list[float]) -> dict[str, Any]:
@@ -574,11 +670,21 @@ def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
         results["queries"] = stage_queries(cfg, db, truth)
         results["disk"] = stage_disk(db, results["ingest"]["events_loaded"], cfg.n_patterns)
         results["disk"]["serving_bytes"] = results["publish"].get("serving_bytes")
-        log(f"append {results['generate']['events_held_back']} events and rebuild")
+        log(
+            f"append {results['generate']['events_held_back']} events and "
+            f"{results['generate']['patterns_held_back']} new patterns, build and publish"
+        )
         results["append"] = stage_append(cfg, db, work, results["embedding"]["vectors"])
         incremental = _run_dbt(["build"], db, work, "dbt_build_incremental")
         incremental["ratio_to_full"] = incremental["seconds"] / results["build"]["seconds"]
         results["incremental"] = incremental
+        results["refresh_publish"] = stage_publish(db)
+        results["refresh"] = refresh_ratio(results)
+        results["disk_after_refresh"] = stage_disk(
+            db,
+            results["ingest"]["events_loaded"] + results["append"]["events_loaded"],
+            cfg.n_patterns + results["append"]["patterns_loaded"],
+        )
     finally:
         results["meta"]["finished_at"] = _now()
         results["meta"]["load_avg_1m_end"] = os.getloadavg()[0]
@@ -587,10 +693,26 @@ def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
     return results
 
 
+def refresh_ratio(results: dict[str, Any]) -> dict[str, Any]:
+    """The refresh (+1% events, +1% new patterns) against the full build, each as `dbt
+    build` + publish, measured in the same run."""
+    full = results["build"]["seconds"] + results["publish"]["seconds"]
+    refresh = results["incremental"]["seconds"] + results["refresh_publish"]["seconds"]
+    return {
+        "full_build_publish_seconds": full,
+        "refresh_build_publish_seconds": refresh,
+        "ratio": refresh / full if full else None,
+        "publish_ratio": results["refresh_publish"]["seconds"] / results["publish"]["seconds"]
+        if results["publish"]["seconds"]
+        else None,
+    }
+
+
 def speedups(results: dict[str, Any]) -> dict[str, Any]:
     """baseline seconds / dbt seconds for the same marts on the same data. Two dbt figures:
     the `dbt run` wall time (with dbt's start-up and project parsing), and dbt's own
-    elapsed_time of the run phase (run_results.json: the models running, on dbt's threads)."""
+    elapsed_time of the run phase (run_results.json: the models running, on dbt's threads).
+    A baseline whose answers differ from the marts (or were not compared) gets no ratio."""
     dbt = results["dbt_marts"]
     run_phase = dbt.get("dbt_elapsed") or dbt["seconds"]
     out: dict[str, Any] = {
@@ -598,13 +720,19 @@ def speedups(results: dict[str, Any]) -> dict[str, Any]:
         "dbt_run_phase_seconds": run_phase,
         "compared_marts": [m for m in dbt["marts"] if m in dbt["models"]],
     }
-    for name in ("pandas", "sqlite"):
-        base = results["baselines"][name]
+    for name in BASELINES:
+        base = results["baselines"].get(name, {"skipped": "not run"})
         if "skipped" in base:
+            out[f"{name}_vs_dbt_wall"] = None
+            out[f"{name}_vs_dbt_run_phase"] = None
+            continue
+        agreement = base.get("agreement") or {}
+        same = bool(agreement) and all(a["same"] for a in agreement.values())
+        out[f"{name}_same_answers"] = same
+        if not same:  # a speed-up over a baseline that computes something else means nothing
             out[f"{name}_vs_dbt_wall"] = None
             out[f"{name}_vs_dbt_run_phase"] = None
             continue
         out[f"{name}_vs_dbt_wall"] = base["compute_seconds"] / dbt["seconds"]
         out[f"{name}_vs_dbt_run_phase"] = base["compute_seconds"] / max(run_phase, 1e-9)
-        out[f"{name}_same_answers"] = all(a["same"] for a in base["agreement"].values())
     return out

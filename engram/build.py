@@ -158,7 +158,9 @@ def build(
     """Embed what is missing, then `dbt build` (models and their tests) on the warehouse.
 
     After a successful build, publish the read-only serving copy + vector index
-    (engram.query.serving) that queries read, unless publish=False.
+    (engram.query.serving) that queries read, unless publish=False: only what changed since
+    the previous copy is written, except with full_refresh, which writes it from scratch
+    (and refits the vector index).
     """
     take_in_journal(db_path)
     if not warehouse_has_data(db_path):
@@ -182,7 +184,7 @@ def build(
         from engram.query.serving import publish as publish_serving_copy
 
         try:
-            publish_serving_copy(db_path)
+            publish_serving_copy(db_path, incremental=not full_refresh)
         except ServingError as exc:
             raise BuildError(
                 f"dbt build succeeded but publishing the serving copy failed: {exc}"

@@ -261,10 +261,11 @@ def validate_pattern(record: dict[str, Any]) -> PatternRow:
         raise _unforeseen(exc) from exc
 
 
-def validate_event(record: dict[str, Any]) -> EventRow:
-    """A clean event row, or `Rejected` (and nothing else) naming the field and why."""
+def validate_event(record: dict[str, Any], default_project: str = "default") -> EventRow:
+    """A clean event row, or `Rejected` (and nothing else) naming the field and why.
+    A record without a project_id gets `default_project` (ingest/project_identity.py)."""
     try:
-        return _validate_event(record)
+        return _validate_event(record, default_project)
     except Rejected:
         raise
     except Exception as exc:
@@ -351,7 +352,7 @@ def _quality(record: dict[str, Any]) -> float:
     return quality
 
 
-def _validate_event(record: dict[str, Any]) -> EventRow:
+def _validate_event(record: dict[str, Any], default_project: str) -> EventRow:
     event_id = _required_id(record, "event_id", allow_int=True)
     pattern_id = _required_id(record, "pattern_id", allow_int=False)
     session_id = _required_id(record, "session_id", allow_int=True)
@@ -362,7 +363,7 @@ def _validate_event(record: dict[str, Any]) -> EventRow:
     files = _string_list(record, "files_involved", MAX_PATH_CHARS)
     tools = _string_list(record, "tools_used", MAX_ID_CHARS)
     context = _optional_text(record, "context", MAX_CONTEXT_CHARS)
-    project_id = _optional_text(record, "project_id", MAX_ID_CHARS) or "default"
+    project_id = _optional_text(record, "project_id", MAX_ID_CHARS) or default_project
     return EventRow(
         event_id, pattern_id, session_id, occurred_at, quality, files, tools, context, project_id
     )

@@ -62,6 +62,7 @@ from ingest.journal import (
 )
 from ingest.journal import segments as journal_segments
 from ingest.progress import ProgressBar, ProgressFactory
+from ingest.project_identity import DEFAULT_PROJECT
 from ingest.reader import (
     RawRecord,
     UnreadableFile,
@@ -135,7 +136,8 @@ def _now() -> datetime:
 class _Chunk:
     """Validated rows and rejections accumulated column-wise until the next flush."""
 
-    def __init__(self) -> None:
+    def __init__(self, project: str = DEFAULT_PROJECT) -> None:
+        self.project = project  # given to events without a project_id
         self.patterns: list[tuple[int, PatternRow]] = []
         self.events: list[tuple[int, EventRow]] = []
         self.rejects: list[tuple[int, str | None, str | None, str, str]] = []
@@ -152,7 +154,7 @@ class _Chunk:
             if kind == "pattern":
                 self.patterns.append((raw.line_number, validate_pattern(raw.value)))
             else:
-                self.events.append((raw.line_number, validate_event(raw.value)))
+                self.events.append((raw.line_number, validate_event(raw.value, self.project)))
         except Rejected as rejection:
             self.rejects.append(
                 (raw.line_number, kind, rejection.field, rejection.reason, raw.raw_text)
@@ -451,6 +453,7 @@ def load_file(
     chunk_records: int = DEFAULT_CHUNK_RECORDS,
     progress: ProgressFactory | None = None,
     on_chunk: ChunkHook | None = None,
+    project: str = DEFAULT_PROJECT,
 ) -> FileReport:
     """Load one file atomically (see the module docstring for the guarantees): stage it in
     the scratch file `scratch` chunk by chunk, embedding each chunk's new texts when an
@@ -472,7 +475,7 @@ def load_file(
         bar = progress(size, f"reading {path.name}")
     staging = _Staging(con, scratch, run_id)
     try:
-        chunk = _Chunk()
+        chunk = _Chunk(project)
         for raw in read_records(path):
             report.read += 1
             chunk.add(raw, hint, report)
@@ -480,7 +483,7 @@ def load_file(
                 bar.update(len(raw.raw_text) + 1)
             if len(chunk) >= chunk_records:
                 _stage(con, staging, chunk, report, embedder)
-                chunk = _Chunk()
+                chunk = _Chunk(project)
                 if on_chunk:
                     on_chunk(path, report.read)
         _stage(con, staging, chunk, report, embedder)
@@ -518,8 +521,14 @@ def ingest_paths(
     on_chunk: ChunkHook | None = None,
     on_file: Callable[[FileReport], None] | None = None,
     journal: bool = True,
+    project: str = DEFAULT_PROJECT,
 ) -> IngestReport:
     """Ingest files and folders into the warehouse, then embed texts not yet cached.
+
+    Events without a project_id get `project` (the CLI passes --project or the project
+    derived from the working directory: ingest/project_identity.py). A file already
+    ingested (same content) is skipped whatever the project: to load the same file as
+    another project, copy it with project_id set in its records.
 
     A file that cannot be read is recorded in raw.rejected_files and the run goes on (see
     the module docstring); any other error fails the run and is raised."""
@@ -552,6 +561,7 @@ def ingest_paths(
                     chunk_records=chunk_records,
                     progress=progress,
                     on_chunk=on_chunk,
+                    project=project,
                 )
                 report.files.append(file_report)
                 if on_file:
@@ -620,6 +630,7 @@ def _load_or_reject(
     chunk_records: int,
     progress: ProgressFactory | None,
     on_chunk: ChunkHook | None,
+    project: str = DEFAULT_PROJECT,
 ) -> FileReport:
     """`load_file`, except that a file which cannot be read (UnreadableFile, raised only
     for file problems, after load_file has rolled back and deleted its scratch) becomes a row in
@@ -638,6 +649,7 @@ def _load_or_reject(
                 chunk_records=chunk_records,
                 progress=progress,
                 on_chunk=on_chunk,
+                project=project,
             )
         except UnreadableFile as exc:
             reason = exc.reason

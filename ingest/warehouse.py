@@ -230,7 +230,7 @@ create table if not exists raw.rejected_records (
     run_id            varchar not null,
     source_file       varchar not null,
     line_number       bigint not null,    -- 1-based line where the record starts
-    record_kind       varchar,            -- pattern, event, or null when it could not be told
+    record_kind       varchar,            -- pattern, event, supersession (import), or null
     field             varchar,            -- the offending field, null for whole-record problems
     reason            varchar not null,
     raw_text          varchar not null,   -- the record as read (truncated past 64 KiB)

@@ -15,13 +15,13 @@ touched_weeks as (
     where loaded_at > (
         select coalesce(max(max_loaded_at), timestamp '-infinity') from {{ this }}
     )
-        and len(files_involved) >= {{ min_files }}
+        and {{ list_length('files_involved') }} >= {{ min_files }}
 ),
 
 scoped as (
     select events.*
     from events
-    semi join touched_weeks on touched_weeks.event_week = events.event_week
+    {{ semi_join() }} touched_weeks on touched_weeks.event_week = events.event_week
 ),
 {% else %}
 scoped as (

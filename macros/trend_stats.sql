@@ -9,18 +9,24 @@
     se    = sqrt(SSres / (n - 2) / Sxx_c), Sxx_c = sxx - sx^2/n;   t = slope / se
   slope is null without x variance; t is null when n <= 2 or the fit is exact
   (SSres <= trend_exact_fit_tolerance() * Syy_c, below).
+  A flat series (no variance in y: Syy_c <= tolerance * syy) has slope exactly 0 and a null
+  t: there Syy_c, the slope and SSres are all rounding, so the t they gave changed sign and
+  size with the order rows were summed in (two builds of one warehouse disagreed).
 #}
 {% macro trend_slope_and_t(n, sx, sxx, sy, syy, sxy) -%}
-    {%- set denom = "(" ~ n ~ "::hugeint * " ~ sxx ~ " - " ~ sx ~ "::hugeint * " ~ sx ~ ")" -%}
+    {%- set denom = "(" ~ n ~ "::" ~ exact_integer_type() ~ " * " ~ sxx ~ " - " ~ sx ~ "::" ~ exact_integer_type() ~ " * " ~ sx ~ ")" -%}
     {%- set slope = "((" ~ n ~ " * " ~ sxy ~ " - " ~ sx ~ " * " ~ sy ~ ") / " ~ denom ~ "::double)" -%}
     {%- set syy_c = "(" ~ syy ~ " - " ~ sy ~ " * " ~ sy ~ " / " ~ n ~ ")" -%}
     {%- set ss_res = "(" ~ syy_c ~ " - " ~ slope ~ " * (" ~ sxy ~ " - " ~ sx ~ " * " ~ sy ~ " / " ~ n ~ "))" -%}
+    {%- set flat = "(" ~ syy_c ~ " <= " ~ trend_exact_fit_tolerance() ~ " * " ~ syy ~ ")" -%}
     case
+        when {{ denom }} > 0 and {{ flat }} then 0.0
         when {{ denom }} > 0 then {{ slope }}
     end as quality_slope_per_week,
     case
         when {{ n }} > 2
             and {{ denom }} > 0
+            and not {{ flat }}
             and {{ ss_res }} > {{ trend_exact_fit_tolerance() }} * {{ syy_c }}
             then {{ slope }}
                 / sqrt({{ ss_res }} / ({{ n }} - 2) / ({{ denom }}::double / {{ n }}))

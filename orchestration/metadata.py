@@ -97,6 +97,26 @@ def largest_themes(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None
     )
 
 
+PROJECTS_SHOWN = 50  # projects listed in the per-project table
+
+
+def projects_table(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
+    return _markdown(
+        answers.projects_overview(con, have, PROJECTS_SHOWN),
+        {
+            "project_id": "project",
+            "n_events": "events",
+            "n_patterns": "patterns",
+            "mean_quality": "mean quality",
+            "n_files": "files",
+            "n_file_pairs": "file pairs",
+            "n_cells": "(task kind, pattern) cells",
+            "cells_borrowing": "cells borrowing",
+            "borrowed_events_per_cell": "borrowed events / cell",
+        },
+    )
+
+
 def weekly_quality_plot(con: duckdb.DuckDBPyConnection, have: set[str]) -> str | None:
     """Weekly moving-average quality of the most improving patterns (the most used ones when
     nothing is improving), as a PNG data URI inside markdown."""
@@ -162,7 +182,10 @@ def mart_insights(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Metadat
     plot = weekly_quality_plot(con, have)
     alerts = top_alerts(con, have)
     themes = largest_themes(con, have)
+    projects = projects_table(con, have)
     out: dict[str, dict[str, MetadataValue]] = {}
+    if projects is not None:
+        out["pattern_project_predictions"] = {"projects": MetadataValue.md(projects)}
     if alerts is not None:
         out["pattern_alerts"] = {"top_alerts": MetadataValue.md(alerts)}
     if themes is not None:
@@ -182,6 +205,7 @@ def mart_insights(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Metadat
         ("Largest clusters", clusters),
         ("Top alerts", alerts),
         ("Largest themes", themes),
+        ("Projects", projects),
         ("Weekly quality of the top patterns", plot),
     ]
     summary = "\n\n".join(f"### {title}\n\n{body}" for title, body in sections if body)

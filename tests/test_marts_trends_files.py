@@ -180,10 +180,12 @@ def test_moving_average_is_events_over_the_last_four_calendar_weeks(warehouse: P
 
 
 def test_planted_hot_pairs_are_the_top_pairs(warehouse: Path, truth: dict) -> None:
+    # pairs are per project; the planted pairs are planted across a topic's projects
     hot = {tuple(pair) for pair in truth["hot_file_pairs"]}
     top = query(
         warehouse,
-        "select file_a, file_b from marts.file_cooccurrence order by co_occurrences desc limit ?",
+        "select file_a, file_b from marts.file_cooccurrence group by file_a, file_b "
+        "order by sum(co_occurrences) desc limit ?",
         [len(hot) + 3],
     )
     assert hot <= set(top)
@@ -192,11 +194,13 @@ def test_planted_hot_pairs_are_the_top_pairs(warehouse: Path, truth: dict) -> No
 def test_planted_improving_pairs_improve(warehouse: Path, truth: dict) -> None:
     improving = [tuple(pair) for pair in truth["improving_file_pairs"]]
     assert improving
+    # per project: each pair's row in the project that used it most
     rows = {
         (a, b): (slope, direction)
         for a, b, slope, direction in query(
             warehouse,
-            "select file_a, file_b, quality_slope_per_week, direction from marts.file_cooccurrence",
+            "select file_a, file_b, quality_slope_per_week, direction "
+            "from marts.file_cooccurrence order by co_occurrences, project_id",
         )
     }
     assert all(rows[pair][0] > 0 for pair in improving)
@@ -204,24 +208,26 @@ def test_planted_improving_pairs_improve(warehouse: Path, truth: dict) -> None:
 
 
 def test_success_correlation_is_pearson_over_all_events(warehouse: Path) -> None:
-    """The aggregate point-biserial formula equals corr(indicator, quality) over events."""
+    """The aggregate point-biserial formula equals corr(indicator, quality) over the
+    events of the pair's project (pairs and their population are per project)."""
     rows = query(
         warehouse,
         """
         with pairs as (
-            select file_a, file_b, quality_lift, avg_quality, success_correlation
-            from marts.file_cooccurrence order by co_occurrences desc, file_a, file_b limit 25
+            select project_id, file_a, file_b, quality_lift, avg_quality, success_correlation
+            from marts.file_cooccurrence
+            order by co_occurrences desc, project_id, file_a, file_b limit 25
         ),
         direct as (
-            select p.file_a, p.file_b,
+            select p.project_id, p.file_a, p.file_b,
                 corr(list_has_all(e.files_involved, [p.file_a, p.file_b])::int::double,
                      e.outcome_quality) as r,
                 avg(e.outcome_quality) as mean_all
-            from pairs p cross join staging.stg_usage_events e
-            group by p.file_a, p.file_b
+            from pairs p join staging.stg_usage_events e on e.project_id = p.project_id
+            group by p.project_id, p.file_a, p.file_b
         )
         select p.success_correlation, d.r, p.avg_quality - p.quality_lift, d.mean_all
-        from pairs p join direct d using (file_a, file_b)
+        from pairs p join direct d using (project_id, file_a, file_b)
         """,
     )
     assert len(rows) == 25
@@ -237,7 +243,9 @@ def test_file_graph_marts_and_graphml_export(warehouse: Path, tmp_path: Path) ->
         select (select count(*) from marts.file_graph_nodes),
                (select count(*) from marts.file_graph_edges),
                (select sum(degree) from marts.file_graph_nodes),
-               (select count(distinct file_path) from staging.stg_usage_event_files)
+               (select count(distinct (e.project_id, f.file_path))
+                from staging.stg_usage_event_files f
+                join staging.stg_usage_events e using (event_id))
         """,
     )[0]
     assert n_edges > 0 and n_nodes == n_files and degree_sum == 2 * n_edges
@@ -260,7 +268,8 @@ def test_file_graph_marts_and_graphml_export(warehouse: Path, tmp_path: Path) ->
         """
         with e as (select * from marts.file_graph_edges where weight >= ?)
         select (select count(*) from e),
-               (select count(*) from (select file_a from e union select file_b from e))
+               (select count(*) from (
+                   select project_id, file_a from e union select project_id, file_b from e))
         """,
         [support],
     )[0]

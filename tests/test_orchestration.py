@@ -149,6 +149,21 @@ def test_marts_show_insight_tables_and_a_plot(graph: Graph) -> None:
         assert "largest_clusters" in mats["marts/pattern_clusters"].metadata
 
 
+def test_marts_show_a_per_project_table(graph: Graph) -> None:
+    """The generated events belong to several projects: the per-project table lists each
+    with its event count, recomputed here from the generated file."""
+    mats = _materializations(graph.first)
+    table = mats["marts/pattern_project_predictions"].metadata["projects"].value
+    rows = re.findall(r"^\| (\S+) \| (\d+) \|", table, flags=re.MULTILINE)
+    events: dict[str, int] = {}
+    for line in (graph.generated / "events.jsonl").read_text().splitlines():
+        project = json.loads(line)["project_id"]
+        events[project] = events.get(project, 0) + 1
+    assert len(events) > 1
+    assert {project: int(n) for project, n in rows} == events
+    assert "### Projects" in mats["serving/published"].metadata["insights"].value
+
+
 def test_serving_copy_is_published(graph: Graph) -> None:
     from engram.query.serving import current
 

@@ -293,3 +293,79 @@ def test_cli_missing_warehouse_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "no warehouse at" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_index_update_adds_changes_and_drops_rows_and_refits_past_the_drift_bound(
+    tmp_path: Path,
+) -> None:
+    from engram.query.index import REFIT_SHARE, update_index
+
+    rng = np.random.default_rng(9)
+    centres = rng.standard_normal((40, 384))
+    vectors = normalize(
+        centres[rng.integers(0, 40, 3000)] + rng.standard_normal((3000, 384)) * 0.05
+    )
+    ids = np.asarray([f"v{i:05d}" for i in range(3000)])
+    hashes = np.arange(3000, dtype=np.uint64)  # stand-ins for hash(embedding)
+    old = tmp_path / "old"
+    build_index(old, "patterns", ids, vectors, "b1", hashes=hashes, hash_kind="test")
+
+    # 30 new rows, 5 changed (new vector, new hash), 10 dropped
+    new_vectors = normalize(
+        centres[rng.integers(0, 40, 30)] + rng.standard_normal((30, 384)) * 0.05
+    )
+    all_ids = np.concatenate([ids[10:], [f"w{i:05d}" for i in range(30)]])
+    all_vectors = np.concatenate([vectors[10:], new_vectors]).copy()
+    all_hashes = np.concatenate([hashes[10:], np.arange(10_000, 10_030, dtype=np.uint64)])
+    all_vectors[:5] = normalize(rng.standard_normal((5, 384)))
+    all_hashes[:5] += np.uint64(50_000)
+    lookup = dict(zip(all_ids.tolist(), range(len(all_ids)), strict=True))
+    asked: list[int] = []
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        asked.append(len(wanted))
+        return all_vectors[[lookup[i] for i in wanted.tolist()]]
+
+    new = tmp_path / "new"
+    update = update_index(old, new, "patterns", all_ids, all_hashes, fetch, "b2", hash_kind="test")
+    assert update is not None and update.how == "updated"
+    assert (update.kept, update.added, update.removed) == (2985, 35, 15)
+    assert asked == [35]  # only the new and changed vectors were read
+    index = open_index(new, "patterns", expected_fingerprint=fingerprint(all_ids))
+    assert index.ann is not None and index.problem is None
+    got = {i: row for row, i in enumerate(index.ids.tolist())}
+    assert set(got) == set(all_ids.tolist())
+    matrix = np.asarray(index.matrix)
+    for i, row in lookup.items():
+        assert np.allclose(matrix[got[i]], all_vectors[row], atol=1e-6)
+    # a new row sits in the leaf of its nearest centroid, and ANN search finds it
+    leaf_of_row = np.repeat(np.arange(len(index.ann.centroids)), np.diff(index.ann.offsets))
+    for k in range(30):
+        row = got[f"w{k:05d}"]
+        assert leaf_of_row[row] == np.argmax(index.ann.centroids @ new_vectors[k])
+        assert index.search(new_vectors[k], 1, "ann").ids[0] == f"w{k:05d}"
+    # the previous index is untouched, and unchanged data is linked, not rewritten
+    assert len(np.load(old / "patterns.ids.npy")) == 3000
+    same = update_index(
+        new, tmp_path / "same", "patterns", all_ids, all_hashes, fetch, "b3", hash_kind="test"
+    )
+    assert same is not None and same.how == "linked" and asked == [35]
+    assert (tmp_path / "same" / "patterns.vectors.npy").stat().st_ino == (
+        new / "patterns.vectors.npy"
+    ).stat().st_ino
+    # past the drift bound, or with hashes of another kind, the caller must refit
+    many = int(REFIT_SHARE * 3000) + 1
+    grown_ids = np.concatenate([all_ids, [f"x{i:05d}" for i in range(many)]])
+    grown_hashes = np.concatenate([all_hashes, np.arange(90_000, 90_000 + many, dtype=np.uint64)])
+    assert (
+        update_index(
+            new, tmp_path / "g", "patterns", grown_ids, grown_hashes, fetch, "b4", hash_kind="test"
+        )
+        is None
+    )
+    assert (
+        update_index(
+            new, tmp_path / "k", "patterns", all_ids, all_hashes, fetch, "b5", hash_kind="other"
+        )
+        is None
+    )

@@ -185,7 +185,8 @@ def test_context_evidence_keeps_each_task_texts_most_used_patterns(
     monkeypatch.setattr(serving_module, "CONTEXT_EVIDENCE_CAP", 2)
     copy = publish(warehouse_copy)
     sql = """
-        select context_hash, pattern_id, count(*) as n_events, sum(outcome_quality) as s
+        select context_hash, project_id, pattern_id, count(*) as n_events,
+               sum(outcome_quality) as s
         from staging.stg_usage_events
         where context_hash is not null and outcome_quality is not null
         group by all
@@ -200,13 +201,108 @@ def test_context_evidence_keeps_each_task_texts_most_used_patterns(
         kept = con.execute("select * from serving.context_patterns").df()
     finally:
         con.close()
-    assert (full.groupby("context_hash").size() > 2).any(), "the cap must bind somewhere"
-    assert kept.groupby("context_hash").size().max() == 2
+    # the cap is per task text and project (predict --project reads one project's rows)
+    per = ["context_hash", "project_id"]
+    assert (full.groupby(per).size() > 2).any(), "the cap must bind somewhere"
+    assert kept.groupby(per).size().max() == 2
     assert set(kept["context_hash"]) == set(full["context_hash"])
-    for context_hash, rows in kept.groupby("context_hash"):
-        counts = full[full["context_hash"] == context_hash]["n_events"]
+    for (context_hash, project_id), rows in kept.groupby(per):
+        mine = (full["context_hash"] == context_hash) & (full["project_id"] == project_id)
+        counts = full[mine]["n_events"]
         # the two kept are the two most used there (ties broken by pattern_id)
         assert sorted(rows["n_events"], reverse=True) == sorted(counts, reverse=True)[:2]
-        merged = rows.merge(full, on=["context_hash", "pattern_id"], suffixes=("", "_all"))
+        merged = rows.merge(
+            full, on=["context_hash", "project_id", "pattern_id"], suffixes=("", "_all")
+        )
         assert (merged["n_events"] == merged["n_events_all"]).all()
         assert np.allclose(merged["sum_quality"], merged["s"])
+
+
+def _table_rows(database: Path) -> dict[str, list[tuple]]:
+    """Every table of a serving copy but serving.meta, as sorted rows (lists as tuples)."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        names = [
+            f"{schema}.{table}"
+            for schema, table in con.execute(
+                "select schema_name, table_name from duckdb_tables() order by all"
+            ).fetchall()
+            if f"{schema}.{table}" != "serving.meta"
+        ]
+        return {
+            name: sorted(map(repr, con.execute(f"select * from {name}").fetchall()))
+            for name in names
+        }  # type: ignore[misc]
+    finally:
+        con.close()
+
+
+def _file_digests(directory: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
+
+
+def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
+    warehouse_copy: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    from engram.build import build
+    from engram.query.index import open_index
+
+    publish(warehouse_copy, incremental=False)
+    unchanged = publish(warehouse_copy)  # nothing changed: every table kept, indexes linked
+    assert unchanged.mode == "incremental"
+    assert set(unchanged.table_changes.values()) == {"unchanged"}
+    assert all(v.startswith("linked") for v in unchanged.index_changes.values())
+
+    new = tmp_path / "new"
+    new.mkdir()
+    pattern = {"pattern_id": "zz-new-pattern", "description": NEW_PATTERN, "pattern_type": "fix"}
+    event = {
+        "event_id": "zz-new-event",
+        "pattern_id": "zz-new-pattern",
+        "session_id": "zz-session",
+        "timestamp": "2025-12-29T10:00:00Z",
+        "outcome_quality": 0.9,
+        "files_involved": ["src/zebra.py"],
+        "tools_used": ["pytest"],
+        "context": "make the zebra scheduler's cache deterministic",
+        "project_id": "zz-project",
+    }
+    (new / "patterns.jsonl").write_text(json.dumps(pattern) + "\n")
+    (new / "events.jsonl").write_text(json.dumps(event) + "\n")
+    ingest_paths([new], warehouse_copy, embedder=embedder)
+    build(warehouse_copy, capture=True, publish=False)
+
+    before = _file_digests(unchanged.directory)
+    updated = publish(warehouse_copy)
+    # the copy readers had open was never written (hard-linked index files included)
+    assert _file_digests(unchanged.directory) == before
+    full = publish(warehouse_copy, incremental=False)
+    assert updated.mode == "incremental" and full.mode == "full"
+    assert updated.table_changes["marts.dim_patterns"] == "updated"
+    assert "unchanged" in updated.table_changes.values()  # not everything was rewritten
+    assert updated.index_changes["patterns"].startswith("updated:")
+    assert ", 1 added, 0 removed" in updated.index_changes["patterns"]
+    assert ", 1 added, 0 removed" in updated.index_changes["contexts"]
+    # the same answers as a copy written from scratch, table by table, row by row
+    assert _table_rows(updated.database) == _table_rows(full.database)
+    # the updated index holds the same rows and vectors, and finds the new pattern
+    for name in ("patterns", "contexts"):
+        got = open_index(updated.directory, name, expected_fingerprint=full_fp(full, name))
+        want = open_index(full.directory, name, expected_fingerprint=full_fp(full, name))
+        assert got.ann is not None and len(got) == len(want)
+        assert np.array_equal(np.sort(got.ids), np.sort(want.ids))
+        got_rows = np.asarray(got.matrix)[np.argsort(got.ids)]
+        want_rows = np.asarray(want.matrix)[np.argsort(want.ids)]
+        assert np.array_equal(got_rows, want_rows)
+    with Memory(warehouse_copy, embedder=embedder, search_mode="ann") as memory:
+        assert memory.find_similar(NEW_PATTERN, k=1)["pattern_id"].tolist() == ["zz-new-pattern"]
+
+
+def full_fp(copy: object, name: str) -> str:
+    con = duckdb.connect(str(copy.database), read_only=True)  # type: ignore[attr-defined]
+    try:
+        return con.execute(f"select {name}_fingerprint from serving.meta").fetchone()[0]  # type: ignore[index]
+    finally:
+        con.close()

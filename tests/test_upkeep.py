@@ -201,11 +201,14 @@ def test_planted_declining_patterns_are_flagged_with_a_better_replacement(
     # measured: every planted declining pattern flagged; the t >= 2 rule lets few others in
     assert len(flagged & planted_ids) >= 0.8 * len(planted_ids)
     assert len(flagged & planted_ids) >= 0.7 * len(flagged)
+    # exactly the significant declines that are big enough to act on
     trend = frame(
         warehouse,
-        "select pattern_id from marts.pattern_trend_summary where direction = 'declining'",
+        "select pattern_id, quality_slope_per_week from marts.pattern_trend_summary"
+        " where direction = 'declining'",
     )
-    assert flagged == set(trend["pattern_id"])
+    big = trend["quality_slope_per_week"].abs() >= dbt_var("alert_min_abs_slope_per_week")
+    assert flagged == set(trend.loc[big, "pattern_id"])
     dims = frame(
         warehouse, "select pattern_id, theme_id, usage_count, success_rate from marts.dim_patterns"
     )
@@ -280,15 +283,17 @@ def test_near_duplicates_match_a_recomputation_and_cover_identical_copies(
             assert sum(p in flagged for p in copies.index) >= len(copies) - 1
 
 
-def test_rising_alerts_are_the_significantly_improving_patterns(
+def test_rising_alerts_are_the_significantly_and_visibly_improving_patterns(
     warehouse: Path, planted: tuple[list[dict], list[dict], dict]
 ) -> None:
     rising = alerts(warehouse, "rising")
     improving = frame(
         warehouse,
-        "select pattern_id from marts.pattern_trend_summary where direction = 'improving'",
+        "select pattern_id, quality_slope_per_week from marts.pattern_trend_summary"
+        " where direction = 'improving'",
     )
-    assert set(rising["pattern_id"]) == set(improving["pattern_id"])
+    big = improving["quality_slope_per_week"].abs() >= dbt_var("alert_min_abs_slope_per_week")
+    assert set(rising["pattern_id"]) == set(improving.loc[big, "pattern_id"])
     planted_ids = set(planted[2]["improving_pattern_ids"])
     assert len(set(rising["pattern_id"]) & planted_ids) >= 0.8 * len(planted_ids)
 

@@ -75,6 +75,13 @@ usage events on stdin with --stdin; `task` is accepted for `context` there).""",
         "--recommendation", metavar="ID", help="recommendation_id of the advice followed"
     )
     outcome.add_argument("--id", dest="record_id", metavar="ID", help="event id (default: new)")
+    outcome.add_argument(
+        "--project",
+        metavar="NAME",
+        help="project of outcomes that lack one (default: $ENGRAM_PROJECT, else the "
+        "normalised git remote of the working directory, e.g. github.com/owner/repo, "
+        "else 'default')",
+    )
     for sub in (pattern, outcome):
         sub.add_argument("--stdin", action="store_true", help="read JSON Lines from stdin")
         sub.add_argument("--json", action="store_true", help="print the records as JSON")
@@ -106,6 +113,13 @@ whether the advice helped. --no-log skips the journal entry.""",
     recommend.add_argument("--seed", type=int, metavar="S", help="Thompson seed (default: new)")
     recommend.add_argument("--no-log", action="store_true", help="do not log to the journal")
     recommend.add_argument("--json", action="store_true", help="print JSON (for agents)")
+    from engram.cli.questions import add_project_arguments
+
+    add_project_arguments(
+        recommend,
+        "relevance from this project's own usage; success borrows from the other "
+        "projects (column borrowed)",
+    )
 
     mcp = commands.add_parser(
         "mcp",
@@ -170,6 +184,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     from engram.cli.output import dumps
     from engram.query import record as record_q
+    from ingest.project_identity import current_project
     from ingest.warehouse import resolve_db_path
 
     db_path: Path = resolve_db_path(args.db)
@@ -179,7 +194,8 @@ def cmd_record(args: argparse.Namespace) -> int:
             given = args.description if kind == "pattern" else args.pattern_id
             if given is not None:
                 return _fail(args, "give either --stdin or the record's arguments, not both")
-            prepared, problems = record_q.check_json_lines(kind, sys.stdin)
+            project = current_project(args.project) if kind == "outcome" else None
+            prepared, problems = record_q.check_json_lines(kind, sys.stdin, project)
             if problems:
                 for problem in problems[:20]:
                     print(f"engram record {kind}: error: {problem}", file=sys.stderr)
@@ -220,6 +236,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                     session_id=args.session,
                     recommendation_id=args.recommendation,
                     event_id=args.record_id,
+                    project_id=current_project(args.project),
                 )
             ]
     except record_q.InvalidRecord as exc:
@@ -247,13 +264,20 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     def body(memory: Any) -> int:
         result = memory.recommend(
-            args.task, args.k, strategy=args.strategy, seed=args.seed, log=not args.no_log
+            args.task,
+            args.k,
+            strategy=args.strategy,
+            seed=args.seed,
+            log=not args.no_log,
+            project=args.project,
         )
         if args.json:
             print(dumps(result.to_dict()))
             return EXIT_OK
         columns = ["rank", "pattern_id", "score", "predicted_success", "ci_low"]
-        columns += ["propensity", "pending_outcomes", "built", "description"]
+        columns += ["propensity", "pending_outcomes", "built"]
+        columns += ["borrowed"] if (result.patterns["borrowed"] != "").any() else []
+        columns += ["description"]
         print(frame_table(result.patterns, columns))
         for warning in result.warnings:
             print(f"warning: {warning}")

@@ -104,6 +104,13 @@ be read, 2 on a usage error, 3 with --strict when any record or file was rejecte
     ingest.add_argument(
         "--quiet", action="store_true", help="print only the totals line and errors"
     )
+    ingest.add_argument(
+        "--project",
+        metavar="NAME",
+        help="project of events that lack a project_id (default: $ENGRAM_PROJECT, else the "
+        "normalised git remote of the working directory, e.g. github.com/owner/repo, "
+        "else 'default'); files, file pairs and predictions are kept per project",
+    )
 
     build = commands.add_parser(
         "build",
@@ -125,8 +132,8 @@ more than var('recluster_drift_share') (0.2) of the rows were placed incremental
     build.add_argument(
         "--full-refresh",
         action="store_true",
-        help="rebuild incremental models from scratch: re-cluster (fresh ids), recompute "
-        "every similar pair, run every data test on every row",
+        help="rebuild from scratch: re-cluster (fresh ids), recompute every similar pair, "
+        "run every data test on every row, rebuild the serving copy and its vector index",
     )
 
     report = commands.add_parser(
@@ -184,6 +191,9 @@ memory. The same arguments always give the same files.""",
     from engram.cli import merges
 
     COMMANDS.update(merges.add_parsers(commands, db, formatter))
+    from engram.cli import bundle
+
+    COMMANDS.update(bundle.add_parsers(commands, db, formatter))
     return parser
 
 
@@ -199,6 +209,7 @@ class UsageError(Exception):
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.loader import FileReport, ingest_paths
     from ingest.progress import terminal_progress
+    from ingest.project_identity import current_project
 
     db_path = resolve_db_path(args.db)
     started = time.perf_counter()
@@ -228,6 +239,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         embed=not args.no_embed,
         progress=terminal_progress,
         on_file=show,
+        project=current_project(args.project),
     )
     read, loaded = result.total("read"), result.total("loaded")
     skipped, rejected = result.total("skipped"), result.total("rejected")

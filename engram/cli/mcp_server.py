@@ -30,6 +30,7 @@ from engram.query.record import record_outcome as write_outcome
 from engram.query.record import record_pattern as write_pattern
 from engram.query.serving import current
 from engram.query.udf import QueryEmbedder
+from ingest.project_identity import current_project
 
 LOG = logging.getLogger("engram.mcp")
 
@@ -134,7 +135,9 @@ def create_server(db: Path) -> Any:
                 raise ToolError(f"bad argument: {exc}") from None
 
     @server.tool()
-    def recommend_patterns(task: str, k: int = 5, strategy: str = "best") -> RecommendResult:
+    def recommend_patterns(
+        task: str, k: int = 5, strategy: str = "best", project: str | None = None
+    ) -> RecommendResult:
         """Recommend coding patterns (approaches) to try for a task, best first.
 
         task: what you are about to do, in plain words (e.g. "pytest fails only at
@@ -143,9 +146,14 @@ def create_server(db: Path) -> Any:
         approaches), or "explore" (Thompson sampling: sometimes tries less-proven ones so
         the memory learns). Each result has predicted_success (0-1), ci_low, the number
         of past uses, and `declining` with a warning when the pattern's results are getting
-        worse. Keep the returned recommendation_id and pass it to record_outcome."""
+        worse. Keep the returned recommendation_id and pass it to record_outcome.
+        project: the repository you work in, e.g. "github.com/owner/repo" (default: the
+        server's current project, from $ENGRAM_PROJECT or its working directory's git
+        remote; "*" for every project pooled); a result whose success estimate leans on
+        other projects says so in `borrowed` (e.g. "borrowed: 34 uses in 2 other
+        projects")."""
         return guarded(  # type: ignore[no-any-return]
-            lambda: warm.get().recommend(task, k, strategy=strategy).to_dict()
+            lambda: warm.get().recommend(task, k, strategy=strategy, project=project).to_dict()
         )
 
     @server.tool()
@@ -181,12 +189,14 @@ def create_server(db: Path) -> Any:
         tools: list[str] | None = None,
         session_id: str | None = None,
         recommendation_id: str | None = None,
+        project: str | None = None,
     ) -> RecordedOutcome:
         """Record how well a pattern worked after you used it. outcome_quality: 0 (did not
         work) to 1 (worked perfectly). task: the task text it was applied to. files: paths
         touched. tools: tools used. recommendation_id: the id from recommend_patterns if
         you followed (or ignored) a recommendation, so engram can measure whether its
-        advice helps. Returns the event_id."""
+        advice helps. project: the repository it happened in, e.g. "github.com/owner/repo"
+        (default: the server's current project). Returns the event_id."""
 
         def call() -> RecordedOutcome:
             done = write_outcome(
@@ -198,6 +208,7 @@ def create_server(db: Path) -> Any:
                 tools=tools,
                 session_id=session_id,
                 recommendation_id=recommendation_id,
+                project_id=current_project(project),
             )
             return {
                 "event_id": done.id,
@@ -226,11 +237,16 @@ def create_server(db: Path) -> Any:
         return guarded(call)  # type: ignore[no-any-return]
 
     @server.tool()
-    def related_files(path: str, k: int = 20) -> FilesResult:
+    def related_files(path: str, k: int = 20, project: str | None = None) -> FilesResult:
         """Files most often changed together with `path` (a repository-relative path), with
-        how often, the mean outcome when they travel together, and its trend."""
+        how often, the mean outcome when they travel together, and its trend. project:
+        the repository the path belongs to (default: the server's current project; "*":
+        that path in every project, each row naming its project)."""
         return guarded(  # type: ignore[no-any-return]
-            lambda: {"file": path, "related": _json_rows(warm.get().files(path, k))}
+            lambda: {
+                "file": path,
+                "related": _json_rows(warm.get().files(path, k, project=project)),
+            }
         )
 
     @server.tool()

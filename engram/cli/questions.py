@@ -30,6 +30,27 @@ def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (for agents) not a table")
 
 
+PROJECT_HELP = """\
+whose memory answers (default: the current project: $ENGRAM_PROJECT, else the git
+remote of the working directory normalised to host/owner/repo, e.g.
+github.com/pallets/flask, else 'default'; the pooled view when the warehouse holds
+one project only or none of the current one). '*' = every project pooled"""
+
+
+def add_project_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--project NAME and --all-projects (= --project '*'), for questions kept per
+    project (README "Projects")."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--project", metavar="NAME", help=f"{what}: {PROJECT_HELP}")
+    group.add_argument(
+        "--all-projects",
+        dest="project",
+        action="store_const",
+        const="*",
+        help="the cross-project view (same as --project '*')",
+    )
+
+
 def add_parsers(
     commands: argparse._SubParsersAction,  # type: ignore[type-arg]
     db_parent: argparse.ArgumentParser,
@@ -86,6 +107,11 @@ exist. The nearest texts and the context clusters are listed below the rows.{rea
         default="mean",
         help="posterior mean (default) or the interval's lower bound (risk-averse)",
     )
+    add_project_arguments(
+        predict,
+        "relevance from this project's own usage; success borrows from the other "
+        "projects (column borrowed)",
+    )
     _json(predict)
 
     trends = commands.add_parser(
@@ -115,6 +141,7 @@ Without FILE: the strongest pairs overall (marts.file_cooccurrence).{reads}""",
     )
     files.add_argument("file", nargs="?", metavar="FILE")
     _k(files, 20, "--top")
+    add_project_arguments(files, "pairs of this project (a path is a file within one project)")
     _json(files)
 
     clusters = commands.add_parser(
@@ -240,6 +267,16 @@ See README "How predict ranks" for the model and the figures on real histories.{
     evaluate.add_argument(
         "--events", action="store_true", help="also print (or include) the per-event rows"
     )
+    add_project_arguments(
+        evaluate,
+        "hold out and learn from this project's events; its success borrows from the "
+        "other projects' earlier events unless --no-sharing",
+    )
+    evaluate.add_argument(
+        "--no-sharing",
+        action="store_true",
+        help="with a project: the project alone, as if it had its own warehouse",
+    )
     _json(evaluate)
     return {
         "similar": cmd_similar,
@@ -351,7 +388,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     def body(memory: Any) -> int:
-        prediction = memory.predict(args.text, args.k, rank_by=args.rank_by)
+        prediction = memory.predict(args.text, args.k, rank_by=args.rank_by, project=args.project)
         if args.json:
             result = prediction.to_dict()
             for row in result["predictions"]:
@@ -372,10 +409,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     "n_events",
                     "n_context_events",
                     "fallback",
+                    *(["borrowed"] if "borrowed" in prediction.patterns else []),
                     "description",
                 ],
             )
         )
+        if prediction.project is not None:
+            print(f"project: {prediction.project} (success borrows from the other projects)")
         print("\nevidence: nearest past task texts (weight = exp(-(1 - similarity) / h))")
         print(
             frame_table(
@@ -420,7 +460,7 @@ def cmd_files(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     def body(memory: Any) -> int:
-        return _emit(args, memory.files(args.file, args.top))
+        return _emit(args, memory.files(args.file, args.top, project=args.project))
 
     return _run(args, body)
 
@@ -503,15 +543,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     def body(memory: Any) -> int:
         from engram.query.evaluate import evaluate
-        from engram.query.predict import ranking_params
+        from engram.query.predict import ranking_params, resolve_project
 
+        project, notes = resolve_project(memory, args.project)
         result = evaluate(
             memory,
             args.holdout,
             args.min_quality,
             ranking_params(),
             progress=progress if sys.stderr.isatty() else None,
+            project=project,
+            share=not args.no_sharing,
         )
+        result.notes[:0] = notes
         if args.json:
             out = result.to_dict()
             if args.events:
@@ -519,6 +563,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(dumps(out))
             return EXIT_OK
         counts = result.counts
+        if project is not None:
+            sharing = "alone" if args.no_sharing else "borrowing from the other projects"
+            print(f"project: {project} ({sharing})")
         print(
             f"walk-forward over the newest {args.holdout:.0%} of {counts['events']} events: "
             f"{counts['held_out']} held out, {counts['ranked']} ranked "

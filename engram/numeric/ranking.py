@@ -23,6 +23,28 @@ success(p)    the Beta-binomial shrinkage of pattern_predictions, cell -> patter
                   m_p        = (S_p + s g) / (N_p + s)
                   success_cp = (S_cp + s m_p) / (n_cp + s)
 
+sharing       with several projects, `stats` holds one project's usage and `stats.shared`
+              every project's (same pattern positions). Relevance stays the project's
+              own; success shrinks in four levels, each with `prior_strength`:
+              (project, cluster, pattern) -> (cluster, pattern) in the OTHER projects ->
+              pattern across projects -> global mean across projects. The other
+              projects' outcomes are first moved by d = (the project's mean quality -
+              theirs), so what is borrowed is how much better or worse a pattern did
+              there than usual, not the other projects' baseline (real histories differ
+              in baseline: bench/project_sharing.py), and each of their events counts
+              w = share_weight of one of the project's own:
+
+                  S'         = clip(S^other + d n^other, 0, n^other)   (every level)
+                  g          = (S^own + w S'^total) / (N^own + w N^other)
+                  m_p        = (S_p^own + w S'_p + s g) / (N_p^own + w n_p^other + s)
+                  m_cp^other = (w S'_cp + s m_p) / (w n_cp^other + s)
+                  success_cp = (S_cp^own + s m_cp^other) / (n_cp^own + s)
+
+              (without a cluster: own pattern -> other projects' pattern -> g). With no
+              other project (or w = 0) this is exactly the formula above: a
+              single-project answer does not change. `borrowed` counts the other
+              projects' events a row leaned on (times w).
+
 score(p)      relevance(p) * success(p) ** exponent. A pattern never used for tasks like
               this keeps only the tiny base relevance, so its global mean cannot lift it
               to the top; a pattern with 2 lucky uses has its success pulled to m_p and g
@@ -70,6 +92,7 @@ class RankingParams:
     exponent: float = 4.0  # how hard success discounts relevance
     n_clusters: int = 3  # context clusters of the neighbourhood that are mixed
     prior_strength: float = 5.0  # pseudo-events of the success shrinkage (dbt var)
+    share_weight: float = 0.5  # what one other project's event counts for (dbt var)
 
 
 DEFAULT_PARAMS = RankingParams()
@@ -91,6 +114,9 @@ class UsageStats:
     cell_sum: np.ndarray  # S_cp
     global_mean: float  # g
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # per-stats constants
+    # every project's usage (this one's included) when these are one project's: the
+    # success shrinkage then borrows from the other projects (module docstring)
+    shared: UsageStats | None = field(default=None, repr=False)
 
     @property
     def n_patterns(self) -> int:
@@ -181,6 +207,7 @@ class Ranked:
     beta: np.ndarray
     cluster_events: np.ndarray  # n_cp summed over the task's clusters (weighted)
     fallback: np.ndarray  # "" (neighbours voted), "cluster" or "global"
+    borrowed: np.ndarray | None = None  # other projects' events behind the success level
 
 
 def _dense(
@@ -246,8 +273,71 @@ def _dense(
         cell_n = np.zeros(size)
     a = params.cluster_weight
     relevance = (votes + a * cluster_share) / (v_total + a)
+    borrowed = np.zeros(size)
+    if stats.shared is not None:
+        alpha, beta, borrowed = _shared_posterior(
+            stats, n_events, sum_quality, clusters, cluster_weights, params, subset, local
+        )
     success = alpha / np.maximum(alpha + beta, 1e-12)
-    return votes, v_total, relevance, success, alpha, beta, cell_n
+    return votes, v_total, relevance, success, alpha, beta, cell_n, borrowed
+
+
+def _shared_posterior(
+    stats: UsageStats,
+    n_own: np.ndarray,
+    s_own: np.ndarray,
+    clusters: np.ndarray,
+    cluster_weights: np.ndarray,
+    params: RankingParams,
+    subset: np.ndarray | None,
+    local: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(alpha, beta, borrowed events) of the four-level shrinkage (module docstring):
+    the project's own cell on the other projects' cell, on the pattern across projects,
+    on the global mean of all projects. Every other project's event counts
+    `params.share_weight` of one of the project's own (0: the project alone)."""
+    shared = stats.shared
+    assert shared is not None
+    s, lam = params.prior_strength, params.share_weight
+    n_all = shared.n_events if subset is None else shared.n_events[subset]
+    s_all = shared.sum_quality if subset is None else shared.sum_quality[subset]
+    own_total, own_sum = float(stats.n_events.sum()), float(stats.sum_quality.sum())
+    all_total, all_sum = float(shared.n_events.sum()), float(shared.sum_quality.sum())
+    other_total, other_sum = max(all_total - own_total, 0.0), max(all_sum - own_sum, 0.0)
+    shift = 0.0
+    if own_total > 0 and other_total > 0:
+        shift = own_sum / own_total - other_sum / other_total
+    n_other_p = np.maximum(n_all - n_own, 0.0)
+    s_other_p = np.clip(s_all - s_own + shift * n_other_p, 0.0, n_other_p)
+    total = own_total + lam * other_total
+    g_sum = own_sum + lam * min(max(other_sum + shift * other_total, 0.0), other_total)
+    g = g_sum / total if total > 0 else shared.global_mean
+    size = len(n_own)
+    if not len(clusters):
+        m_other = (lam * s_other_p + s * g) / (lam * n_other_p + s)
+        alpha = s_own + s * m_other
+        beta = (n_own - s_own) + s * (1.0 - m_other)
+        return alpha, beta, lam * n_other_p
+    m_p = (s_own + lam * s_other_p + s * g) / (n_own + lam * n_other_p + s)
+    alpha, beta, borrowed = np.zeros(size), np.zeros(size), np.zeros(size)
+    for c, w in zip(clusters, cluster_weights, strict=True):
+        own_n, own_s = np.zeros(size), np.zeros(size)
+        sl = stats.cells(int(c))
+        idx, kept = local(stats.cell_pattern[sl])
+        own_n[idx] += stats.cell_n[sl][kept]
+        own_s[idx] += stats.cell_sum[sl][kept]
+        all_n, all_s = np.zeros(size), np.zeros(size)
+        sl = shared.cells(int(c))
+        idx, kept = local(shared.cell_pattern[sl])
+        all_n[idx] += shared.cell_n[sl][kept]
+        all_s[idx] += shared.cell_sum[sl][kept]
+        other_n = np.maximum(all_n - own_n, 0.0)
+        other_s = np.clip(all_s - own_s + shift * other_n, 0.0, other_n)
+        m_other = (lam * other_s + s * m_p) / (lam * other_n + s)
+        alpha += w * (own_s + s * m_other)
+        beta += w * ((own_n - own_s) + s * (1.0 - m_other))
+        borrowed += w * lam * other_n
+    return alpha, beta, borrowed
 
 
 SPARSE_ABOVE = 4096  # patterns: above this, rank() scores only the candidates
@@ -291,9 +381,10 @@ def rank(
     risk-averse, it prefers well-evidenced patterns.
     """
     subset = None
-    if rank_by == "mean" and stats.n_patterns > SPARSE_ABOVE:
+    # the quiet order assumes success = m_p, which sharing breaks: score every pattern
+    if rank_by == "mean" and stats.n_patterns > SPARSE_ABOVE and stats.shared is None:
         subset = candidates(stats, vote_pattern, clusters, k, params)
-    votes, v_total, relevance, success, alpha, beta, cell_n = _dense(
+    votes, v_total, relevance, success, alpha, beta, cell_n, borrowed = _dense(
         stats, vote_pattern, vote_weight, clusters, cluster_weights, params, subset
     )
     if rank_by == "lower":
@@ -328,6 +419,7 @@ def rank(
         beta=beta[top],
         cluster_events=cell_n[top],
         fallback=fallback.astype(object),
+        borrowed=borrowed[top],
     )
 
 
@@ -341,7 +433,7 @@ def full_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(score, success) for every pattern: what evaluation needs to find the rank of the
     pattern actually used and the success estimate it had."""
-    _, _, relevance, success, _, _, _ = _dense(
+    _, _, relevance, success, _, _, _, _ = _dense(
         stats, vote_pattern, vote_weight, clusters, cluster_weights, params
     )
     return relevance * np.power(success, params.exponent), success

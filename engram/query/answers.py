@@ -128,9 +128,10 @@ def strongest_file_pairs(con: duckdb.DuckDBPyConnection, have: set[str], top: in
     if "marts.file_cooccurrence" not in have:
         return None
     sql = """
-        select file_a, file_b, co_occurrences, avg_quality, quality_lift, success_correlation,
-               quality_slope_per_week, quality_slope_per_week * 52 as change_per_year,
-               direction, first_seen_at, last_seen_at
+        select project_id, file_a, file_b, co_occurrences, avg_quality, quality_lift,
+               success_correlation, quality_slope_per_week,
+               quality_slope_per_week * 52 as change_per_year, direction,
+               first_seen_at, last_seen_at
         from marts.file_cooccurrence
         order by co_occurrences desc, file_a, file_b
         limit ?
@@ -244,3 +245,46 @@ HEADLINES: tuple[AnswerFn, ...] = (
     kinds_of_task,
     backtest_summary,
 )
+
+
+def projects_overview(con: duckdb.DuckDBPyConnection, have: set[str], top: int) -> Answer | None:
+    """Each project's memory: its events, patterns and files, and how much of its success
+    estimates lean on other projects (marts.pattern_project_predictions)."""
+    if "marts.pattern_project_predictions" not in have:
+        return None
+    files = (
+        "(select project_id, count(*) as n_files from marts.file_graph_nodes group by 1)"
+        if "marts.file_graph_nodes" in have
+        else "(select null::varchar as project_id, null::bigint as n_files)"
+    )
+    pairs = (
+        "(select project_id, count(*) as n_file_pairs from marts.file_cooccurrence group by 1)"
+        if "marts.file_cooccurrence" in have
+        else "(select null::varchar as project_id, null::bigint as n_file_pairs)"
+    )
+    sql = f"""
+        with per_project as (
+            select
+                project_id,
+                sum(n_events)::bigint as n_events,
+                count(distinct pattern_id) as n_patterns,
+                sum(n_events * mean_quality) / sum(n_events) as mean_quality,
+                count(*) as n_cells,
+                count(*) filter (where other_n_events > 0) as cells_borrowing,
+                sum(other_n_events * share_weight) filter (where other_n_events > 0)
+                    / nullif(count(*) filter (where other_n_events > 0), 0)
+                    as borrowed_events_per_cell
+            from marts.pattern_project_predictions
+            group by project_id
+        )
+        select per_project.project_id, n_events, n_patterns, mean_quality,
+               coalesce(f.n_files, 0) as n_files, coalesce(p.n_file_pairs, 0) as n_file_pairs,
+               n_cells, cells_borrowing, borrowed_events_per_cell
+        from per_project
+        left join {files} as f on f.project_id = per_project.project_id
+        left join {pairs} as p on p.project_id = per_project.project_id
+        order by n_events desc, per_project.project_id
+        limit ?
+    """
+    title = "Projects: each one's memory, and how much it borrows from the others"
+    return Answer(title, _frame(con, sql, [top]), "marts.pattern_project_predictions")

@@ -17,6 +17,12 @@ itself is engram.numeric.ranking, the code `engram predict` runs.
 
 Context clusters (intermediate.int_contexts__clustered) come from the texts alone, over
 all weeks; they carry no outcome, so using them for earlier events leaks no answer.
+
+Per project (`project`): only that project's events are held out, and its past is its own
+events (the texts its neighbours come from, its usage counts). With `share=True` the
+success estimates also borrow from every project's events strictly earlier in time (the
+four-level shrinkage of engram.numeric.ranking), which is what `engram predict --project`
+answers with; `share=False` is the project alone, as if it had its own warehouse.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -103,11 +109,13 @@ class Evaluation:
         }
 
 
-def load_history(reader: Reader) -> History:
-    """Events, texts and clusters from the serving copy (or the warehouse read-only)."""
+def load_history(reader: Reader, project: str | None = None) -> History:
+    """Events, texts and clusters from the serving copy (or the warehouse read-only);
+    only `project`'s events when given (pattern positions stay those of every project,
+    so a project's history and the whole warehouse's line up)."""
     reader.require("staging.stg_contexts")
     events_sql = (
-        "select pattern_id, occurred_at, outcome_quality, context_hash "
+        "select pattern_id, occurred_at, outcome_quality, context_hash, project_id "
         "from staging.stg_usage_events where outcome_quality is not null "
         "and occurred_at is not null order by occurred_at, event_id"
     )
@@ -130,6 +138,12 @@ def load_history(reader: Reader) -> History:
         else pd.Series([], dtype=str)
     )
     pattern_ids = np.array(sorted(set(known.astype(str)) | set(events["pattern_id"].astype(str))))
+    if project is not None:
+        mine = events["project_id"].astype(str) == project
+        if not mine.any():
+            projects = sorted(set(events["project_id"].astype(str)))
+            raise InvalidQuery(f"no events of project {project!r}; projects: {projects}")
+        events = events[mine].reset_index(drop=True)
     position = {p: i for i, p in enumerate(pattern_ids)}
     index = reader.index("contexts")
     row_of = {str(h): i for i, h in enumerate(index.ids)}
@@ -259,10 +273,12 @@ class Case:
     hood: Neighbourhood | None  # None: the event has no task text
 
 
-def prepare(history: History, holdout: float) -> list[Case]:
+def prepare(history: History, holdout: float, shared: History | None = None) -> list[Case]:
     """The held-out events (newest `holdout` fraction), each with the usage statistics
     of the events strictly earlier in time and its text's past neighbourhood. Separate
-    from scoring so a parameter search reuses it."""
+    from scoring so a parameter search reuses it. `shared` (every project's history,
+    same pattern positions) attaches every project's earlier usage to each case's stats,
+    so success borrows across projects."""
     if not 0.0 < holdout < 1.0:
         raise InvalidQuery(f"holdout must be a fraction in (0, 1), got {holdout}")
     n = len(history.times)
@@ -274,6 +290,11 @@ def prepare(history: History, holdout: float) -> list[Case]:
     cases: list[Case] = []
     stats: UsageStats | None = None
     stats_end = -1
+    shared_ends = (
+        np.searchsorted(shared.times, history.times, side="left") if shared is not None else None
+    )
+    case_stats: UsageStats | None = None
+    shared_end = -1
     for i in range(n - n_held, n):
         end = int(ends[i])
         if end == 0:
@@ -286,9 +307,19 @@ def prepare(history: History, holdout: float) -> list[Case]:
                 history.quality[:end],
             )
             stats_end = end
-        assert stats is not None
+            case_stats, shared_end = stats, -1
+        assert stats is not None and case_stats is not None
+        if shared is not None and shared_ends is not None and int(shared_ends[i]) != shared_end:
+            shared_end = int(shared_ends[i])
+            everyone = usage_stats(
+                len(shared.pattern_ids),
+                shared.pattern[:shared_end],
+                shared.event_cluster[:shared_end],
+                shared.quality[:shared_end],
+            )
+            case_stats = replace(stats, memo={}, shared=everyone)
         hood = neighbourhood(history, i, end, MAX_NEIGHBOURS) if history.context[i] >= 0 else None
-        cases.append(Case(i, stats, hood))
+        cases.append(Case(i, case_stats, hood))
     return cases
 
 
@@ -343,13 +374,24 @@ def evaluate(
     params: RankingParams = DEFAULT_PARAMS,
     *,
     progress: Callable[[int, int], None] | None = None,
+    project: str | None = None,
+    share: bool = True,
+    head: float | None = None,
 ) -> Evaluation:
-    """Walk forward over the newest `holdout` of events; see the module docstring."""
+    """Walk forward over the newest `holdout` of events; see the module docstring.
+    `project`: hold out and learn from that project's events only, borrowing success
+    from the other projects when `share`. `head` (a fraction): evaluate the history as
+    it stood after its first `head` of events (an early cut-off)."""
     if not 0.0 <= min_quality <= 1.0:
         raise InvalidQuery(f"min_quality must be in [0, 1], got {min_quality}")
+    if head is not None and not 0.0 < head <= 1.0:
+        raise InvalidQuery(f"head must be a fraction in (0, 1], got {head}")
     started = time.perf_counter()
-    history = load_history(reader)
-    cases = prepare(history, holdout)
+    history = load_history(reader, project)
+    if head is not None:
+        history = history.head(max(math.ceil(head * len(history.times)), 1))
+    shared = load_history(reader) if project is not None and share else None
+    cases = prepare(history, holdout, shared)
     per_event = score_cases(history, cases, params, progress)
     metrics, counts = score_events(per_event, min_quality)
     counts.update({"events": len(history.times), "held_out": len(cases)})
@@ -359,6 +401,9 @@ def evaluate(
             "no context clusters (intermediate.int_contexts__clustered): cluster level skipped"
         )
     settings = {
+        "project": project,
+        "share": bool(project is not None and share),
+        "head": head,
         "holdout": holdout,
         "min_quality": min_quality,
         "params": asdict(params),

@@ -14,6 +14,7 @@ GRAPHML_NS = "http://graphml.graphdrawing.org/xmlns"
 
 # (GraphML key id, attribute name, domain, GraphML type); data follow this order.
 NODE_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("project_id", "node", "string"),
     ("file_path", "node", "string"),
     ("n_events", "node", "long"),
     ("avg_quality", "node", "double"),
@@ -50,36 +51,44 @@ def write_graphml(
     db_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     min_support: int | None = None,
+    project: str | None = None,
 ) -> tuple[int, int]:
     """Write the file graph of the warehouse at `db_path` (opened read-only) to `out_path`.
 
     Without `min_support` the marts are written as they are: every file node (isolated ones
     too) and every edge. With it, only edges of weight >= min_support and the files at their
     ends (node attributes, degree included, stay as in the mart). Node ids are n0, n1, ...
-    (GraphML ids cannot hold '/'); the path is the `file_path` attribute.
-    Returns (nodes, edges) written.
+    (GraphML ids cannot hold '/'); the path is the `file_path` attribute and its project the
+    `project_id` attribute (a path is a file within one project). `project` keeps one
+    project's graph only. Returns (nodes, edges) written.
     """
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        edge_filter = "" if min_support is None else "where weight >= ?"
-        params: list[object] = [] if min_support is None else [min_support]
+        conditions = ["weight >= $min_support"] if min_support is not None else []
+        conditions += ["project_id = $project"] if project is not None else []
+        params: dict[str, object] = {}
+        if min_support is not None:
+            params["min_support"] = min_support
+        edge_filter = f"where {' and '.join(conditions)}" if conditions else ""
         edges = con.execute(
             f"""
-            select file_a, file_b, weight, avg_quality, success_correlation
+            select project_id, file_a, file_b, weight, avg_quality, success_correlation
             from marts.file_graph_edges {edge_filter}
-            order by file_a, file_b
+            order by project_id, file_a, file_b
             """,
-            params,
+            {**params, **({"project": project} if project is not None else {})},
         ).fetchall()
+        node_filter = "where project_id = $project" if project is not None else ""
         nodes = con.execute(
-            "select file_path, n_events, avg_quality, degree from marts.file_graph_nodes "
-            "order by file_path"
+            "select project_id, file_path, n_events, avg_quality, degree "
+            f"from marts.file_graph_nodes {node_filter} order by project_id, file_path",
+            {"project": project} if project is not None else {},
         ).fetchall()
     finally:
         con.close()
     if min_support is not None:
-        ends = {path for edge in edges for path in edge[:2]}
-        nodes = [node for node in nodes if node[0] in ends]
+        ends = {(edge[0], path) for edge in edges for path in edge[1:3]}
+        nodes = [node for node in nodes if (node[0], node[1]) in ends]
 
     root = ET.Element("graphml", xmlns=GRAPHML_NS)
     for name, domain, kind in (*NODE_KEYS, *EDGE_KEYS):
@@ -91,12 +100,14 @@ def write_graphml(
     graph = ET.SubElement(root, "graph", id="file_graph", edgedefault="undirected")
     node_names = tuple(name for name, _, _ in NODE_KEYS)
     edge_names = tuple(name for name, _, _ in EDGE_KEYS)
-    ids: dict[str, str] = {}
+    ids: dict[tuple[str, str], str] = {}
     for node in nodes:
-        ids[node[0]] = f"n{len(ids)}"
-        _add_data(ET.SubElement(graph, "node", id=ids[node[0]]), "node", node_names, node)
-    for k, (file_a, file_b, *attrs) in enumerate(edges):
-        element = ET.SubElement(graph, "edge", id=f"e{k}", source=ids[file_a], target=ids[file_b])
+        key = (node[0], node[1])
+        ids[key] = f"n{len(ids)}"
+        _add_data(ET.SubElement(graph, "node", id=ids[key]), "node", node_names, node)
+    for k, (project_id, file_a, file_b, *attrs) in enumerate(edges):
+        source, target = ids[(project_id, file_a)], ids[(project_id, file_b)]
+        element = ET.SubElement(graph, "edge", id=f"e{k}", source=source, target=target)
         _add_data(element, "edge", edge_names, tuple(attrs))
 
     out = Path(out_path)

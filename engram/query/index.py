@@ -8,7 +8,15 @@ warehouse unopenable. Per index NAME a folder holds:
     NAME.vectors.npy   float32 unit vectors, rows grouped leaf by leaf, memory-mapped
     NAME.ids.npy       row number -> id (pattern_id or context_hash), same row order
     NAME.ivf.npz       leaf centroids and leaf offsets into the rows (the ANN index)
+    NAME.hashes.npy    row number -> DuckDB hash() of its embedding (what changed, for updates)
     NAME.manifest.json build id, row count, a fingerprint of the ids, index parameters
+
+A publish after a small build updates the previous index instead of refitting k-means
+(`update_index`): rows whose id and embedding hash are unchanged keep their leaf, new or
+changed rows go to the leaf whose centroid is nearest, removed rows are dropped; the
+centroids stay as fitted. Probing quality drifts as the data moves away from the fit, so
+once the rows added, changed or removed since the last fit exceed REFIT_SHARE of the rows
+it was fitted on, the next publish refits from scratch (`build_index`).
 
 Why IVF and not HNSW: the rows are split into about 8 * sqrt(n) leaves by spherical
 k-means, and a query scans, exactly, the leaves whose centroids are most similar to it
@@ -46,6 +54,10 @@ MIN_CANDIDATES = 4_096  # rows scored exactly per query: leaves are probed best-
 MAX_PROBES = 256  # and never more leaves than this
 # Below this many rows exact search is faster than the index and always exact.
 EXACT_BELOW = 20_000
+# The drift bound of update_index: refit k-means once rows added, changed or removed since
+# the last fit exceed this share of the rows it was fitted on (25 +1% refreshes).
+REFIT_SHARE = 0.25
+ASSIGN_BATCH = 65_536  # rows per centroid product when assigning new rows to leaves
 
 SearchMode = Literal["auto", "ann", "exact"]
 
@@ -63,6 +75,11 @@ class Manifest:
     fingerprint: str
     has_ann: bool
     n_leaves: int
+    # what update_index needs: the row count k-means was fitted on, the rows added, changed
+    # or removed since, and which hash() the hashes file holds (DuckDB's, per version)
+    trained_n: int = 0
+    changed_since_fit: int = 0
+    hash_kind: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -91,6 +108,7 @@ def _paths(directory: Path, name: str) -> dict[str, Path]:
         "ids": directory / f"{name}.ids.npy",
         "vectors": directory / f"{name}.vectors.npy",
         "manifest": directory / f"{name}.manifest.json",
+        "hashes": directory / f"{name}.hashes.npy",
     }
 
 
@@ -109,11 +127,15 @@ def build_index(
     *,
     ann: bool = True,
     seed: int = 0,
+    hashes: np.ndarray | None = None,
+    hash_kind: str = "",
 ) -> Manifest:
     """Write NAME.* into directory; the manifest is written last, so a crash mid-way leaves
     no manifest and readers treat the index as missing.
 
     The fingerprint is over `ids` as given; the files hold the rows regrouped leaf by leaf.
+    `hashes` (one per id, e.g. DuckDB's hash() of the embedding, named by hash_kind) are
+    kept beside the rows so a later publish can update the index instead of refitting it.
     """
     directory.mkdir(parents=True, exist_ok=True)
     paths = _paths(directory, name)
@@ -123,6 +145,9 @@ def build_index(
     if matrix.shape != (len(id_array), EMBEDDING_DIM):
         raise ValueError(f"expected ({len(id_array)}, {EMBEDDING_DIM}) vectors, got {matrix.shape}")
     id_fingerprint = fingerprint(id_array)
+    hash_array = None if hashes is None else np.asarray(hashes, dtype=np.uint64)
+    if hash_array is not None and hash_array.shape != (len(id_array),):
+        raise ValueError(f"expected {len(id_array)} hashes, got {hash_array.shape}")
     has_ann = ann and len(id_array) > 0
     n_leaves = 0
     if has_ann:
@@ -141,6 +166,8 @@ def build_index(
         offsets = np.zeros(len(kept) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(counts[kept])
         id_array, matrix = id_array[order], matrix[order]
+        if hash_array is not None:
+            hash_array = hash_array[order]
         centroids = np.add.reduceat(matrix, offsets[:-1], axis=0)
         np.savez(paths["ann"], centroids=normalize(centroids), offsets=offsets)
         n_leaves = len(kept)
@@ -148,6 +175,10 @@ def build_index(
         paths["ann"].unlink(missing_ok=True)
     np.save(paths["ids"], id_array)
     np.save(paths["vectors"], matrix)
+    if hash_array is not None:
+        np.save(paths["hashes"], hash_array)
+    else:
+        paths["hashes"].unlink(missing_ok=True)
     manifest = Manifest(
         name=name,
         build_id=build_id,
@@ -156,9 +187,135 @@ def build_index(
         fingerprint=id_fingerprint,
         has_ann=has_ann,
         n_leaves=n_leaves,
+        trained_n=len(id_array) if has_ann else 0,
+        changed_since_fit=0,
+        hash_kind=hash_kind if hash_array is not None else "",
     )
     _atomic_write_text(paths["manifest"], manifest.to_json())
     return manifest
+
+
+@dataclass(frozen=True)
+class IndexUpdate:
+    """What update_index did: how ("linked": nothing changed, files hard-linked; "updated":
+    rows added/removed without refitting), and the row counts involved (a row whose
+    vector changed counts as removed and added)."""
+
+    manifest: Manifest
+    how: Literal["linked", "updated"]
+    kept: int
+    added: int
+    removed: int
+
+
+def update_index(
+    previous: Path,
+    directory: Path,
+    name: str,
+    ids: np.ndarray,
+    hashes: np.ndarray,
+    fetch: Callable[[np.ndarray], np.ndarray],
+    build_id: str,
+    *,
+    hash_kind: str,
+) -> IndexUpdate | None:
+    """Write NAME.* into directory from the index in `previous`, changed only where the data
+    changed: `ids` (in fingerprint order) with `hashes` of their embeddings are the new
+    contents; fetch(some_ids) returns the vectors of the rows that are new or changed.
+
+    Returns None, writing nothing, when the previous index cannot be updated and the caller
+    must build_index from scratch: it is missing, has no ANN part or no hashes, its hashes
+    are of another kind, or the drift bound (REFIT_SHARE) would be passed. The files of
+    `previous` are only read, never written: readers may have them open.
+    """
+    old_paths, paths = _paths(previous, name), _paths(directory, name)
+    try:
+        old = json.loads(old_paths["manifest"].read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        not old.get("has_ann")
+        or old.get("hash_kind") != hash_kind
+        or not hash_kind
+        or not all(old_paths[k].exists() for k in ("ann", "ids", "vectors", "hashes"))
+    ):
+        return None
+    ids = np.asarray(ids)
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    old_ids = np.load(old_paths["ids"])
+    old_hashes = np.load(old_paths["hashes"])
+    if len(old_ids) == 0 or len(old_hashes) != len(old_ids):
+        return None
+    by_id = np.argsort(old_ids, kind="stable")
+    sorted_ids = old_ids[by_id]
+    position = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    old_row = by_id[position]
+    same = (sorted_ids[position] == ids) & (old_hashes[old_row] == hashes)
+    kept_rows = old_row[same]
+    added_ids, added_hashes = ids[~same], hashes[~same]
+    removed = len(old_ids) - len(kept_rows)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths["manifest"].unlink(missing_ok=True)
+    if len(added_ids) == 0 and removed == 0 and old.get("fingerprint") == fingerprint(ids):
+        for key in ("ann", "ids", "vectors", "hashes"):  # never written again: share them
+            paths[key].unlink(missing_ok=True)
+            os.link(old_paths[key], paths[key])
+        manifest = Manifest(**{**old, "build_id": build_id})
+        _atomic_write_text(paths["manifest"], manifest.to_json())
+        return IndexUpdate(manifest, "linked", len(kept_rows), 0, 0)
+    changed = int(old.get("changed_since_fit", 0)) + len(added_ids) + removed
+    if changed > REFIT_SHARE * max(int(old.get("trained_n", 0)), 1):
+        return None
+
+    ivf = InvertedFile.load(old_paths["ann"])
+    n_leaves = len(ivf.centroids)
+    old_leaf = np.repeat(np.arange(n_leaves), np.diff(ivf.offsets))
+    new_vectors = normalize(fetch(added_ids)) if len(added_ids) else None
+    if new_vectors is not None and new_vectors.shape != (len(added_ids), EMBEDDING_DIM):
+        raise ValueError(f"fetch returned {new_vectors.shape} for {len(added_ids)} ids")
+    new_leaf = np.zeros(len(added_ids), dtype=np.int64)
+    for lo in range(0, len(added_ids), ASSIGN_BATCH):
+        assert new_vectors is not None
+        block = new_vectors[lo : lo + ASSIGN_BATCH] @ ivf.centroids.T
+        new_leaf[lo : lo + ASSIGN_BATCH] = np.argmax(block, axis=1)
+    leaf = np.concatenate([old_leaf[kept_rows], new_leaf])
+    order = np.argsort(leaf, kind="stable")
+    n_kept = len(kept_rows)
+    all_ids = np.concatenate([old_ids[kept_rows], added_ids])
+    all_hashes = np.concatenate([old_hashes[kept_rows], added_hashes])
+    old_matrix = np.load(old_paths["vectors"], mmap_mode="r")
+    out = np.lib.format.open_memmap(
+        paths["vectors"], mode="w+", dtype=np.float32, shape=(len(order), EMBEDDING_DIM)
+    )
+    for lo in range(0, len(order), ASSIGN_BATCH):  # rows in leaf order, a block at a time
+        chunk = order[lo : lo + ASSIGN_BATCH]
+        from_old = chunk < n_kept
+        block = np.empty((len(chunk), EMBEDDING_DIM), dtype=np.float32)
+        block[from_old] = old_matrix[kept_rows[chunk[from_old]]]
+        if new_vectors is not None:
+            block[~from_old] = new_vectors[chunk[~from_old] - n_kept]
+        out[lo : lo + len(chunk)] = block
+    out.flush()
+    del out
+    offsets = np.zeros(n_leaves + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(np.bincount(leaf, minlength=n_leaves))
+    np.savez(paths["ann"], centroids=ivf.centroids, offsets=offsets)
+    np.save(paths["ids"], all_ids[order])
+    np.save(paths["hashes"], all_hashes[order])
+    manifest = Manifest(
+        name=name,
+        build_id=build_id,
+        n=len(order),
+        dim=EMBEDDING_DIM,
+        fingerprint=fingerprint(ids),
+        has_ann=True,
+        n_leaves=n_leaves,
+        trained_n=int(old.get("trained_n", 0)),
+        changed_since_fit=changed,
+        hash_kind=hash_kind,
+    )
+    _atomic_write_text(paths["manifest"], manifest.to_json())
+    return IndexUpdate(manifest, "updated", n_kept, len(added_ids), removed)
 
 
 def n_leaves_for(n: int) -> int:

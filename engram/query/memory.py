@@ -64,11 +64,15 @@ class Memory(Reader):
         """Patterns closest in meaning to an existing pattern (itself excluded)."""
         return similar_q.similar_to_pattern(self, pattern_id, k)
 
-    def predict(self, text: str, k: int = 10, *, rank_by: str = "mean") -> Prediction:
-        """Patterns that fit this task text and work: relevance x success^4, best first."""
+    def predict(
+        self, text: str, k: int = 10, *, rank_by: str = "mean", project: str | None = None
+    ) -> Prediction:
+        """Patterns that fit this task text and work: relevance x success^4, best first.
+        project: whose memory answers (None: the current project, "*": all pooled);
+        rows leaning on other projects' outcomes say so in `borrowed`."""
         from engram.query import predict as predict_q
 
-        return predict_q.predict(self, text, k, rank_by=rank_by)
+        return predict_q.predict(self, text, k, rank_by=rank_by, project=project)
 
     def recommend(
         self,
@@ -78,6 +82,7 @@ class Memory(Reader):
         strategy: str = "best",
         seed: int | None = None,
         log: bool = True,
+        project: str | None = None,
     ) -> Recommendation:
         """What to try for `task`: predict's ranking as a decision (strategy best, cautious
         or explore), with outcomes recorded since the build counted, declining-trend
@@ -86,15 +91,31 @@ class Memory(Reader):
         from engram.query import recommend as recommend_q
 
         return recommend_q.recommend(
-            self, self.overlay, task, k, strategy=strategy, seed=seed, log=log
+            self, self.overlay, task, k, strategy=strategy, seed=seed, log=log, project=project
         )
 
-    def evaluate(self, holdout: float = 0.05, min_quality: float = 0.9) -> Evaluation:
-        """Walk-forward check of predict on this warehouse's own history, with baselines."""
+    def evaluate(
+        self,
+        holdout: float = 0.05,
+        min_quality: float = 0.9,
+        *,
+        project: str | None = None,
+        share: bool = True,
+    ) -> Evaluation:
+        """Walk-forward check of predict on this warehouse's own history, with baselines;
+        with `project`, that project's events only, borrowing from the others if `share`
+        (None: the whole warehouse)."""
         from engram.query import evaluate as evaluate_q
         from engram.query import predict as predict_q
 
-        return evaluate_q.evaluate(self, holdout, min_quality, predict_q.ranking_params())
+        return evaluate_q.evaluate(
+            self,
+            holdout,
+            min_quality,
+            predict_q.ranking_params(),
+            project=None if project == "*" else project,
+            share=share,
+        )
 
     def global_mean(self) -> float:
         """Event-weighted mean outcome quality over all patterns: the prior of last resort."""
@@ -115,9 +136,16 @@ class Memory(Reader):
         """pattern_trend_summary rows: one pattern's, or the steepest improving/declining."""
         return trends_q.summary(self, pattern_id, top, direction)
 
-    def files(self, file: str | None = None, top: int = 20) -> pd.DataFrame:
-        """Files that travel with `file` (or the strongest pairs overall) and how they fare."""
-        return files_q.files(self, file, top)
+    def files(
+        self, file: str | None = None, top: int = 20, *, project: str | None = None
+    ) -> pd.DataFrame:
+        """Files that travel with `file` (or the strongest pairs overall) and how they fare,
+        per project: `project` (None: the current one when the warehouse knows it, "*":
+        every project's pairs, each row naming its project)."""
+        from engram.query import predict as predict_q
+
+        resolved, _ = predict_q.resolve_project(self, project)
+        return files_q.files(self, file, top, resolved)
 
     def file_graph(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(nodes, edges) of the file co-occurrence graph."""
@@ -178,9 +206,14 @@ class Memory(Reader):
         tools: list[str] | None = None,
         session_id: str | None = None,
         recommendation_id: str | None = None,
+        project: str | None = None,
     ) -> str:
         """Record that `pattern_id` was used (for `task`) and how well it went (0..1);
-        returns the event id. Cite the recommendation_id of the advice followed."""
+        returns the event id. Cite the recommendation_id of the advice followed.
+        project: the project it happened in (default: the current project,
+        ingest/project_identity.py)."""
+        from ingest.project_identity import current_project
+
         return record_q.record_outcome(
             self.db_path,
             pattern_id,
@@ -190,4 +223,5 @@ class Memory(Reader):
             tools=tools,
             session_id=session_id,
             recommendation_id=recommendation_id,
+            project_id=current_project(project),
         ).id

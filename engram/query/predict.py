@@ -5,6 +5,13 @@ context clusters and the warehouse's usage counts (marts.pattern_predictions: ev
 outcome quality per context cluster and pattern) to engram.numeric.ranking, which scores
 every known pattern as relevance x success^exponent. The same ranking code is what
 `engram evaluate` walks forward over history, so its figures describe these answers.
+
+Per project (`project`): relevance comes from that project's own usage (its past task
+texts, its cells), and success borrows from the other projects in four levels (project
+cell -> other projects' cell -> pattern -> global; marts.pattern_project_predictions and
+engram.numeric.ranking). A row whose success leans on other projects says so in its
+`borrowed` column ("borrowed: 34 uses in 2 other projects"). project None (or "*") is the
+pooled, cross-project view.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from engram.query.errors import InvalidQuery, check_k
 from engram.query.index import normalize
 from engram.query.jsonable import records
 from engram.query.reader import Reader
+from ingest.project_identity import ALL_PROJECTS, current_project
 from ingest.warehouse import sql_string
 
 NEAREST_TASKS_SHOWN = 3  # past task texts listed per row as what it drew on
@@ -55,10 +63,12 @@ class Prediction:
     evidence: pd.DataFrame
     clusters: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    project: str | None = None  # the project answered for; None: every project pooled
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task,
+            "project": self.project,
             "predictions": records(self.patterns),
             "evidence": records(self.evidence),
             "clusters": records(self.clusters),
@@ -100,16 +110,113 @@ def cluster_centroids(reader: Reader) -> tuple[np.ndarray, np.ndarray, list[str]
 
 def ranking_params(params: RankingParams | None = None) -> RankingParams:
     """The ranking's knobs, with the success shrinkage of the dbt var
-    prediction_prior_strength (the one pattern_predictions and prediction_backtest use)."""
-    return replace(params or DEFAULT_PARAMS, prior_strength=prior_strength())
+    prediction_prior_strength (the one pattern_predictions and prediction_backtest use)
+    and the dbt var project_share_weight (pattern_project_predictions')."""
+    return replace(
+        params or DEFAULT_PARAMS,
+        prior_strength=prior_strength(),
+        share_weight=float(dbt_vars()["project_share_weight"]),
+    )
 
 
-def usage(reader: Reader) -> tuple[np.ndarray, UsageStats]:
-    """(pattern ids, UsageStats) of the whole warehouse, loaded once per Reader.
+def pooled(project: str | None) -> bool:
+    """Whether `project` asks for the cross-project view (None or "*")."""
+    return project is None or project == ALL_PROJECTS
+
+
+def projects(reader: Reader) -> list[str]:
+    """The projects with events in the warehouse, by name."""
+    if reader.cache.get("projects") is None:
+        for source in ("marts.pattern_project_predictions", "staging.stg_usage_events"):
+            if reader.has(source):
+                rows = reader.rows(f"select distinct project_id from {source} order by 1")
+                reader.cache["projects"] = [str(r[0]) for r in rows]
+                break
+        else:
+            reader.cache["projects"] = []
+    return reader.cache["projects"]
+
+
+def resolve_project(reader: Reader, project: str | None) -> tuple[str | None, list[str]]:
+    """(the project to answer for, None for every project pooled; notes saying why).
+
+    "*" asks for the pooled view. None means the current project (ingest's rule:
+    $ENGRAM_PROJECT, else the git remote of the working directory, else `default`).
+    A project answers on its own (borrowing from the others) only when the warehouse
+    holds events of it and of another project; otherwise the pooled answer is the same
+    or better (a project without events has no relevance of its own to rank by)."""
+    if project == ALL_PROJECTS:
+        return None, []
+    asked = project is not None
+    name = current_project(project)
+    known = projects(reader)
+    if name in known and len(known) > 1:
+        return name, []
+    if asked and name not in known:
+        return None, [
+            f"project {name!r} has no events here: answering across all projects "
+            f"({', '.join(known) or 'none'})"
+        ]
+    return None, []
+
+
+def usage(reader: Reader, project: str | None = None) -> tuple[np.ndarray, UsageStats]:
+    """(pattern ids, UsageStats), loaded once per Reader and project.
 
     Cells come from marts.pattern_predictions (events and mean quality per context cluster
     and pattern, events without a task text in cluster -1); before a build, from the
-    events themselves with every event in cluster -1."""
+    events themselves with every event in cluster -1. For one project (module
+    docstring): that project's cells (marts.pattern_project_predictions), with every
+    project's attached as `shared` when other projects have events."""
+    key = "usage" if pooled(project) else f"usage:{project}"
+    cached = reader.cache.get(key)
+    if cached is not None:
+        return cached
+    ids, everyone = _pooled_usage(reader)
+    if pooled(project):
+        return ids, everyone
+    index = reader.cache["usage_index"]
+    if reader.has("marts.pattern_project_predictions"):
+        source = "marts.pattern_project_predictions"
+        select = "context_cluster_id as cluster, pattern_id, n_events::double as n, "
+        select += "n_events * mean_quality as s"
+        group = ""
+    else:
+        source = "staging.stg_usage_events"
+        select = "-1 as cluster, pattern_id, count(*)::double as n, sum(outcome_quality) as s"
+        group = "and outcome_quality is not null group by pattern_id"
+    cells = reader.df(f"select {select} from {source} where project_id = ? {group}", [project])
+    others = reader.rows(f"select 1 from {source} where project_id <> ? limit 1", [project])
+    cells = cells[index.get_indexer(cells["pattern_id"].astype(str)) >= 0]
+    own = _stats(cells, index)
+    stats = replace(own, shared=everyone) if others else everyone
+    reader.cache[key] = (ids, stats)
+    return ids, stats
+
+
+def _stats(cells: pd.DataFrame, index: pd.Index) -> UsageStats:
+    """UsageStats from (cluster, pattern_id, n, s) cells, patterns positioned by index."""
+    pos = index.get_indexer(cells["pattern_id"].astype(str))
+    cells = cells.assign(pos=pos).sort_values(["cluster", "pos"], kind="stable")
+    n = cells["n"].to_numpy(dtype=np.float64)
+    s = cells["s"].to_numpy(dtype=np.float64)
+    p = cells["pos"].to_numpy(dtype=np.int64)
+    n_p = np.bincount(p, weights=n, minlength=len(index))
+    s_p = np.bincount(p, weights=s, minlength=len(index))
+    total = float(n_p.sum())
+    return UsageStats(
+        n_events=n_p,
+        sum_quality=s_p,
+        cell_cluster=cells["cluster"].to_numpy(dtype=np.int64),
+        cell_pattern=p,
+        cell_n=n,
+        cell_sum=s,
+        global_mean=float(s_p.sum() / total) if total > 0 else 0.5,
+    )
+
+
+def _pooled_usage(reader: Reader) -> tuple[np.ndarray, UsageStats]:
+    """usage() of every project together."""
     cached = reader.cache.get("usage")
     if cached is not None:
         return cached
@@ -127,23 +234,7 @@ def usage(reader: Reader) -> tuple[np.ndarray, UsageStats]:
     known = reader.df("select pattern_id from marts.dim_patterns")["pattern_id"].astype(str)
     ids = np.array(sorted(set(known) | set(cells["pattern_id"].astype(str))))
     index = pd.Index(ids)
-    pos = index.get_indexer(cells["pattern_id"].astype(str))
-    cells = cells.assign(pos=pos).sort_values(["cluster", "pos"], kind="stable")
-    n = cells["n"].to_numpy(dtype=np.float64)
-    s = cells["s"].to_numpy(dtype=np.float64)
-    p = cells["pos"].to_numpy(dtype=np.int64)
-    n_p = np.bincount(p, weights=n, minlength=len(ids))
-    s_p = np.bincount(p, weights=s, minlength=len(ids))
-    total = float(n_p.sum())
-    stats = UsageStats(
-        n_events=n_p,
-        sum_quality=s_p,
-        cell_cluster=cells["cluster"].to_numpy(dtype=np.int64),
-        cell_pattern=p,
-        cell_n=n,
-        cell_sum=s,
-        global_mean=float(s_p.sum() / total) if total > 0 else 0.5,
-    )
+    stats = _stats(cells, index)
     reader.cache["usage"] = (ids, stats)
     reader.cache["usage_index"] = index
     return ids, stats
@@ -156,6 +247,7 @@ def predict(
     *,
     rank_by: str = "mean",
     params: RankingParams | None = None,
+    project: str | None = None,
 ) -> Prediction:
     """The k patterns that best fit the task and work, best first (k rows whenever k
     patterns exist).
@@ -168,6 +260,8 @@ def predict(
     past texts that used it, nearest first) and fallback ("" when the nearest texts
     voted for it, "cluster" when only its context cluster did, "global" otherwise).
     rank_by "lower" discounts by a lower bound of success instead (risk-averse).
+    `project`: answer for that project, borrowing success from the others (module
+    docstring); None: the current project (resolve_project); "*": every project pooled.
     """
     k = check_k(k)
     if rank_by not in ("mean", "lower"):
@@ -175,9 +269,9 @@ def predict(
     params = ranking_params(params)
     query = reader.embed(text)
     reader.require("marts.dim_patterns", "staging.stg_contexts")
-    notes: list[str] = []
-    ids, stats = usage(reader)
-    evidence, entries = nearest_contexts(reader, query, params)
+    project, notes = resolve_project(reader, project)
+    ids, stats = usage(reader, project)
+    evidence, entries = nearest_contexts(reader, query, params, project)
     entry_pos = reader.cache["usage_index"].get_indexer(entries["pattern_id"].astype(str))
     known = entry_pos >= 0
     vote_p, vote_w = neighbour_votes(
@@ -203,18 +297,20 @@ def predict(
         )
     ranked = rank(stats, vote_p, vote_w, cids, cws, k, params, rank_by=rank_by)
     frame = rows(reader, ids, stats, ranked, evidence, entries, cids)
+    frame = with_borrowed(reader, frame, ranked, cids, project)
     if frame.empty:
         notes.append("no patterns in the warehouse")
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    return Prediction(text, frame, evidence, clusters, notes)
+    return Prediction(text, frame, evidence, clusters, notes, project)
 
 
 def nearest_contexts(
-    reader: Reader, query: np.ndarray, params: RankingParams
+    reader: Reader, query: np.ndarray, params: RankingParams, project: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The params.neighbours past task texts nearest the query (similarity, kernel weight,
     text, context cluster), and the patterns used with each (one row per text x pattern:
-    neighbour position, pattern_id, n_events, sum_quality)."""
+    neighbour position, pattern_id, n_events, sum_quality); only `project`'s uses when
+    given (a text no event of the project used then votes for nothing)."""
     hits = reader.index("contexts").search(query, params.neighbours, reader.search_mode)
     frame = pd.DataFrame(
         {"context_hash": hits.ids.astype(str), "similarity": hits.similarities.astype(float)}
@@ -248,17 +344,64 @@ def nearest_contexts(
         outcomes = "serving.context_patterns"
     else:
         outcomes = (
-            "(select context_hash, pattern_id, count(*) as n_events, "
+            "(select context_hash, project_id, pattern_id, count(*) as n_events, "
             "sum(outcome_quality) as sum_quality from staging.stg_usage_events "
             "where outcome_quality is not null group by all)"
         )
+    mine = "" if pooled(project) else f"and project_id = {sql_string(str(project))}"
     used = reader.df(
-        f"select context_hash, pattern_id, n_events::double as n_events, sum_quality "
-        f"from {outcomes} where context_hash in ({in_list})"
+        f"select context_hash, pattern_id, sum(n_events)::double as n_events, "
+        f"sum(sum_quality) as sum_quality from {outcomes} "
+        f"where context_hash in ({in_list}) {mine} group by context_hash, pattern_id"
     )
     position = pd.Series(np.arange(len(frame)), index=frame["context_hash"])
     entries = used.assign(neighbour=position.reindex(used["context_hash"]).to_numpy())
     return frame, entries[["neighbour", "pattern_id", "n_events", "sum_quality"]]
+
+
+def with_borrowed(
+    reader: Reader,
+    frame: pd.DataFrame,
+    ranked: Ranked,
+    cids: np.ndarray,
+    project: str | None,
+) -> pd.DataFrame:
+    """Add borrowed_events (other projects' events the success leaned on, weighted over
+    the task's clusters) and `borrowed` ("borrowed: 34 uses in 2 other projects", "" for
+    none) to a project's rows."""
+    if pooled(project) or ranked.borrowed is None or frame.empty:
+        return frame
+    frame = frame.assign(borrowed_events=ranked.borrowed)
+    counts: dict[str, int] = {}
+    if reader.has("marts.pattern_project_predictions"):
+        in_list = ", ".join(sql_string(str(p)) for p in frame["pattern_id"])
+        in_clusters = (
+            f"and context_cluster_id in ({', '.join(str(int(c)) for c in cids)})"
+            if len(cids)
+            else ""
+        )
+        found = reader.rows(
+            "select pattern_id, count(distinct project_id) "
+            "from marts.pattern_project_predictions "
+            f"where project_id <> ? and pattern_id in ({in_list}) {in_clusters} "
+            "group by pattern_id",
+            [project],
+        )
+        counts = {str(p): int(n) for p, n in found}
+
+    def say(pattern_id: str, events: float) -> str:
+        uses = round(events)
+        if uses < 1:
+            return ""
+        k = counts.get(pattern_id, 0)
+        where = f" in {k} other project{'s' if k != 1 else ''}" if k else " in other projects"
+        return f"borrowed: {uses} use{'s' if uses != 1 else ''}{where}"
+
+    frame["borrowed"] = [
+        say(str(p), float(e))
+        for p, e in zip(frame["pattern_id"], frame["borrowed_events"], strict=True)
+    ]
+    return frame
 
 
 def cluster_frame(reader: Reader, cids: np.ndarray, cws: np.ndarray) -> pd.DataFrame:

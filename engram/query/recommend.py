@@ -84,10 +84,13 @@ def check_strategy(strategy: Any) -> str:
     return str(strategy)
 
 
-def candidates(reader: Reader, overlay: Overlay, task: str) -> tuple[pd.DataFrame, list[str]]:
+def candidates(
+    reader: Reader, overlay: Overlay, task: str, project: str | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """predict's candidate pool with Beta shapes (alpha, beta), updated by the outcomes
-    recorded since the build, plus close patterns recorded since the build."""
-    prediction = predict_q.predict(reader, task, CANDIDATE_POOL)
+    recorded since the build, plus close patterns recorded since the build. `project`
+    as predict's (the current project by default; "*" pooled)."""
+    prediction = predict_q.predict(reader, task, CANDIDATE_POOL, project=project)
     pool = prediction.patterns
     n = pool["effective_n"].to_numpy(dtype=float)
     mean = pool["predicted_success"].to_numpy(dtype=float)
@@ -99,6 +102,7 @@ def candidates(reader: Reader, overlay: Overlay, task: str) -> tuple[pd.DataFram
             "alpha": mean * n,
             "beta": (1 - mean) * n,
             "built": True,
+            "borrowed": pool.get("borrowed", ""),
         }
     )
     overlay.refresh(built_offsets(reader))
@@ -121,6 +125,7 @@ def candidates(reader: Reader, overlay: Overlay, task: str) -> tuple[pd.DataFram
                     "alpha": g * s,
                     "beta": (1 - g) * s,
                     "built": False,
+                    "borrowed": "",
                 }
             )
             frame = frame[~frame["pattern_id"].isin(fresh["pattern_id"])]
@@ -211,16 +216,19 @@ def recommend(
     strategy: str = "best",
     seed: int | None = None,
     log: bool = True,
+    project: str | None = None,
 ) -> Recommendation:
     """Decide which patterns to show for `task` (see the module docstring), log the
-    decision to the journal (unless log=False) and return it."""
+    decision to the journal (unless log=False) and return it. `project`: whose memory
+    answers (predict's rule: the current project by default, "*" every project); a row
+    whose success leans on other projects says so in `borrowed`."""
     k = check_k(k)
     strategy = check_strategy(strategy)
     if seed is None:
         seed = secrets.randbelow(2**31)
     elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidQuery(f"seed must be a non-negative integer, got {seed!r}")
-    frame, notes = candidates(reader, overlay, task)
+    frame, notes = candidates(reader, overlay, task, project)
     mean = frame["alpha"] / (frame["alpha"] + frame["beta"])
     best_score = pd.Series(_ranked(frame, mean.to_numpy()), index=frame.index)
     plausible = best_score.rank(ascending=False, method="first") <= max(POOL_FACTOR * k, MIN_POOL)

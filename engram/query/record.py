@@ -131,9 +131,10 @@ def record_json_lines(db_path: Path, kind: RecordKind, lines: Iterable[str]) -> 
 
 
 def check_json_lines(
-    kind: RecordKind, lines: Iterable[str]
+    kind: RecordKind, lines: Iterable[str], project: str | None = None
 ) -> tuple[list[Recorded], list[InvalidRecord]]:
-    """Each line prepared, or its problem (line numbers are 1-based)."""
+    """Each line prepared, or its problem (line numbers are 1-based). Outcomes without a
+    project_id get `project` when given (`engram record --project`)."""
     prepared: list[Recorded] = []
     problems: list[InvalidRecord] = []
     for number, text in enumerate(lines, start=1):
@@ -149,6 +150,8 @@ def check_json_lines(
             continue
         if kind == "outcome" and "task" in value and "context" not in value:
             value["context"] = value.pop("task")
+        if kind == "outcome" and project is not None and value.get("project_id") is None:
+            value["project_id"] = project
         try:
             prepared.append(prepare(kind, value, number))
         except InvalidRecord as problem:

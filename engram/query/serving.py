@@ -54,14 +54,23 @@ EXTRA_TABLES: tuple[tuple[str, str], ...] = (
 # patterns left out have few uses there, so their evidence would be small beside their prior.
 CONTEXT_EVIDENCE_CAP = 200
 
+# ART indexes for point lookups by key lists (`key in (...)`), where zone maps cannot skip
+# anything: predict's nearest task texts and its shortlisted patterns.
+POINT_LOOKUPS: dict[str, str] = {
+    "staging.stg_contexts": "context_hash",
+    "intermediate.int_contexts__clustered": "context_hash",
+    "marts.dim_patterns": "pattern_id",
+}
+
 MART_ORDER: dict[str, str] = {
     "dim_patterns": "pattern_id",
     "pattern_trends": "pattern_id, week",
     "pattern_trend_summary": "pattern_id",
     "pattern_predictions": "context_cluster_id, pattern_id",
+    "pattern_project_predictions": "project_id, context_cluster_id, pattern_id",
     "pattern_similar_pairs": "pattern_id, rank",
     "pattern_clusters": "cluster_id, pattern_id",
-    "file_cooccurrence": "file_a, file_b",
+    "file_cooccurrence": "project_id, file_a, file_b",
 }
 
 
@@ -83,6 +92,9 @@ class PublishResult:
     n_contexts: int = 0
     seconds: float = 0.0
     removed: list[Path] = field(default_factory=list)
+    mode: str = "full"  # "incremental": started from the previous copy (publish)
+    table_changes: dict[str, str] = field(default_factory=dict)  # name -> sync_table's word
+    index_changes: dict[str, str] = field(default_factory=dict)  # name -> built/updated/linked
 
 
 def serving_root(db_path: Path) -> Path:
@@ -207,12 +219,143 @@ def context_vectors_sql(schema_prefix: str = "") -> str:
     )
 
 
-def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> PublishResult:
+# The copy's layout version: a publish reuses the previous copy only when it has the same
+# (otherwise it starts from an empty file, as the first publish does).
+SERVING_FORMAT = 2
+# A table whose rows changed by more than this share is rewritten whole (sorted again for
+# its zone maps) instead of having rows deleted and appended.
+REWRITE_SHARE = 0.5
+# Serving connections stay inside the build's memory budget (profiles.yml's memory_limit).
+PUBLISH_MEMORY_LIMIT = os.environ.get("ENGRAM_MEMORY_LIMIT", "3GB")
+# (source table or query, order by, key for an ART index) per table of the copy
+_Target = tuple[str, str, str | None]
+
+
+def _hash_kind() -> str:
+    """Which hash() the index's hashes files hold: DuckDB's, which may change by version."""
+    return f"duckdb-{duckdb.__version__}"
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
+    rows = con.execute(f"describe select * from {relation}").fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    _, schema, table = qualified.split(".")
+    row = con.execute(
+        "select count(*) from duckdb_tables() "
+        "where database_name = ? and schema_name = ? and table_name = ?",
+        [_ALIAS, schema, table],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _create(con: duckdb.DuckDBPyConnection, qualified: str, source: str, target: _Target) -> None:
+    _, order, key = target
+    order_by = f" order by {order}" if order else ""
+    con.execute(f"drop table if exists {qualified}")
+    con.execute(f"create table {qualified} as select * from {source}{order_by}")
+    if key:
+        index_name = f"{qualified.split('.')[-1]}_{key}"
+        con.execute(f"create index {index_name} on {qualified} ({key})")
+
+
+def sync_table(con: duckdb.DuckDBPyConnection, name: str, target: _Target) -> str:
+    """Make the copy's table `name` hold exactly the rows of its source; returns what it
+    took: "created", "unchanged", "updated" (rows deleted/appended) or "rewritten".
+
+    Rows are compared by DuckDB's hash() of the whole row: rows of the copy whose hash the
+    source lacks are deleted, source rows whose hash the copy lacks are appended. When the
+    columns differ, the source has duplicate rows (a hash set cannot count them), or more
+    than REWRITE_SHARE of the rows changed, the table is rewritten whole instead. The result
+    is checked by row count; a mismatch also rewrites it.
+    """
+    source_relation, _, _ = target
+    source = f"({source_relation})" if " " in source_relation else source_relation
+    qualified = f"{_ALIAS}.{name}"
+    if not _exists(con, qualified):
+        _create(con, qualified, source, target)
+        return "created"
+    if _columns(con, qualified) != _columns(con, source):
+        _create(con, qualified, source, target)
+        return "rewritten"
+    con.execute("drop table if exists temp.serving_source_hashes")
+    con.execute(
+        f"create temp table serving_source_hashes as select hash(s) as h from {source} as s"
+    )
+    n_source, n_distinct = con.execute(
+        "select count(*), count(distinct h) from temp.serving_source_hashes"
+    ).fetchone()  # type: ignore[misc]
+    n_copy = con.execute(f"select count(*) from {qualified}").fetchone()[0]  # type: ignore[index]
+    if n_source != n_distinct:
+        _create(con, qualified, source, target)
+        return "rewritten"
+    deleted = con.execute(
+        f"delete from {qualified} as t "
+        "where hash(t) not in (select h from temp.serving_source_hashes)"
+    ).fetchone()[0]  # type: ignore[index]
+    if deleted > REWRITE_SHARE * max(n_copy, 1):
+        _create(con, qualified, source, target)
+        return "rewritten"
+    inserted = con.execute(
+        f"insert into {qualified} select s.* from {source} as s "
+        f"where hash(s) not in (select hash(t) from {qualified} as t)"
+    ).fetchone()[0]  # type: ignore[index]
+    con.execute("drop table temp.serving_source_hashes")
+    n_after = con.execute(f"select count(*) from {qualified}").fetchone()[0]  # type: ignore[index]
+    if n_after != n_source:
+        _create(con, qualified, source, target)
+        return "rewritten"
+    return "updated" if deleted or inserted else "unchanged"
+
+
+def _vector_hashes(
+    con: duckdb.DuckDBPyConnection, relation: str, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, uint64 hash() of their embeddings), ordered by id as the vectors queries are."""
+    table = con.execute(
+        f"select {key}, hash(embedding) from {relation} where embedding is not null order by {key}"
+    ).fetchnumpy()
+    columns = list(table.values())
+    return np.asarray(columns[0], dtype=str), np.asarray(columns[1], dtype=np.uint64)
+
+
+def _fetch_vectors(
+    con: duckdb.DuckDBPyConnection, relation: str, key: str, wanted: np.ndarray
+) -> np.ndarray:
+    """The embeddings of the wanted ids, in their order."""
+    import pyarrow as pa
+
+    keys = pa.table({"id": pa.array(wanted.tolist(), pa.string()), "pos": np.arange(len(wanted))})
+    con.register("serving_wanted_ids", keys)
+    try:
+        query = (
+            f"select w.id, s.embedding from {relation} s "
+            f"join serving_wanted_ids w on w.id = s.{key} order by w.pos"
+        )
+        ids, vectors = read_vectors(con, query)
+    finally:
+        con.unregister("serving_wanted_ids")
+    if len(ids) != len(wanted):
+        raise ServingError(f"expected {len(wanted)} vectors, found {len(ids)}")
+    return vectors
+
+
+def publish(
+    db_path: Path, *, build_id: str | None = None, ann: bool = True, incremental: bool = True
+) -> PublishResult:
     """Write a new serving copy of db_path's marts + vector indexes, then point CURRENT at it.
 
-    Run it when no other process writes the warehouse (the build does, right after dbt).
+    With incremental (the default) and a previous copy of the same format, the new copy
+    starts as a file copy of the previous one and only what changed is written: rows that
+    differ in each table (sync_table) and the vector indexes updated with new or changed
+    vectors (engram.query.index.update_index) instead of refitted. Either way the result is
+    a new folder that no reader has open, switched to atomically; the previous copy is
+    never written. Run it when no other process writes the warehouse (the build does,
+    right after dbt).
     """
-    from engram.query.index import build_index, fingerprint
+    from engram.query.index import build_index, fingerprint, update_index
 
     started = time.perf_counter()
     db_path = Path(db_path)
@@ -224,8 +367,15 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     result = PublishResult(build_id, final, final / SERVING_FILE)
+    previous = current(db_path) if incremental else None
+    if previous is not None:
+        shutil.copyfile(previous.database, partial / SERVING_FILE)
     try:
-        con = duckdb.connect(str(db_path), read_only=True)
+        con = duckdb.connect(
+            str(db_path),
+            read_only=True,
+            config={"memory_limit": PUBLISH_MEMORY_LIMIT},
+        )
     except duckdb.IOException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise ServingError(f"cannot read {db_path} to publish it: {exc}") from exc
@@ -233,52 +383,91 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
         catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
         relations = _relations(con, catalog)
         con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")
+        if previous is not None and _format(con) != SERVING_FORMAT:
+            con.execute(f"detach {_ALIAS}")  # another layout: start from an empty file
+            (partial / SERVING_FILE).unlink()
+            con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")
+            previous = None
+        result.mode = "incremental" if previous is not None else "full"
         for schema in ("marts", "staging", "intermediate", "serving"):
-            con.execute(f"create schema {_ALIAS}.{schema}")
-        copies = [
-            (name, MART_ORDER.get(name.split(".", 1)[1]))
+            con.execute(f"create schema if not exists {_ALIAS}.{schema}")
+        targets: dict[str, _Target] = {
+            name: (name, MART_ORDER.get(name.split(".", 1)[1], ""), POINT_LOOKUPS.get(name))
             for name in sorted(relations)
             if name.startswith("marts.")
-        ]
-        copies += [(name, order) for name, order in EXTRA_TABLES if name in relations]
-        for name, order in copies:
-            order_by = f" order by {order}" if order else ""
-            con.execute(f"create table {_ALIAS}.{name} as select * from {name}{order_by}")
-            result.tables.append(name)
-        # ART indexes for point lookups by key lists (`key in (...)`), where zone maps
-        # cannot skip anything: predict's nearest task texts and its shortlisted patterns
-        point_lookups = (
-            ("staging.stg_contexts", "context_hash"),
-            ("intermediate.int_contexts__clustered", "context_hash"),
-            ("marts.dim_patterns", "pattern_id"),
+        }
+        targets.update(
+            {name: (name, order, POINT_LOOKUPS.get(name)) for name, order in EXTRA_TABLES}
         )
-        for name, key in point_lookups:
-            if name in result.tables:
-                index_name = f"{name.split('.')[1]}_{key}"
-                con.execute(f"create index {index_name} on {_ALIAS}.{name} ({key})")
-        _serving_tables(con, relations, result)
+        targets = {name: t for name, t in targets.items() if name in relations}
+        targets.update(_serving_targets(relations))
+        for name, target in targets.items():
+            result.table_changes[name] = sync_table(con, name, target)
+            result.tables.append(name)
+        for schema, table in con.execute(
+            "select schema_name, table_name from duckdb_tables() where database_name = ?",
+            [_ALIAS],
+        ).fetchall():
+            name = f"{schema}.{table}"
+            if name not in targets and name != "serving.meta":
+                con.execute(f"drop table {_ALIAS}.{name}")  # gone from the warehouse
+                result.table_changes[name] = "dropped"
 
         indexes = []
         if "marts.dim_patterns" in relations:
-            indexes.append(("patterns", pattern_vectors_sql(f"{_ALIAS}.")))
+            indexes.append(("patterns", pattern_vectors_sql(f"{_ALIAS}."), "marts.dim_patterns"))
         if "staging.stg_contexts" in relations:
-            indexes.append(("contexts", context_vectors_sql(f"{_ALIAS}.")))
+            indexes.append(("contexts", context_vectors_sql(f"{_ALIAS}."), "staging.stg_contexts"))
         meta: dict[str, object] = {}
-        for name, sql in indexes:
-            ids, vectors = read_vectors(con, sql)
-            manifest = build_index(partial, name, ids, vectors, build_id, ann=ann)
+        for name, sql, relation in indexes:
+            key = POINT_LOOKUPS[relation]
+            relation = f"{_ALIAS}.{relation}"
+            ids, hashes = _vector_hashes(con, relation, key)
+            update = None
+            if previous is not None and ann:
+                update = update_index(
+                    previous.directory,
+                    partial,
+                    name,
+                    ids,
+                    hashes,
+                    lambda wanted, r=relation, k=key: _fetch_vectors(con, r, k, wanted),
+                    build_id,
+                    hash_kind=_hash_kind(),
+                )
+            if update is not None:
+                manifest = update.manifest
+                result.index_changes[name] = (
+                    f"{update.how}: {update.kept} kept, {update.added} added, "
+                    f"{update.removed} removed"
+                )
+            else:
+                ids, vectors = read_vectors(con, sql)
+                manifest = build_index(
+                    partial,
+                    name,
+                    ids,
+                    vectors,
+                    build_id,
+                    ann=ann,
+                    hashes=hashes,
+                    hash_kind=_hash_kind(),
+                )
+                result.index_changes[name] = f"built: {manifest.n} rows"
             meta[f"n_{name}"] = manifest.n
             meta[f"{name}_fingerprint"] = fingerprint(ids)
         result.n_patterns = int(meta.get("n_patterns", 0))  # type: ignore[call-overload]
         result.n_contexts = int(meta.get("n_contexts", 0))  # type: ignore[call-overload]
         published_at = datetime.now(UTC).isoformat(timespec="seconds")
+        con.execute(f"drop table if exists {_ALIAS}.serving.meta")
         con.execute(
             f"""
             create table {_ALIAS}.serving.meta as select
                 ?::varchar as build_id, ?::varchar as published_at, ?::varchar as warehouse,
                 ?::varchar as engram_version, ?::bigint as n_patterns,
                 ?::varchar as patterns_fingerprint, ?::bigint as n_contexts,
-                ?::varchar as contexts_fingerprint
+                ?::varchar as contexts_fingerprint, ?::integer as serving_format,
+                ?::varchar as publish_mode
             """,
             [
                 build_id,
@@ -289,6 +478,8 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
                 meta.get("patterns_fingerprint"),
                 result.n_contexts,
                 meta.get("contexts_fingerprint"),
+                SERVING_FORMAT,
+                result.mode,
             ],
         )
         con.execute(f"checkpoint {_ALIAS}")
@@ -313,42 +504,48 @@ def publish(db_path: Path, *, build_id: str | None = None, ann: bool = True) -> 
     return result
 
 
-def _serving_tables(
-    con: duckdb.DuckDBPyConnection, relations: dict[str, str], result: PublishResult
-) -> None:
+def _format(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The SERVING_FORMAT the attached copy was written with (None: before formats)."""
+    if not _exists(con, f"{_ALIAS}.serving.meta"):
+        return None
+    columns = {c for c, _ in _columns(con, f"{_ALIAS}.serving.meta")}
+    if "serving_format" not in columns:
+        return None
+    row = con.execute(f"select serving_format from {_ALIAS}.serving.meta").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def _serving_targets(relations: dict[str, str]) -> dict[str, _Target]:
     """Precomputed lookups queries need: per-context pattern outcomes, warehouse row counts,
     and how far the journal had been taken in (so the read-your-writes overlay shows only
     journal lines the marts do not hold yet)."""
+    targets: dict[str, _Target] = {}
     if "raw.journal_offsets" in relations:
-        con.execute(
-            f"create table {_ALIAS}.serving.journal_offsets as "
-            "select journal_file, byte_offset, lines from raw.journal_offsets"
+        targets["serving.journal_offsets"] = (
+            "select journal_file, byte_offset, lines from raw.journal_offsets",
+            "",
+            None,
         )
     if "staging.stg_usage_events" in relations:
-        con.execute(
+        # predict looks up ~20 scattered task texts: an ART index beats zone maps there
+        targets["serving.context_patterns"] = (
             f"""
-            create table {_ALIAS}.serving.context_patterns as
             with per_pair as (
-                select context_hash, pattern_id, count(*)::bigint as n_events,
+                select context_hash, project_id, pattern_id, count(*)::bigint as n_events,
                        sum(outcome_quality)::double as sum_quality
                 from staging.stg_usage_events
                 where context_hash is not null and outcome_quality is not null
-                group by context_hash, pattern_id
+                group by context_hash, project_id, pattern_id
             )
-            select context_hash, pattern_id, n_events, sum_quality
+            select context_hash, project_id, pattern_id, n_events, sum_quality
             from per_pair
             qualify row_number() over (
-                partition by context_hash order by n_events desc, pattern_id
+                partition by context_hash, project_id order by n_events desc, pattern_id
             ) <= {CONTEXT_EVIDENCE_CAP}
-            order by context_hash, pattern_id
-            """
+            """,
+            "context_hash, project_id, pattern_id",
+            "context_hash",
         )
-        # predict looks up ~20 scattered task texts: an ART index beats zone maps there
-        con.execute(
-            f"create index context_patterns_hash on {_ALIAS}.serving.context_patterns "
-            "(context_hash)"
-        )
-        result.tables.append("serving.context_patterns")
     counts = [
         ("patterns", "raw.patterns", "count(*)"),
         ("usage events", "raw.usage_events", "count(*)"),
@@ -363,8 +560,8 @@ def _serving_tables(
             f"select '{label}' as relation, {expr}::bigint as n_rows from {rel}"
             for label, rel, expr in present
         )
-        con.execute(f"create table {_ALIAS}.serving.row_counts as {union}")
-        result.tables.append("serving.row_counts")
+        targets["serving.row_counts"] = (union, "", None)
+    return targets
 
 
 def _prune(root: Path, keep: Path) -> list[Path]:

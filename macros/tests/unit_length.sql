@@ -4,8 +4,8 @@ select {{ column_name }} as vector
 from {{ model }}
 where {{ column_name }} is not null
   and (
-    len({{ column_name }}) <> {{ dim }}
-    or abs(sqrt(list_dot_product({{ column_name }}::double[], {{ column_name }}::double[])) - 1)
+    {{ list_length(column_name) }} <> {{ dim }}
+    or abs(sqrt({{ self_dot_product(column_name) }}) - 1)
        > {{ tolerance }}
   )
 {% endtest %}

@@ -1,5 +1,6 @@
--- One row per (file_a, file_b, calendar week), file_a < file_b, for files seen together in an
--- event. Pairs come from a self-join of the per-event distinct file rows on event_id with
+-- One row per (project, file_a, file_b, calendar week), file_a < file_b, for files seen
+-- together in an event. Per project: a path means nothing across repositories, so
+-- `src/app.py` of two projects are two files (an event belongs to one project). Pairs come from a self-join of the per-event distinct file rows on event_id with
 -- a.file_path < b.file_path: each unordered pair once per event, never a file with itself
 -- (not `unnest(files) as a, unnest(files) as b` in one select, which zips the list with
 -- itself), and a file listed twice in an event counts once.
@@ -9,19 +10,20 @@
 -- (int_pattern_weeks__aggregated, int_file_weeks__aggregated).
 -- Incremental: events loaded after the newest loaded_at already processed mark their weeks as
 -- touched; every pair row of a touched week is recomputed from all that week's events and
--- replaced (delete+insert on [file_a, file_b, week]), so late events for old weeks count.
+-- replaced (delete+insert on [project_id, file_a, file_b, week]), so late events for old weeks count.
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
-        unique_key=['file_a', 'file_b', 'week'],
+        unique_key=['project_id', 'file_a', 'file_b', 'week'],
     )
 }}
 
 with
 
 events as (
-    select event_id, event_week, occurred_at, outcome_quality, files_involved, loaded_at
+    select event_id, project_id, event_week, occurred_at, outcome_quality, files_involved,
+           loaded_at
     from {{ ref('stg_usage_events') }}
 ),
 
@@ -35,18 +37,20 @@ events as (
 event_files as (
     select
         event_id,
+        project_id,
         event_week,
         occurred_at,
         outcome_quality,
         loaded_at,
-        len(list_distinct(files_involved)) as n_files,
-        unnest(list_distinct(files_involved)) as file_path
+        {{ list_length(list_unique('files_involved')) }} as n_files,
+        {{ unnest_list(list_unique('files_involved')) }} as file_path
     from scoped
-    where len(files_involved) >= 2
+    where {{ list_length('files_involved') }} >= 2
 ),
 
 pairs as (
     select
+        a.project_id,
         a.event_week,
         a.occurred_at,
         a.outcome_quality,
@@ -61,7 +65,7 @@ pairs as (
 ),
 
 aggregated as (
-    {{ weekly_sums('pairs', ['file_a', 'file_b']) }}
+    {{ weekly_sums('pairs', ['project_id', 'file_a', 'file_b']) }}
 )
 
 select * from aggregated

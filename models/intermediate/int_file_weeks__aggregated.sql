@@ -1,19 +1,20 @@
--- One row per (file, calendar week): events that touched the file and the sums of their
+-- One row per (project, file, calendar week) (a path is a file within one project): events that touched the file and the sums of their
 -- quality; the node side of the file graph. Counts every event, however many files it has.
 -- Incremental like int_file_pairs__aggregated: weeks touched by newly loaded events are
--- recomputed from all their events and replaced (delete+insert on [file_path, week]).
+-- recomputed from all their events and replaced (delete+insert on [project_id, file_path, week]).
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
-        unique_key=['file_path', 'week'],
+        unique_key=['project_id', 'file_path', 'week'],
     )
 }}
 
 with
 
 events as (
-    select event_id, event_week, occurred_at, outcome_quality, files_involved, loaded_at
+    select event_id, project_id, event_week, occurred_at, outcome_quality, files_involved,
+           loaded_at
     from {{ ref('stg_usage_events') }}
 ),
 
@@ -25,16 +26,17 @@ events as (
 -- semi join and compute list_distinct for every event.)
 event_files as (
     select
+        project_id,
         event_week,
         occurred_at,
         outcome_quality,
         loaded_at,
-        unnest(list_distinct(files_involved)) as file_path
+        {{ unnest_list(list_unique('files_involved')) }} as file_path
     from scoped
 ),
 
 aggregated as (
-    {{ weekly_sums('event_files', ['file_path']) }}
+    {{ weekly_sums('event_files', ['project_id', 'file_path']) }}
 )
 
 select * from aggregated

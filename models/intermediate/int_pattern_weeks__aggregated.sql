@@ -6,7 +6,7 @@
 -- since the last run (macros/supersessions_changed.sql) recomputes every row instead.
 {{
     config(
-        materialized='incremental',
+        materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['pattern_id', 'week'],
         pre_hook="{% if supersessions_changed() %}delete from {{ this }}{% endif %}",
@@ -33,7 +33,7 @@ touched as (
 scoped as (
     select events.*
     from events
-    semi join touched
+    {{ semi_join() }} touched
         on touched.pattern_id = events.pattern_id
         and touched.event_week = events.event_week
 ),

@@ -79,7 +79,10 @@ def model(dbt, session):
             dbt.ref("stg_patterns")
             .project("pattern_id, description, description_hash, embedding")
             .order("pattern_id")
-            .to_arrow_table()
+            # streamed in batches: a whole-result fetch is held in DuckDB's buffer pool, where
+            # 1M embeddings (1.5 GB) overran profiles.yml's memory_limit
+            .to_arrow_reader(100_000)
+            .read_all()
         )
         theme_threshold = float(dbt.config.get("theme_threshold"))
         paraphrase_threshold = float(dbt.config.get("cluster_merge_threshold"))

@@ -7,8 +7,17 @@
 
 with
 
+-- pooled over projects: the backtest scores the pooled pattern_predictions
 cells as (
-    select * from {{ ref('int_pattern_context_weeks__aggregated') }}
+    select
+        context_cluster_id,
+        pattern_id,
+        week,
+        sum(n_events) as n_events,
+        sum(sum_quality) as sum_quality,
+        sum(sum_sq_quality) as sum_sq_quality
+    from {{ ref('int_pattern_context_weeks__aggregated') }}
+    group by context_cluster_id, pattern_id, week
 ),
 
 prior as (

@@ -31,7 +31,7 @@ chains (dropped_pattern_id, kept_pattern_id, depth) as (
 resolved as (
     select
         chains.dropped_pattern_id,
-        arg_max(chains.kept_pattern_id, chains.depth) as kept_pattern_id,
+        {{ value_at_max('chains.kept_pattern_id', 'chains.depth') }} as kept_pattern_id,
         max(chains.depth) as chain_length
     from chains
     group by chains.dropped_pattern_id

@@ -12,7 +12,7 @@ candidates as (
 select
     r.recommendation_id,
     r.created_at,
-    date_trunc('week', r.created_at)::date as recommendation_week,
+    {{ week_start('r.created_at') }} as recommendation_week,
     r.task,
     r.strategy,
     r.seed,

@@ -6,7 +6,7 @@ source as (
 ),
 
 unnested as (
-    select event_id, unnest(files_involved) as file_path from source
+    select event_id, {{ unnest_list('files_involved') }} as file_path from source
 ),
 
 renamed as (

@@ -6,7 +6,7 @@ source as (
 ),
 
 unnested as (
-    select event_id, unnest(tools_used) as tool from source
+    select event_id, {{ unnest_list('tools_used') }} as tool from source
 ),
 
 renamed as (

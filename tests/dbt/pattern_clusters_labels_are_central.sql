@@ -32,7 +32,7 @@ theme_violations as (
     inner join patterns on patterns.pattern_id = medoid.pattern_id
     where medoid.theme_id <> clusters.theme_id
         or medoid.similarity_to_theme_centroid < theme_medians.median_similarity - 1e-6
-        or not starts_with(clusters.theme_label, patterns.description)
+        or not {{ text_starts_with('clusters.theme_label', 'patterns.description') }}
 ),
 
 group_violations as (
@@ -45,7 +45,7 @@ group_violations as (
     inner join patterns on patterns.pattern_id = medoid.pattern_id
     where medoid.paraphrase_group_id <> clusters.paraphrase_group_id
         or medoid.similarity_to_centroid < group_medians.median_similarity - 1e-6
-        or not starts_with(clusters.paraphrase_group_label, patterns.description)
+        or not {{ text_starts_with('clusters.paraphrase_group_label', 'patterns.description') }}
 )
 
 select * from theme_violations

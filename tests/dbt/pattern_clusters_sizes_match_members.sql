@@ -13,7 +13,7 @@ sizes as (
 ),
 
 wrong_size as (
-    select 'size' as problem, cluster_id::varchar as id
+    select 'size' as problem, cluster_id::{{ text_type() }} as id
     from sizes
     where min_size <> n_members or max_size <> n_members
 ),
@@ -35,7 +35,7 @@ group_sizes as (
 missing as (
     select 'missing' as problem, p.pattern_id as id
     from {{ ref('stg_patterns') }} as p
-    anti join {{ ref('pattern_clusters') }} as c on c.pattern_id = p.pattern_id
+    {{ anti_join() }} {{ ref('pattern_clusters') }} as c on c.pattern_id = p.pattern_id
 )
 
 select * from wrong_size

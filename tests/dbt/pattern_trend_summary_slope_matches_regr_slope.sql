@@ -9,7 +9,7 @@ direct as (
     select
         pattern_id,
         count(*) as n_events,
-        regr_slope(outcome_quality, date_diff('day', date '1970-01-05', event_week) / 7)
+        regr_slope(outcome_quality, {{ days_between("date '1970-01-05'", 'event_week') }} / 7)
             as raw_slope
     from {{ ref('stg_usage_events') }}
     group by pattern_id

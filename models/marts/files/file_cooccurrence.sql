@@ -1,26 +1,30 @@
--- One row per unordered file pair (file_a < file_b) seen together in at least
--- var('cooccurrence_min_support') events, with how those events went compared with all events.
--- Everything comes from aggregates: the pair's weekly sums and the all-events totals; no
--- per-pair scan over the events. See file_cooccurrence.yml for the formulas.
+-- One row per project and unordered file pair (file_a < file_b) seen together in at least
+-- var('cooccurrence_min_support') events of that project, with how those events went
+-- compared with all the project's events. Pairs come from the weekly sums; the per-project
+-- population is one grouped pass over stg_usage_events (no per-pair scan over events). See file_cooccurrence.yml for the formulas.
 with
 
 pair_weeks as (
-    select file_a, file_b, week, n_events, sum_quality, sum_quality_sq,
+    select project_id, file_a, file_b, week, n_events, sum_quality, sum_quality_sq,
            first_occurred_at, last_occurred_at
     from {{ ref('int_file_pairs__aggregated') }}
 ),
 
--- All events, whatever their files: the population of the point-biserial correlation.
+-- All the project's events, whatever their files: the population of the point-biserial
+-- correlation (events of unknown patterns included, as in int_pattern_weeks__aggregated).
 population as (
     select
-        sum(n_events) as n_all,
-        sum(sum_quality) as sum_all,
-        sum(sum_quality_sq) as sum_sq_all
-    from {{ ref('int_pattern_weeks__aggregated') }}
+        project_id,
+        count(*) as n_all,
+        sum(outcome_quality) as sum_all,
+        sum(outcome_quality * outcome_quality) as sum_sq_all
+    from {{ ref('stg_usage_events') }}
+    group by project_id
 ),
 
 population_stats as (
     select
+        project_id,
         n_all,
         sum_all,
         sum_all / n_all as mean_all,
@@ -29,24 +33,26 @@ population_stats as (
 ),
 
 spans as (
-    select file_a, file_b, min(week) as first_week
+    select project_id, file_a, file_b, min(week) as first_week
     from pair_weeks
-    group by file_a, file_b
+    group by project_id, file_a, file_b
     having sum(n_events) >= {{ var('cooccurrence_min_support') }}
 ),
 
 indexed as (
     select
         pair_weeks.*,
-        date_diff('day', spans.first_week, pair_weeks.week) // 7 as x
+        {{ weeks_between('spans.first_week', 'pair_weeks.week') }} as x
     from pair_weeks
     inner join spans
-        on spans.file_a = pair_weeks.file_a
+        on spans.project_id = pair_weeks.project_id
+        and spans.file_a = pair_weeks.file_a
         and spans.file_b = pair_weeks.file_b
 ),
 
 moments as (
     select
+        project_id,
         file_a,
         file_b,
         sum(n_events) as n,
@@ -58,11 +64,12 @@ moments as (
         min(first_occurred_at) as first_seen_at,
         max(last_occurred_at) as last_seen_at
     from indexed
-    group by file_a, file_b
+    group by project_id, file_a, file_b
 ),
 
 stats as (
     select
+        moments.project_id,
         moments.file_a,
         moments.file_b,
         moments.n,
@@ -85,11 +92,12 @@ stats as (
         moments.first_seen_at,
         moments.last_seen_at
     from moments
-    cross join population_stats
+    inner join population_stats on population_stats.project_id = moments.project_id
 ),
 
 final as (
     select
+        project_id,
         file_a,
         file_b,
         n as co_occurrences,

@@ -1,4 +1,4 @@
--- Edges of the file relationship graph: the file_cooccurrence pairs, undirected.
+-- Edges of the file relationship graph: the file_cooccurrence pairs, undirected, per project.
 with
 
 pairs as (
@@ -7,6 +7,7 @@ pairs as (
 
 final as (
     select
+        project_id,
         file_a,
         file_b,
         co_occurrences as weight,

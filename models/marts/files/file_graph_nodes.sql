@@ -1,41 +1,43 @@
--- Nodes of the file relationship graph: every file seen in an event, with its event count,
--- mean quality and degree (number of edges in file_graph_edges).
+-- Nodes of the file relationship graph: every (project, file) seen in an event, with its
+-- event count, mean quality and degree (number of edges in file_graph_edges).
 with
 
 file_weeks as (
-    select file_path, n_events, sum_quality, first_occurred_at, last_occurred_at
+    select project_id, file_path, n_events, sum_quality, first_occurred_at, last_occurred_at
     from {{ ref('int_file_weeks__aggregated') }}
 ),
 
 edges as (
-    select file_a, file_b from {{ ref('file_graph_edges') }}
+    select project_id, file_a, file_b from {{ ref('file_graph_edges') }}
 ),
 
 files as (
     select
+        project_id,
         file_path,
         sum(n_events) as n_events,
         sum(sum_quality) / sum(n_events) as avg_quality,
         min(first_occurred_at) as first_seen_at,
         max(last_occurred_at) as last_seen_at
     from file_weeks
-    group by file_path
+    group by project_id, file_path
 ),
 
 endpoints as (
-    select file_a as file_path from edges
+    select project_id, file_a as file_path from edges
     union all
-    select file_b from edges
+    select project_id, file_b from edges
 ),
 
 degrees as (
-    select file_path, count(*) as degree
+    select project_id, file_path, count(*) as degree
     from endpoints
-    group by file_path
+    group by project_id, file_path
 ),
 
 final as (
     select
+        files.project_id,
         files.file_path,
         files.n_events,
         files.avg_quality,
@@ -43,7 +45,9 @@ final as (
         files.first_seen_at,
         files.last_seen_at
     from files
-    left join degrees on degrees.file_path = files.file_path
+    left join degrees
+        on degrees.project_id = files.project_id
+        and degrees.file_path = files.file_path
 )
 
 select * from final

@@ -18,7 +18,7 @@ unlinked as (
     select e.event_week, e.outcome_quality
     from {{ ref('stg_usage_events') }} as e
     join weeks_with_advice as w on w.week = e.event_week
-    anti join outcomes as o using (event_id)
+    {{ anti_join() }} outcomes as o using (event_id)
 ),
 
 arm_rows as (

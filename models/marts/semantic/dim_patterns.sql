@@ -1,59 +1,45 @@
--- One row per pattern: what it says, how often and how well it was used, its cluster.
--- Events come from stg_usage_events, where a merged-away pattern's events already count
--- toward the kept one (its own usage_count is then 0 and superseded_by names the kept one).
+-- One row per pattern: what it says, its embedding, how often and how well it was used,
+-- its cluster. A view: int_patterns__profiled holds the rows, and the embedding is joined
+-- from the embedding cache by description hash (as stg_patterns does), so the warehouse
+-- stores each distinct description's vector once instead of once per pattern. The serving
+-- copy materializes it whole (engram.query.serving), so queries read a table.
+{{ config(materialized='view') }}
 
 with
 
-patterns as (
-    select * from {{ ref('stg_patterns') }}
+profiled as (
+    select * from {{ ref('int_patterns__profiled') }}
 ),
 
-events as (
-    select pattern_id, occurred_at, outcome_quality from {{ ref('stg_usage_events') }}
+-- only the vectors of the variant the marts read (macros/active_embedding_model.sql)
+active_model as (
+    {{ active_embedding_model() }}
 ),
 
-clusters as (
-    select pattern_id, cluster_id, cluster_label, theme_id, paraphrase_group_id
-    from {{ ref('int_patterns__clustered') }}
-),
-
-merges as (
-    select dropped_pattern_id, kept_pattern_id from {{ ref('stg_pattern_supersessions') }}
-),
-
-usage as (
-    select
-        pattern_id,
-        count(*) as usage_count,
-        avg(outcome_quality) as success_rate,
-        min(occurred_at) as first_used_at,
-        max(occurred_at) as last_used_at
-    from events
-    group by pattern_id
+embeddings as (
+    select text_hash, embedding from {{ source('raw', 'embeddings') }}
+    where model = (select embedding_model from active_model)
 ),
 
 final as (
     select
-        patterns.pattern_id,
-        patterns.description,
-        patterns.pattern_type,
-        patterns.metadata,
-        patterns.embedding,
-        -- the declared first sighting, or the first use when that is earlier or missing
-        least(patterns.first_seen_at, usage.first_used_at) as first_seen_at,
-        usage.first_used_at,
-        usage.last_used_at,
-        coalesce(usage.usage_count, 0) as usage_count,
-        usage.success_rate,
-        clusters.cluster_id,
-        clusters.cluster_label,
-        clusters.theme_id,
-        clusters.paraphrase_group_id,
-        merges.kept_pattern_id as superseded_by
-    from patterns
-    left join usage on usage.pattern_id = patterns.pattern_id
-    left join clusters on clusters.pattern_id = patterns.pattern_id
-    left join merges on merges.dropped_pattern_id = patterns.pattern_id
+        profiled.pattern_id,
+        profiled.description,
+        profiled.pattern_type,
+        profiled.metadata,
+        embeddings.embedding,
+        profiled.first_seen_at,
+        profiled.first_used_at,
+        profiled.last_used_at,
+        profiled.usage_count,
+        profiled.success_rate,
+        profiled.cluster_id,
+        profiled.cluster_label,
+        profiled.theme_id,
+        profiled.paraphrase_group_id,
+        profiled.superseded_by
+    from profiled
+    left join embeddings on embeddings.text_hash = profiled.description_hash
 )
 
 select * from final

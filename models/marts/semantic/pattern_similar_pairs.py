@@ -100,39 +100,49 @@ def pairs(dbt, session, changed, k, threshold):
     """Every pattern's list (changed None), or only the lists a change can touch."""
     if changed is not None and not changed:
         return SCHEMA.empty_table()
-    patterns = (
-        dbt.ref("stg_patterns")
-        .filter("embedding is not null")
-        .project("pattern_id, description_hash, embedding")
-        .order("pattern_id")
+    embedded = dbt.ref("stg_patterns").filter("embedding is not null")
+    # ids and keys sorted, then one vector per distinct description in key order (what
+    # np.unique returns): fetching every pattern's copy sorted by id held 1M embeddings
+    # (1.5 GB) in DuckDB's buffer pool, past profiles.yml's memory_limit
+    patterns = embedded.project("pattern_id, description_hash").order("pattern_id").to_arrow_table()
+    vectors = (
+        embedded.aggregate(
+            "description_hash, any_value(embedding) as embedding", "description_hash"
+        )
+        .order("description_hash")
         .to_arrow_table()
     )
     ids = np.asarray(patterns.column("pattern_id").to_pylist(), dtype=object)
     keys = np.asarray(patterns.column("description_hash").to_pylist(), dtype=str)
-    x = embedding_matrix(patterns.column("embedding"))
-    _, first, key_of_row = np.unique(keys, return_index=True, return_inverse=True)
+    unique_keys, key_of_row = np.unique(keys, return_inverse=True)
     key_of_row = key_of_row.reshape(-1)
+    if not np.array_equal(
+        unique_keys, np.asarray(vectors.column("description_hash").to_pylist(), dtype=str)
+    ):
+        raise ValueError("pattern_similar_pairs: description hashes and vectors disagree")
+    x = embedding_matrix(vectors.column("embedding"))  # one row per distinct description
     if changed is None:
-        neighbours = nearest_neighbors(x[first], k, min_similarity=threshold)
+        neighbours = nearest_neighbors(x, k, min_similarity=threshold)
         scope = None
     else:
         hit = np.fromiter((i in changed for i in ids.tolist()), dtype=bool, count=len(ids))
-        touched_keys = np.zeros(len(first), dtype=bool)
+        touched_keys = np.zeros(len(unique_keys), dtype=bool)
         touched_keys[np.unique(key_of_row[hit])] = True
         # descriptions near a changed one: their lists may now hold it
         _, near = neighbors_of(
-            x[first],
+            x,
             np.flatnonzero(touched_keys),
             k,
             min_similarity=threshold,
-            near_floor=list_floors(dbt, session, ids, key_of_row, len(first), k),
+            near_floor=list_floors(dbt, session, ids, key_of_row, len(unique_keys), k),
         )
         scope = touched_keys | near
         redo = np.flatnonzero(scope)
-        found, _ = neighbors_of(x[first], redo, k, min_similarity=threshold)
+        found, _ = neighbors_of(x, redo, k, min_similarity=threshold)
         kk = found.index.shape[1]
         neighbours = Neighbors(
-            np.full((len(first), kk), -1, np.int64), np.full((len(first), kk), -np.inf, np.float32)
+            np.full((len(unique_keys), kk), -1, np.int64),
+            np.full((len(unique_keys), kk), -np.inf, np.float32),
         )
         neighbours.index[redo] = found.index
         neighbours.similarity[redo] = found.similarity

@@ -22,7 +22,7 @@ indexed as (
         weekly.n_events,
         weekly.sum_quality,
         weekly.sum_quality_sq,
-        date_diff('day', spans.first_week, weekly.week) // 7 as x
+        {{ weeks_between('spans.first_week', 'weekly.week') }} as x
     from weekly
     inner join spans on spans.pattern_id = weekly.pattern_id
 ),

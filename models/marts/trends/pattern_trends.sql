@@ -17,7 +17,7 @@ spans as (
 calendar as (
     select
         spans.pattern_id,
-        cast(unnest(generate_series(spans.first_week, spans.last_week, interval 7 day)) as date)
+        {{ weekly_dates('spans.first_week', 'spans.last_week') }}
             as week
     from spans
 ),

@@ -53,7 +53,7 @@ theme_recent as (
     from weekly
     inner join patterns on patterns.pattern_id = weekly.pattern_id
     cross join data_end
-    where weekly.week > data_end.last_week - to_weeks({{ var('stale_weeks') }})
+    where weekly.week > data_end.last_week - {{ weeks_interval(var('stale_weeks')) }}
     group by patterns.theme_id
 ),
 
@@ -106,7 +106,10 @@ declining as (
         null::double as similarity,
         null::integer as weeks_unused,
         best.usage_count as related_n_events,
-        best.expected_quality as related_expected_quality
+        best.expected_quality as related_expected_quality,
+        null::bigint as times_recommended,
+        null::bigint as times_used,
+        null::timestamp as first_recommended_at
     from trends
     inner join patterns on patterns.pattern_id = trends.pattern_id
     left join recent_quality on recent_quality.pattern_id = trends.pattern_id
@@ -117,6 +120,8 @@ declining as (
         and best.candidate_rank <= 2
         and best.expected_quality > coalesce(recent_quality.current_quality, trends.avg_quality)
     where trends.direction = 'declining'
+        -- significant is not enough: a tiny slope (-0.0004/week) is no reason to act
+        and abs(trends.quality_slope_per_week) >= {{ var('alert_min_abs_slope_per_week') }}
     -- the best candidate other than the pattern itself
     qualify row_number() over (
         partition by patterns.pattern_id order by best.candidate_rank nulls last
@@ -174,7 +179,11 @@ near_duplicate as (
         close_pairs.similarity,
         null::integer as weeks_unused,
         keep.usage_count as related_n_events,
-        null::double as related_expected_quality
+        null::double as related_expected_quality,
+        null::double as current_quality,
+        null::bigint as times_recommended,
+        null::bigint as times_used,
+        null::timestamp as first_recommended_at
     from close_pairs
     inner join patterns on patterns.pattern_id = close_pairs.pattern_id
     inner join patterns as keep
@@ -195,17 +204,21 @@ stale as (
         patterns.pattern_id,
         best.pattern_id as related_pattern_id,
         patterns.theme_id,
-        date_sub('week', coalesce(patterns.last_used_at, patterns.first_seen_at),
-                  data_end.last_event_at)::double as score,
+        {{ whole_weeks_elapsed('coalesce(patterns.last_used_at, patterns.first_seen_at)',
+                                'data_end.last_event_at') }}::double as score,
         patterns.usage_count as n_events,
         patterns.success_rate as avg_quality,
         null::double as quality_slope_per_week,
         null::double as slope_t_stat,
         null::double as similarity,
-        date_sub('week', coalesce(patterns.last_used_at, patterns.first_seen_at),
-                  data_end.last_event_at)::integer as weeks_unused,
+        {{ whole_weeks_elapsed('coalesce(patterns.last_used_at, patterns.first_seen_at)',
+                                'data_end.last_event_at') }}::integer as weeks_unused,
         best.usage_count as related_n_events,
-        best.expected_quality as related_expected_quality
+        best.expected_quality as related_expected_quality,
+        null::double as current_quality,
+        null::bigint as times_recommended,
+        null::bigint as times_used,
+        null::timestamp as first_recommended_at
     from patterns
     cross join data_end
     inner join theme_recent on theme_recent.theme_id = patterns.theme_id
@@ -214,7 +227,7 @@ stale as (
         and best.pattern_id <> patterns.pattern_id
         and best.candidate_rank <= 2
     where coalesce(patterns.last_used_at, patterns.first_seen_at)
-        < data_end.last_event_at - to_weeks({{ var('stale_weeks') }})
+        < data_end.last_event_at - {{ weeks_interval(var('stale_weeks')) }}
         and theme_recent.recent_events > 0
     qualify row_number() over (
         partition by patterns.pattern_id order by best.candidate_rank nulls last
@@ -226,7 +239,7 @@ rising as (
         'rising' as kind,
         4 as priority,
         patterns.pattern_id,
-        null::varchar as related_pattern_id,
+        null::{{ text_type() }} as related_pattern_id,
         patterns.theme_id,
         abs(trends.slope_t_stat) as score,
         trends.n_events,
@@ -236,10 +249,15 @@ rising as (
         null::double as similarity,
         null::integer as weeks_unused,
         null::bigint as related_n_events,
-        null::double as related_expected_quality
+        null::double as related_expected_quality,
+        null::double as current_quality,
+        null::bigint as times_recommended,
+        null::bigint as times_used,
+        null::timestamp as first_recommended_at
     from trends
     inner join patterns on patterns.pattern_id = trends.pattern_id
     where trends.direction = 'improving'
+        and abs(trends.quality_slope_per_week) >= {{ var('alert_min_abs_slope_per_week') }}
 ),
 
 unproven as (
@@ -247,7 +265,7 @@ unproven as (
         'unproven' as kind,
         5 as priority,
         patterns.pattern_id,
-        null::varchar as related_pattern_id,
+        null::{{ text_type() }} as related_pattern_id,
         patterns.theme_id,
         used_since.times_recommended::double as score,
         patterns.usage_count as n_events,
@@ -258,6 +276,7 @@ unproven as (
         null::integer as weeks_unused,
         null::bigint as related_n_events,
         null::double as related_expected_quality,
+        null::double as current_quality,
         used_since.times_recommended,
         used_since.times_used,
         used_since.first_recommended_at
@@ -267,16 +286,19 @@ unproven as (
         and used_since.times_used < {{ var('unproven_max_uses') }}
 ),
 
+-- every kind with the same columns, listed once (a positional union: Spark SQL has no
+-- `union all by name`); a kind without a column has it as a typed null above
+{%- set finding_columns = [
+    'kind', 'priority', 'pattern_id', 'related_pattern_id', 'theme_id', 'score', 'n_events',
+    'avg_quality', 'quality_slope_per_week', 'slope_t_stat', 'current_quality', 'similarity',
+    'weeks_unused', 'related_n_events', 'related_expected_quality', 'times_recommended',
+    'times_used', 'first_recommended_at',
+] %}
 findings as (
-    select * from declining
-    union all by name
-    select * from near_duplicate
-    union all by name
-    select * from stale
-    union all by name
-    select * from rising
-    union all by name
-    select * from unproven
+    {%- for kind in ['declining', 'near_duplicate', 'stale', 'rising', 'unproven'] %}
+    {% if not loop.first %}union all
+    {% endif %}select {{ finding_columns | join(', ') }} from {{ kind }}
+    {%- endfor %}
 ),
 
 described as (
@@ -295,7 +317,7 @@ described as (
             when 'stale' then
                 printf('unused for %d weeks (last %s) while its theme was used %d times in the last %d weeks',
                        findings.weeks_unused,
-                       coalesce(strftime(patterns.last_used_at, '%Y-%m-%d'), 'never'),
+                       coalesce({{ iso_date_text('patterns.last_used_at') }}, 'never'),
                        theme_recent.recent_events, {{ var('stale_weeks') }})
             when 'rising' then
                 printf('quality %+.4f/week (t = %.1f) over %d events, mean %.2f',
@@ -304,7 +326,7 @@ described as (
             when 'unproven' then
                 printf('recommended first %d times since %s, used %d times since (%d events in all)',
                        findings.times_recommended,
-                       strftime(findings.first_recommended_at, '%Y-%m-%d'),
+                       {{ iso_date_text('findings.first_recommended_at') }},
                        findings.times_used, findings.n_events)
         end as evidence,
         case

@@ -37,15 +37,15 @@ moments as (
     select
         weekly.theme_id,
         sum(weekly.n_events) as n,
-        sum(weekly.n_events * (date_diff('day', spans.first_week, weekly.week) // 7)) as sx,
+        sum(weekly.n_events * ({{ weeks_between('spans.first_week', 'weekly.week') }})) as sx,
         sum(
             weekly.n_events
-            * (date_diff('day', spans.first_week, weekly.week) // 7)
-            * (date_diff('day', spans.first_week, weekly.week) // 7)
+            * ({{ weeks_between('spans.first_week', 'weekly.week') }})
+            * ({{ weeks_between('spans.first_week', 'weekly.week') }})
         ) as sxx,
         sum(weekly.sum_quality) as sy,
         sum(weekly.sum_quality_sq) as syy,
-        sum((date_diff('day', spans.first_week, weekly.week) // 7) * weekly.sum_quality) as sxy
+        sum(({{ weeks_between('spans.first_week', 'weekly.week') }}) * weekly.sum_quality) as sxy
     from weekly
     inner join spans on spans.theme_id = weekly.theme_id
     group by weekly.theme_id

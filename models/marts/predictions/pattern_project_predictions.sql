@@ -1,0 +1,196 @@
+-- Success of each pattern in each kind of task FOR ONE PROJECT, borrowing from the others,
+-- in four levels of Beta-binomial shrinkage with var('prediction_prior_strength')
+-- pseudo-events each: the project's own outcomes in the (context cluster, pattern) cell ->
+-- the other projects' outcomes in the same cell -> the pattern across projects -> the
+-- global mean across projects. Every other project's event counts
+-- var('project_share_weight') of one of the project's own (1: all projects alike; 0: the
+-- project alone). With one project the borrowed levels are empty and predicted_success
+-- equals pattern_predictions'. engram/numeric/ranking.py ranks with the same formula.
+
+with
+
+cells as (
+    select * from {{ ref('int_pattern_context_weeks__aggregated') }}
+),
+
+labels as (
+    select distinct context_cluster_id, context_cluster_label
+    from {{ ref('int_pattern_predictions__posterior') }}
+),
+
+settings as (
+    select
+        {{ var('prediction_prior_strength') }}::double as prior_strength,
+        {{ var('project_share_weight') }}::double as share_weight
+),
+
+own_cells as (
+    select
+        project_id,
+        context_cluster_id,
+        pattern_id,
+        sum(n_events)::bigint as n_events,
+        sum(sum_quality) as sum_quality
+    from cells
+    group by project_id, context_cluster_id, pattern_id
+),
+
+all_cells as (
+    select
+        context_cluster_id,
+        pattern_id,
+        sum(n_events) as n_events,
+        sum(sum_quality) as sum_quality,
+        count(*) as n_projects
+    from own_cells
+    group by context_cluster_id, pattern_id
+),
+
+own_patterns as (
+    select project_id, pattern_id, sum(n_events) as n_events, sum(sum_quality) as sum_quality
+    from own_cells
+    group by project_id, pattern_id
+),
+
+all_patterns as (
+    select pattern_id, sum(n_events) as n_events, sum(sum_quality) as sum_quality
+    from own_cells
+    group by pattern_id
+),
+
+own_totals as (
+    select project_id, sum(n_events) as n_events, sum(sum_quality) as sum_quality
+    from own_cells
+    group by project_id
+),
+
+all_totals as (
+    select sum(n_events) as n_events, sum(sum_quality) as sum_quality from own_cells
+),
+
+-- The other projects' outcomes are moved by shift = (the project's mean quality - theirs)
+-- before they are borrowed: what carries over is how a pattern did there relative to their
+-- usual, not their baseline (engram/numeric/ranking.py, bench/project_sharing.py).
+shifts as (
+    select
+        own_totals.project_id,
+        own_totals.n_events as own_n,
+        own_totals.sum_quality as own_sum,
+        all_totals.n_events - own_totals.n_events as other_n,
+        all_totals.sum_quality - own_totals.sum_quality as other_sum,
+        case
+            when own_totals.n_events > 0 and all_totals.n_events > own_totals.n_events
+                then own_totals.sum_quality / own_totals.n_events
+                - (all_totals.sum_quality - own_totals.sum_quality)
+                / (all_totals.n_events - own_totals.n_events)
+            else 0
+        end as baseline_shift
+    from own_totals
+    cross join all_totals
+),
+
+-- the project's global mean: its own events plus share_weight x the others' (shifted)
+global_means as (
+    select
+        shifts.project_id,
+        shifts.baseline_shift,
+        (shifts.own_sum + settings.share_weight * least(
+            greatest(shifts.other_sum + shifts.baseline_shift * shifts.other_n, 0),
+            shifts.other_n))
+        / (shifts.own_n + settings.share_weight * shifts.other_n) as global_mean
+    from shifts
+    cross join settings
+),
+
+pattern_others as (
+    select
+        own_patterns.project_id,
+        own_patterns.pattern_id,
+        own_patterns.n_events as own_n,
+        own_patterns.sum_quality as own_sum,
+        all_patterns.n_events - own_patterns.n_events as other_n,
+        least(greatest(
+            all_patterns.sum_quality - own_patterns.sum_quality
+            + global_means.baseline_shift * (all_patterns.n_events - own_patterns.n_events),
+            0), all_patterns.n_events - own_patterns.n_events) as other_sum,
+        global_means.global_mean
+    from own_patterns
+    inner join all_patterns on all_patterns.pattern_id = own_patterns.pattern_id
+    inner join global_means on global_means.project_id = own_patterns.project_id
+),
+
+pattern_means as (
+    select
+        pattern_others.project_id,
+        pattern_others.pattern_id,
+        {{ shrunk_mean(
+            'pattern_others.own_sum + settings.share_weight * pattern_others.other_sum',
+            'pattern_others.own_n + settings.share_weight * pattern_others.other_n',
+            'pattern_others.global_mean', 'settings.prior_strength') }} as pattern_mean_shrunk
+    from pattern_others
+    cross join settings
+),
+
+levels as (
+    select
+        own_cells.project_id,
+        own_cells.context_cluster_id,
+        own_cells.pattern_id,
+        own_cells.n_events,
+        own_cells.sum_quality,
+        all_cells.n_events - own_cells.n_events as other_n_events,
+        least(greatest(
+            all_cells.sum_quality - own_cells.sum_quality
+            + global_means.baseline_shift * (all_cells.n_events - own_cells.n_events),
+            0), all_cells.n_events - own_cells.n_events) as other_sum_quality,
+        global_means.baseline_shift,
+        all_cells.n_projects - 1 as other_projects,
+        pattern_means.pattern_mean_shrunk,
+        settings.prior_strength,
+        settings.share_weight
+    from own_cells
+    inner join all_cells
+        on all_cells.context_cluster_id = own_cells.context_cluster_id
+        and all_cells.pattern_id = own_cells.pattern_id
+    inner join pattern_means
+        on pattern_means.project_id = own_cells.project_id
+        and pattern_means.pattern_id = own_cells.pattern_id
+    inner join global_means on global_means.project_id = own_cells.project_id
+    cross join settings
+),
+
+shrunk as (
+    select
+        *,
+        {{ shrunk_mean('share_weight * other_sum_quality', 'share_weight * other_n_events',
+                       'pattern_mean_shrunk', 'prior_strength') }} as others_mean_shrunk
+    from levels
+),
+
+final as (
+    select
+        shrunk.project_id,
+        shrunk.context_cluster_id,
+        coalesce(labels.context_cluster_label, '(no task text)') as context_cluster_label,
+        shrunk.pattern_id,
+        shrunk.n_events,
+        shrunk.sum_quality / shrunk.n_events as mean_quality,
+        {{ shrunk_mean('shrunk.sum_quality', 'shrunk.n_events',
+                       'shrunk.others_mean_shrunk', 'shrunk.prior_strength') }}
+            as predicted_success,
+        shrunk.other_n_events,
+        shrunk.other_projects,
+        shrunk.baseline_shift,
+        shrunk.others_mean_shrunk,
+        shrunk.pattern_mean_shrunk,
+        shrunk.prior_strength,
+        shrunk.share_weight,
+        shrunk.sum_quality + shrunk.prior_strength * shrunk.others_mean_shrunk
+            as posterior_alpha,
+        (shrunk.n_events - shrunk.sum_quality)
+        + shrunk.prior_strength * (1 - shrunk.others_mean_shrunk) as posterior_beta
+    from shrunk
+    left join labels on labels.context_cluster_id = shrunk.context_cluster_id
+)
+
+select * from final
