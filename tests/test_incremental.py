@@ -31,6 +31,7 @@ from engram.numeric.incremental import (
     extend_labels,
     founding_ids,
 )
+from engram.numeric.neighbors import nearest_neighbors, neighbors_of
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
 
@@ -92,6 +93,35 @@ def test_ids_are_founding_member_hashes_and_carry_over_one_to_one() -> None:
     )
     assert carried == {0: "A", 1: "B"}
     assert drift_exceeded(21, 100, 0.2) and not drift_exceeded(20, 100, 0.2)
+
+
+def test_neighbours_of_some_rows_match_the_full_search_and_find_who_may_list_them() -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(30, 48)).astype(np.float32)
+    x = np.repeat(centres, 40, axis=0) + 0.6 * rng.normal(size=(1200, 48)).astype(np.float32)
+    rows = np.arange(5, 1200, 97)
+    full = nearest_neighbors(x, 6, min_similarity=0.3, method="exact")
+    some, near = neighbors_of(x, rows, 6, min_similarity=0.3)
+    assert np.array_equal(some.index, full.index[rows])
+    assert np.allclose(some.similarity, full.similarity[rows])
+    # near = every row with cosine >= 0.3 to one of `rows` (a recomputation)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = unit[rows] @ unit.T
+    sims[np.arange(len(rows)), rows] = -1
+    assert np.array_equal(near, (sims >= 0.3).any(axis=0))
+    assert near.sum() > len(rows)
+    # a full list's own k-th similarity raises its bar: only rows a new one can enter
+    floor = full.similarity[:, -1].astype(np.float64)
+    _, near_full = neighbors_of(x, rows, 6, min_similarity=0.3, near_floor=floor)
+    assert np.array_equal(near_full, (sims >= np.maximum(0.3, floor)[None, :]).any(axis=0))
+    assert 0 < near_full.sum() < near.sum()
+    # above the exact limit: the inverted-file search, approximate; most lists still match
+    ivf, _ = neighbors_of(x, rows, 6, min_similarity=0.3, exact_max_rows=100)
+    hits = [
+        len(set(a[a >= 0]) & set(b[b >= 0]))
+        for a, b in zip(ivf.index, full.index[rows], strict=True)
+    ]
+    assert sum(hits) >= 0.8 * int((full.index[rows] >= 0).sum())
 
 
 # --------------------------------------------------------------------------- warehouses

@@ -85,6 +85,7 @@ def neighbors_of(
     k: int,
     *,
     min_similarity: float,
+    near_floor: np.ndarray | None = None,
     exact_max_rows: int = EXACT_MAX_ROWS,
     n_probe: int = IVF_PROBES,
     seed: int = 0,
@@ -94,9 +95,16 @@ def neighbors_of(
     over all rows of those within `min_similarity` of any of `rows` (whose own lists may
     now hold one of them). Work is O(len(rows) * n * d) up to `exact_max_rows` rows (exact,
     the same answer nearest_neighbors gives) and, above, the inverted-file search restricted
-    to these rows' probes (approximate, as the full search is there)."""
+    to these rows' probes (approximate, as the full search is there).
+
+    `near_floor` (per row of x) raises the bar for the mask: a row whose list is full and
+    whose k-th similarity is s can only take a new neighbour at >= s, so only rows within
+    their own floor count as near."""
     x = normalize(x)
     n = len(x)
+    bar = np.full(n, float(min_similarity), dtype=np.float32)
+    if near_floor is not None:
+        bar = np.maximum(bar, np.asarray(near_floor, dtype=np.float32))
     rows = np.asarray(rows, dtype=np.int64)
     k = max(0, min(k, n - 1))
     floor = float(min_similarity)
@@ -112,7 +120,7 @@ def neighbors_of(
             part = rows[lo : lo + block]
             sims = x[part] @ x.T
             sims[np.arange(len(part)), part] = -np.inf  # not your own neighbour
-            near |= (sims >= floor).any(axis=0)
+            near |= (sims >= bar[None, :]).any(axis=0)
             _top_k(sims, k, floor, out, local[lo : lo + block], everyone)
         return out, near
     leaves = partition(x, IVF_LEAF_SIZE, seed)
@@ -130,7 +138,7 @@ def neighbors_of(
             continue
         sims = x[rows[queries]] @ x[members].T
         sims[rows[queries][:, None] == members[None, :]] = -np.inf
-        near[members[(sims >= floor).any(axis=0)]] = True
+        near[members[(sims >= bar[members][None, :]).any(axis=0)]] = True
         _merge_top_k(out, queries, sims, members, k, floor)
     order = np.lexsort((out.index, -out.similarity), axis=1)
     return (

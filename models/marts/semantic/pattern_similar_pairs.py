@@ -7,11 +7,12 @@ patterns of the neighbouring texts.
 At most var('similar_pairs_k') rows per pattern; patterns without an embedding get none.
 
 Incremental (README "Incremental builds"): a build searches for the patterns loaded since
-the newest one already in the table (new x all), finds the descriptions within the
-threshold of theirs (only their lists can change: a new neighbour, or one more pattern
-with a neighbouring description) plus the patterns that listed a changed pattern, and
-recomputes the lists of those alone; delete+insert on pattern_id merges them in. Up to
-20k distinct descriptions that is the full build's exact answer.
+the newest one already in the table (new x all), finds the descriptions a new one can
+enter the list of (similarity at or above that list's k-th, or the threshold when it is
+not full: a new neighbour, or one more pattern with a neighbouring description) plus the
+patterns that listed a changed pattern, and recomputes the lists of those alone;
+delete+insert on pattern_id merges them in. Up to 20k distinct descriptions that is the
+full build's exact answer.
 """
 
 import numpy as np
@@ -19,6 +20,8 @@ import pyarrow as pa
 
 from engram.numeric.clustering import embedding_matrix
 from engram.numeric.neighbors import Neighbors, expand_duplicates, nearest_neighbors, neighbors_of
+
+FLOOR_SLACK = 1e-5  # float32 rounding between two builds' products, with margin
 
 SCHEMA = pa.schema(
     [
@@ -64,6 +67,25 @@ def changed_patterns(dbt, session):
     return set(changed_ids) | {row[0] for row in listing}
 
 
+def list_floors(dbt, session, ids, key_of_row, n_keys, k):
+    """Per description: the similarity a new neighbour must reach to enter its patterns'
+    lists. A pattern with k rows takes a newcomer only at >= its k-th similarity; a
+    shorter list takes anything over the threshold (floor -inf here). A description's
+    floor is the lowest over its patterns, so no list that could change is missed. The
+    stored similarities were clamped to 1.0 and block products can differ in the last
+    bits between builds, so the floor is lowered by FLOOR_SLACK: a few extra lists
+    recomputed, never one missed."""
+    full = session.sql(
+        f"select pattern_id, min(similarity) from {dbt.this} group by pattern_id "
+        f"having count(*) >= {int(k)}"
+    ).fetchall()
+    kth = dict(full)
+    per_row = np.array([kth.get(i, -np.inf) for i in ids.tolist()], dtype=np.float64)
+    floors = np.full(n_keys, np.inf)
+    np.minimum.at(floors, key_of_row, per_row)
+    return floors - FLOOR_SLACK
+
+
 def model(dbt, session):
     dbt.config(
         materialized="incremental", incremental_strategy="delete+insert", unique_key="pattern_id"
@@ -71,10 +93,10 @@ def model(dbt, session):
     k = int(dbt.config.get("similar_pairs_k"))
     threshold = float(dbt.config.get("similarity_threshold"))
     changed = changed_patterns(dbt, session) if dbt.is_incremental else None
-    return pairs(dbt, changed, k, threshold)
+    return pairs(dbt, session, changed, k, threshold)
 
 
-def pairs(dbt, changed, k, threshold):
+def pairs(dbt, session, changed, k, threshold):
     """Every pattern's list (changed None), or only the lists a change can touch."""
     if changed is not None and not changed:
         return SCHEMA.empty_table()
@@ -107,7 +129,13 @@ def pairs(dbt, changed, k, threshold):
         touched_keys = np.zeros(len(unique_keys), dtype=bool)
         touched_keys[np.unique(key_of_row[hit])] = True
         # descriptions near a changed one: their lists may now hold it
-        _, near = neighbors_of(x, np.flatnonzero(touched_keys), k, min_similarity=threshold)
+        _, near = neighbors_of(
+            x,
+            np.flatnonzero(touched_keys),
+            k,
+            min_similarity=threshold,
+            near_floor=list_floors(dbt, session, ids, key_of_row, len(unique_keys), k),
+        )
         scope = touched_keys | near
         redo = np.flatnonzero(scope)
         found, _ = neighbors_of(x, redo, k, min_similarity=threshold)
