@@ -280,7 +280,12 @@ def test_engram_ingest_killed_at_a_random_time_then_rerun_gives_exactly_the_clea
     after = rng.choice(["patterns.jsonl", "events_a.jsonl"])
     delay = rng.uniform(0.0, 0.1)
     db = tmp_path / "engram.duckdb"
-    command = [sys.executable, "-m", "engram.cli", "--db", str(db), "ingest", str(inputs)]
+    # --project: the library's ingest_paths (the reference) says `default`; without it the
+    # CLI would take the identity of this checkout's git remote (a CI clone has one)
+    command = [
+        sys.executable, "-m", "engram.cli", "--db", str(db), "ingest", "--project", "default",
+        str(inputs),
+    ]  # fmt: skip
 
     code, lines = _kill_when(command, lambda line: line.split(":")[0].endswith(after), delay)
 
