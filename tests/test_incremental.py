@@ -265,6 +265,19 @@ def agreement(a: pd.Series, b: pd.Series) -> float:
 
 
 @pytest.mark.slow
+def test_incremental_builds_leave_no_scratch_tables(builds: dict) -> None:
+    """dbt-duckdb's incremental Python models stage rows in main.<model>__dbt_tmp<time>
+    and keep it; the on-run-end hook (macros/drop_python_model_scratch.sql) drops them, or
+    every refresh would leave three more tables in the file."""
+    for db in (builds["inc"], builds["full"]):
+        with duckdb.connect(str(db), read_only=True) as con:
+            left = con.sql(
+                "select table_schema, table_name from information_schema.tables "
+                "where contains(table_name, '__dbt_tmp')"
+            ).fetchall()
+        assert left == [], db
+
+
 def test_incremental_then_full_refresh_give_the_same_marts(builds: dict) -> None:
     """Every mart equal to a --full-refresh's, ids compared as memberships. The one
     documented difference: a re-clustering may cut some groups / themes differently from
