@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -384,3 +385,14 @@ def one_level_refresh(
 
 def _to_ints(values: np.ndarray) -> np.ndarray:
     return np.asarray([int(v) if v != "" else None for v in values.tolist()], dtype=object)
+
+
+def changed_rows(session: Any, table: Any, this: object, name: str) -> Any:
+    """The rows of `table` (Arrow) that differ from the model's current table `this`:
+    what an incremental Python model returns, so delete+insert rewrites only those.
+    `session` is the DuckDB connection dbt hands the model; `name` a scratch view name."""
+    session.register(name, table)
+    try:
+        return session.sql(f"select * from {name} except select * from {this}").to_arrow_table()
+    finally:
+        session.unregister(name)

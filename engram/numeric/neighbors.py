@@ -123,11 +123,7 @@ def neighbors_of(
             near |= (sims >= bar[None, :]).any(axis=0)
             _top_k(sims, k, floor, out, local[lo : lo + block], everyone)
         return out, near
-    leaves = partition(x, IVF_LEAF_SIZE, seed)
-    leaf_of = np.empty(n, dtype=np.int64)
-    for number, leaf in enumerate(leaves):
-        leaf_of[leaf] = number
-    centroids = normalize(group_sums(x, leaf_of, len(leaves)))
+    leaves, _, centroids = _leaf_index(x, seed)
     n_probe = max(1, min(n_probe, len(leaves)))
     probes = np.argpartition(-(x[rows] @ centroids.T), n_probe - 1, axis=1)[:, :n_probe]
     prober = np.repeat(local, n_probe)[np.argsort(probes.ravel(), kind="stable")]
@@ -191,16 +187,23 @@ def _exact(x: np.ndarray, k: int, floor: float) -> Neighbors:
     return out
 
 
+def _leaf_index(x: np.ndarray, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The inverted file's leaves (row indices per leaf), each row's leaf, and the leaves'
+    unit centroids: one
+    partition shared by the full search and the incremental one, so both probe alike."""
+    leaves = partition(x, IVF_LEAF_SIZE, seed)
+    leaf_of = np.empty(len(x), dtype=np.int64)
+    for number, leaf in enumerate(leaves):
+        leaf_of[leaf] = number
+    return leaves, leaf_of, normalize(group_sums(x, leaf_of, len(leaves)))
+
+
 def _ivf(x: np.ndarray, k: int, floor: float, n_probe: int, seed: int) -> Neighbors:
     """Inverted file: each row is compared with the members of its n_probe nearest leaves
     (by leaf centroid); the work is done leaf by leaf, one matrix product per leaf against
     all rows probing it, and merged into each row's running top k."""
     n = len(x)
-    leaves = partition(x, IVF_LEAF_SIZE, seed)
-    leaf_of = np.empty(n, dtype=np.int64)
-    for number, leaf in enumerate(leaves):
-        leaf_of[leaf] = number
-    centroids = normalize(group_sums(x, leaf_of, len(leaves)))
+    leaves, leaf_of, centroids = _leaf_index(x, seed)
     n_probe = max(1, min(n_probe, len(leaves)))
     probes = np.empty((n, n_probe), dtype=np.int64)
     for lo in range(0, n, 65_536):

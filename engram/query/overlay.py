@@ -165,8 +165,6 @@ def with_pending(frame: pd.DataFrame, overlay: Overlay) -> pd.DataFrame:
     """`frame` (rows with pattern_id) plus pending_outcomes / pending_success_rate: the
     outcomes recorded since the last build, not yet in usage_count / success_rate."""
     counts = overlay.pending_counts()
-    if frame.empty:  # an empty result's key may come back untyped (float64): merge on str
-        frame = frame.astype({"pattern_id": str})
     merged = frame.merge(counts, on="pattern_id", how="left")
     merged["pending_outcomes"] = merged["pending_outcomes"].fillna(0).astype(int)
     merged["pending_success_rate"] = merged["pending_quality_sum"] / merged[

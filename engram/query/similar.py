@@ -47,7 +47,8 @@ def similar_to_pattern(reader: Reader, pattern_id: str, k: int = 10) -> pd.DataF
 
 def pattern_rows(reader: Reader, ids: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:
     """dim_patterns rows for `ids`, in that order, with the `extra` columns beside them."""
-    ordered = pd.DataFrame({"pattern_id": [str(i) for i in ids], **extra})
+    # str even when empty: an empty list would make a float64 key that later merges reject
+    ordered = pd.DataFrame({"pattern_id": pd.Series([str(i) for i in ids], dtype=str), **extra})
     if ordered.empty:
         return ordered.assign(description=[], success_rate=[], usage_count=[])
     details = reader.df(

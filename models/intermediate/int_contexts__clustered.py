@@ -15,7 +15,7 @@ and past var('recluster_drift_share'). Only changed rows are written (delete+ins
 import pyarrow as pa
 
 from engram.numeric.clustering import clustered_table
-from engram.numeric.incremental import PLACED_BY_CLUSTERING, one_level_refresh
+from engram.numeric.incremental import PLACED_BY_CLUSTERING, changed_rows, one_level_refresh
 
 NAMES = {
     "cluster_id": "context_cluster_id",
@@ -79,13 +79,7 @@ def clustered(dbt, session, source, threshold):
     table = table.append_column("placed_by", pa.array(list(placed), type=pa.string()))
     if mode == "full":
         return table
-    session.register("engram_contexts_refresh", table)
-    try:
-        return session.sql(
-            f"select * from engram_contexts_refresh except select * from {dbt.this}"
-        ).to_arrow_table()
-    finally:
-        session.unregister("engram_contexts_refresh")
+    return changed_rows(session, table, dbt.this, "engram_contexts_refresh")
 
 
 def model(dbt, session):

@@ -18,7 +18,7 @@ Only rows whose values changed are returned; delete+insert on pattern_id writes 
 import pyarrow as pa
 
 from engram.numeric.clustering import two_level_table
-from engram.numeric.incremental import PLACED_BY_CLUSTERING, two_level_refresh
+from engram.numeric.incremental import PLACED_BY_CLUSTERING, changed_rows, two_level_refresh
 
 
 def refreshed(dbt, session, patterns, theme_threshold, paraphrase_threshold):
@@ -37,13 +37,7 @@ def refreshed(dbt, session, patterns, theme_threshold, paraphrase_threshold):
     if table is None:  # nothing new: an empty delete+insert
         return session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
     # a joined group's size, label, ... change; every other row stays as it is
-    session.register("engram_clustered_refresh", table)
-    try:
-        return session.sql(
-            f"select * from engram_clustered_refresh except select * from {dbt.this}"
-        ).to_arrow_table()
-    finally:
-        session.unregister("engram_clustered_refresh")
+    return changed_rows(session, table, dbt.this, "engram_clustered_refresh")
 
 
 def anything_changed(dbt, session):
