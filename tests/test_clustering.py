@@ -302,3 +302,43 @@ def test_two_levels_label_with_the_medoid_and_nest_on_clear_structure() -> None:
     # cluster_* are the paraphrase level under their older names
     assert out["cluster_id"].nunique() == 4
     assert (out.groupby("cluster_id")["paraphrase_group_id"].nunique() == 1).all()
+
+
+def test_two_level_table_on_one_vector_per_description_equals_per_row_vectors() -> None:
+    """int_patterns__clustered hands the clustering one vector per distinct description
+    (KeyedRows) instead of one per pattern; the answer must be the per-row answer."""
+    import pyarrow as pa
+
+    from engram.numeric.clustering import KeyedRows, keyed_rows
+
+    x_keys, _truth = blobs(6, 8, 0.3, dim=32, seed=5)
+    rng = np.random.default_rng(9)
+    key_of_row = rng.integers(0, len(x_keys), size=400)  # 400 patterns, 48 descriptions
+    hashes = [f"h{k:03d}" for k in key_of_row]
+    table = pa.table(
+        {
+            "pattern_id": [f"p{i:04d}" for i in range(400)],
+            "description_hash": hashes,
+            "description": [f"text {k}" for k in key_of_row],
+        }
+    )
+    per_row = table.append_column("embedding", embedding_array(x_keys[key_of_row]))
+    used = np.unique(key_of_row)
+    vectors = pa.table(
+        {
+            "description_hash": [f"h{k:03d}" for k in used],
+            "embedding": embedding_array(x_keys[used]),
+        }
+    )
+    x = keyed_rows(
+        table.column("description_hash"), vectors.to_batches(max_chunksize=7), "description_hash"
+    )
+    assert isinstance(x, KeyedRows) and len(x) == 400 and x.vectors.shape == (len(used), 32)
+    expected = two_level_table(per_row, theme_threshold=0.4, paraphrase_threshold=0.7)
+    got = two_level_table(table, theme_threshold=0.4, paraphrase_threshold=0.7, x=x)
+    assert got.equals(expected)
+    # vectors that do not line up with the rows' keys are refused, not silently misread
+    with pytest.raises(ValueError, match="disagree"):
+        keyed_rows(
+            table.column("description_hash"), vectors.slice(1).to_batches(), "description_hash"
+        )

@@ -38,6 +38,7 @@ import numpy as np
 
 from engram.numeric.clustering import (
     DEFAULT_LEAF_SIZE,
+    KeyedRows,
     canonical_labels,
     cluster_embeddings,
     group_sums,
@@ -211,7 +212,7 @@ def _distinct(group_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def place_level(
     row_keys: np.ndarray,
     group_keys: np.ndarray,
-    x: np.ndarray,
+    x: np.ndarray | KeyedRows,
     old_ids: np.ndarray,
     threshold: float,
     prefix: str,
@@ -313,8 +314,10 @@ def two_level_refresh(
     theme_threshold: float,
     paraphrase_threshold: float,
     drift_share: float,
+    x: np.ndarray | KeyedRows | None = None,
 ) -> tuple[object | None, str]:
-    """int_patterns__clustered after new or changed patterns, from its previous rows.
+    """int_patterns__clustered after new or changed patterns, from its previous rows
+    (`x` as in clustering.two_level_table: the vectors when the table has none).
 
     Returns (table, mode): mode 'unchanged' (table None: nothing to place), 'incremental'
     (new texts joined or founded clusters) or 'reclustered' (the drift bound was passed:
@@ -333,7 +336,8 @@ def two_level_refresh(
     placed_before = int(np.sum(old & (prev_placed != PLACED_BY_CLUSTERING)))
     recluster = drift_exceeded(placed_before + n_new, len(keys), drift_share)
     texts = np.asarray(table.column("description").to_pylist(), dtype=object)  # type: ignore[attr-defined]
-    x = embedding_matrix(table.column("embedding"))  # type: ignore[attr-defined]
+    if x is None:
+        x = embedding_matrix(table.column("embedding"))  # type: ignore[attr-defined]
     old_theme = _take(_strings(previous, "theme_id"), idx, old, "")
     old_group = _take(_strings(previous, "paraphrase_group_id"), idx, old, "")
     prev_numbers = np.asarray(previous.column("cluster_id").to_pylist(), dtype=object)  # type: ignore[attr-defined]

@@ -17,11 +17,11 @@ Only rows whose values changed are returned; delete+insert on pattern_id writes 
 
 import pyarrow as pa
 
-from engram.numeric.clustering import two_level_table
+from engram.numeric.clustering import keyed_rows, two_level_table
 from engram.numeric.incremental import PLACED_BY_CLUSTERING, changed_rows, two_level_refresh
 
 
-def refreshed(dbt, session, patterns, theme_threshold, paraphrase_threshold):
+def refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold):
     """The rows an incremental build writes: only those whose values changed."""
     previous = session.sql(
         "select pattern_id, description_hash, cluster_id, theme_id, paraphrase_group_id, "
@@ -33,6 +33,7 @@ def refreshed(dbt, session, patterns, theme_threshold, paraphrase_threshold):
         theme_threshold=theme_threshold,
         paraphrase_threshold=paraphrase_threshold,
         drift_share=float(dbt.config.get("recluster_drift_share")),
+        x=x,
     )
     if table is None:  # nothing new: an empty delete+insert
         return session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
@@ -69,22 +70,33 @@ def model(dbt, session):
     if incremental and not anything_changed(dbt, session):
         result = session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
     else:
+        staged = dbt.ref("stg_patterns")
         patterns = (
-            dbt.ref("stg_patterns")
-            .project("pattern_id, description, description_hash, embedding")
+            staged.project("pattern_id, description, description_hash")
             .order("pattern_id")
-            # streamed in batches: a whole-result fetch is held in DuckDB's buffer pool, where
-            # 1M embeddings (1.5 GB) overran profiles.yml's memory_limit
-            .to_arrow_reader(100_000)
-            .read_all()
+            .to_arrow_table()
+        )
+        # one vector per distinct description, streamed into one matrix: every pattern's
+        # copy (1M x 384 floats, 1.5 GB as Arrow and again as NumPy) overran 6 GiB
+        x = keyed_rows(
+            patterns.column("description_hash"),
+            staged.aggregate(
+                "description_hash, any_value(embedding) as embedding", "description_hash"
+            )
+            .order("description_hash")
+            .to_arrow_reader(50_000),
+            "description_hash",
         )
         theme_threshold = float(dbt.config.get("theme_threshold"))
         paraphrase_threshold = float(dbt.config.get("cluster_merge_threshold"))
         if incremental:
-            result = refreshed(dbt, session, patterns, theme_threshold, paraphrase_threshold)
+            result = refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold)
         else:
             result = two_level_table(
-                patterns, theme_threshold=theme_threshold, paraphrase_threshold=paraphrase_threshold
+                patterns,
+                theme_threshold=theme_threshold,
+                paraphrase_threshold=paraphrase_threshold,
+                x=x,
             )
             placed = pa.array([PLACED_BY_CLUSTERING] * result.num_rows, type=pa.string())
             result = result.append_column("placed_by", placed)
