@@ -2,15 +2,15 @@
 with
 
 source as (
-    select event_id, tools_used from {{ source('raw', 'usage_events') }}
+    select event_id, tools_used, loaded_at from {{ source('raw', 'usage_events') }}
 ),
 
 unnested as (
-    select event_id, {{ unnest_list('tools_used') }} as tool from source
+    select event_id, {{ unnest_list('tools_used') }} as tool, loaded_at from source
 ),
 
 renamed as (
-    select distinct event_id, tool from unnested
+    select distinct event_id, tool, loaded_at from unnested
 )
 
 select * from renamed
