@@ -52,13 +52,24 @@ def _result_metadata(result: object) -> dict[str, Any]:
     kinds={"duckdb", "python"},
     pool=WAREHOUSE_POOL,
     description="Read-only serving copy of the marts plus ANN indexes, switched in atomically "
-    "so readers never wait for the writer.",
+    "so readers never wait for the writer; then the warehouse is compacted when more than "
+    "half of its file is free blocks.",
 )
 def serving_copy(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+    from engram.build import COMPACT_FREE_SHARE
+    from engram.compact import compact, free_share
     from engram.query.serving import publish
 
     result = publish(warehouse.path)
     metadata = _result_metadata(result)
+    # the same upkeep as `engram build`: give back the space of replaced tables once free
+    # blocks pass COMPACT_FREE_SHARE of the warehouse file
+    share = free_share(warehouse.path)
+    metadata["warehouse_free_share_before_compaction"] = round(share, 3)
+    if share > COMPACT_FREE_SHARE:
+        compacted = compact(warehouse.path)
+        metadata["compacted_mib_saved"] = round(compacted.saved_bytes / 2**20, 1)
+    metadata["warehouse_mib"] = round(warehouse.path.stat().st_size / 2**20, 1)
     database = getattr(result, "database", None)
     source = Path(database) if database and Path(database).exists() else warehouse.path
     con = duckdb.connect(str(source), read_only=True)
