@@ -2,14 +2,24 @@
 
     python -m bench.refresh --patterns 100000 --events 1000000
 
-Generates data (engram.generate), holds back every 100th pattern with all its events plus
-the newest 1% of the other events, ingests the rest, gives every text a vector
+Generates data (engram.generate), holds back every 100th pattern and the newest 1% of the
+events, ingests the rest, gives every text a vector
 (synthetic clustered vectors by default, `--vectors model` for the real model), and
 times `dbt build` + publish of the serving copy. Then it ingests the held-back part and
 times the same build the way `engram build` runs it after an ingest (incremental models,
 data tests scoped by var engram_changed_since) + publish. It prints per-model seconds of
 both builds and the ratio refresh / full, measured in the same run on the same machine,
 and writes them to WORK/refresh.json. A clean work directory each run (tmp by default).
+
+Two ways to split (--split), because they touch different amounts of history:
+
+- `recent` (default): a drop as a sensor sees it. The held-back patterns are new: their
+  events before the cut are never loaded (they did not exist yet), so the append is the
+  newest 1% of events, some of them the new patterns' first uses. New events fall in the
+  last weeks, so week-incremental models recompute only those.
+- `scattered`: late-arriving history. The held-back patterns come with all their events,
+  spread over every week of the history (plus the newest 1% of the others: about 2.6% of
+  the events at 10M), so every week is touched. The split of the 2026-12-02 runs.
 """
 
 from __future__ import annotations
@@ -25,14 +35,21 @@ from typing import Any
 
 import orjson
 
-from bench.memory import wait_with_peak_rss
+from bench.memory import RssSampler, peak_by_node, wait_with_peak_rss
 from bench.paths import PROJECT_ROOT
 
+SPLITS = ("recent", "scattered")
 
-def split(source: Path, base: Path, append: Path, share: float) -> dict[str, int]:
-    """Write base/ and append/: every round(1/share)-th pattern and its events, plus the
-    newest `share` of the other events (the generator writes events in time order), go to
-    append/. Streams the events file, so 10M events need no memory."""
+
+def split(
+    source: Path, base: Path, append: Path, share: float, mode: str = "recent"
+) -> dict[str, int]:
+    """Write base/ and append/: every round(1/share)-th pattern and the newest `share` of
+    the events (the generator writes events in time order) go to append/; the held-back
+    patterns' older events are dropped (mode "recent") or appended too ("scattered"; see
+    the module doc). Streams the events file, so 10M events need no memory."""
+    if mode not in SPLITS:
+        raise ValueError(f"split mode must be one of {SPLITS}, got {mode!r}")
     every = max(2, round(1 / share))
     base.mkdir(parents=True, exist_ok=True)
     append.mkdir(parents=True, exist_ok=True)
@@ -53,21 +70,28 @@ def split(source: Path, base: Path, append: Path, share: float) -> dict[str, int
     with (source / "events.jsonl").open("rb") as src:
         n_events = sum(1 for _ in src)
     newest = n_events - int(n_events * share)
-    moved = 0
+    moved = dropped = 0
     with (
         (source / "events.jsonl").open("rb") as src,
         (base / "events.jsonl").open("wb") as head,
         (append / "events.jsonl").open("wb") as tail,
     ):
         for i, line in enumerate(src):
-            late = i >= newest or orjson.loads(line)["pattern_id"] in held
-            (tail if late else head).write(line)
-            moved += late
+            new_pattern = orjson.loads(line)["pattern_id"] in held
+            if i >= newest or (new_pattern and mode == "scattered"):
+                tail.write(line)
+                moved += 1
+            elif new_pattern:  # "recent": a new pattern has no uses before the cut
+                dropped += 1
+            else:
+                head.write(line)
     return {
         "patterns": n_patterns,
         "new_patterns": len(held),
-        "events": n_events,
+        "events": n_events - dropped,
         "new_events": moved,
+        "dropped_events": dropped,
+        "split": mode,  # type: ignore[dict-item]
     }
 
 
@@ -92,6 +116,18 @@ def give_vectors(db: Path, vectors: str) -> float:
     return time.perf_counter() - started
 
 
+def _free_bytes(db: Path) -> int:
+    import duckdb
+
+    from engram.compact import free_bytes
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return free_bytes(con)
+    finally:
+        con.close()
+
+
 def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, Any]:
     """`dbt build` as a child process (what `engram build` runs), then the publish; wall
     seconds, the child's peak RSS, per-model seconds and the tests' total seconds."""
@@ -107,7 +143,11 @@ def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, 
     started = time.perf_counter()
     with (work / f"{name}.log").open("w") as out:
         child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out)
+        # the child's own RSS, sampled: wait4's figure starts at this (large) runner's RSS
+        sampler = RssSampler(child.pid, interval=0.2)
+        sampler.start()
         exit_code, peak_rss = wait_with_peak_rss(child)
+        sampler.stop()
     build_seconds = time.perf_counter() - started
     if exit_code != 0:
         raise SystemExit(f"dbt build ({name}) failed with exit {exit_code}: see {work / name}.log")
@@ -124,7 +164,12 @@ def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, 
             tests += seconds
             n_tests += 1
     published = publish(db)
+    sampled = max((rss for _, rss in sampler.samples), default=0)
     return {
+        "sampled_peak_rss_bytes": sampled,
+        "peak_rss_by_node": peak_by_node(sampler.samples, results, top=4),
+        "warehouse_bytes": db.stat().st_size,
+        "free_bytes": _free_bytes(db),
         "build_seconds": build_seconds,
         "publish_seconds": published.seconds,
         "total_seconds": build_seconds + published.seconds,
@@ -136,7 +181,13 @@ def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, 
 
 
 def run(
-    n_patterns: int, n_events: int, share: float, seed: int, vectors: str, work: Path
+    n_patterns: int,
+    n_events: int,
+    share: float,
+    seed: int,
+    vectors: str,
+    work: Path,
+    mode: str = "recent",
 ) -> dict[str, Any]:
     from engram.build import changed_since
     from engram.generate import generate
@@ -146,9 +197,11 @@ def run(
     db = work / "engram.duckdb"
     print(f"generating {n_patterns} patterns / {n_events} events in {work}", flush=True)
     generate(work / "generated", n_patterns, n_events, seed=seed)
-    sizes = split(work / "generated", work / "base", work / "append", share)
+    sizes = split(work / "generated", work / "base", work / "append", share, mode)
     print(
-        f"held back {sizes['new_patterns']} patterns and {sizes['new_events']} events", flush=True
+        f"split {mode}: held back {sizes['new_patterns']} patterns and {sizes['new_events']} "
+        f"events ({sizes['dropped_events']} older events of the new patterns dropped)",
+        flush=True,
     )
     ingest_paths([work / "base"], db, embed=False)
     give_vectors(db, vectors)
@@ -160,7 +213,16 @@ def run(
     extra = ["--vars", json.dumps({"engram_changed_since": since})] if since else []
     print("refresh build + publish ...", flush=True)
     refresh = timed_build(db, work, "refresh", extra)
-    return {"sizes": sizes, "vectors": vectors, "full": full, "refresh": refresh}
+    from engram.compact import compact
+
+    compacted = compact(db)  # what `engram compact` (or build's automatic one) would give
+    return {
+        "sizes": sizes,
+        "vectors": vectors,
+        "full": full,
+        "refresh": refresh,
+        "compact": {"seconds": compacted.seconds, "warehouse_bytes": compacted.bytes_after},
+    }
 
 
 def report(result: dict[str, Any]) -> str:
@@ -177,10 +239,31 @@ def report(result: dict[str, Any]) -> str:
     ):
         a, b = full[key], refresh[key]
         lines.append(f"{label:<46}{a:>9.2f}{b:>11.2f}{(b / a if a else 0):>8.2f}")
+    gib = 2**30
     lines.append(
-        f"peak RSS of dbt: full {full['peak_rss_bytes'] / 2**30:.2f} GiB, "
-        f"refresh {refresh['peak_rss_bytes'] / 2**30:.2f} GiB; tests run: "
-        f"{full['n_tests']} / {refresh['n_tests']}"
+        f"peak RSS of dbt (sampled, its own): full {full['sampled_peak_rss_bytes'] / gib:.2f} "
+        f"GiB, refresh {refresh['sampled_peak_rss_bytes'] / gib:.2f} GiB (wait4, from the "
+        f"runner's RSS at the fork: {full['peak_rss_bytes'] / gib:.2f} / "
+        f"{refresh['peak_rss_bytes'] / gib:.2f}); tests run: {full['n_tests']} / "
+        f"{refresh['n_tests']}"
+    )
+    for label, run in (("full", full), ("refresh", refresh)):
+        nodes = ", ".join(
+            f"{n['node']} {n['peak_rss_bytes'] / gib:.2f}" for n in run["peak_rss_by_node"]
+        )
+        lines.append(f"  highest sampled RSS during ({label}): {nodes}")
+    events = result["sizes"]["events"]
+    for label, run in (("after the full build", full), ("after the refresh", refresh)):
+        live = run["warehouse_bytes"] - run["free_bytes"]
+        lines.append(
+            f"warehouse {label}: {run['warehouse_bytes'] / 2**20:,.0f} MiB "
+            f"({run['warehouse_bytes'] / events:.0f} B/event), free blocks "
+            f"{run['free_bytes'] / 2**20:,.0f} MiB, live {live / events:.0f} B/event"
+        )
+    packed = result["compact"]
+    lines.append(
+        f"compacted (engram compact): {packed['warehouse_bytes'] / 2**20:,.0f} MiB "
+        f"({packed['warehouse_bytes'] / events:.0f} B/event) in {packed['seconds']:.1f} s"
     )
     return "\n".join(lines)
 
@@ -200,12 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vectors", choices=["synthetic", "model"], default="synthetic")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="recent",
+        help="recent: new patterns and the newest events (a drop); scattered: held-back "
+        "patterns with their whole history (late data touching every week); see above",
+    )
     parser.add_argument("--work", type=Path, help="work directory (default: a new temp dir)")
     args = parser.parse_args(argv)
     if not 0 < args.share < 0.5:
         parser.error(f"--share must be in (0, 0.5), got {args.share}")
     work = args.work or Path(tempfile.mkdtemp(prefix="engram-refresh-"))
-    result = run(args.patterns, args.events, args.share, args.seed, args.vectors, work)
+    result = run(args.patterns, args.events, args.share, args.seed, args.vectors, work, args.split)
     (work / "refresh.json").write_text(json.dumps(result, indent=2))
     print(report(result))
     return 0

@@ -1,0 +1,51 @@
+"""bench.refresh's split: what a refresh appends (the benchmark's figures depend on it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.refresh import split
+from engram.generate import generate
+
+
+def _read(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("refresh_split")
+    generate(out, 300, 6000, seed=4)
+    return out
+
+
+def test_recent_split_appends_new_patterns_and_only_the_newest_events(
+    generated: Path, tmp_path: Path
+) -> None:
+    sizes = split(generated, tmp_path / "base", tmp_path / "append", 0.01, "recent")
+    events = _read(generated / "events.jsonl")
+    base, append = (
+        _read(tmp_path / "base" / "events.jsonl"),
+        _read(tmp_path / "append" / "events.jsonl"),
+    )
+    held = {p["pattern_id"] for p in _read(tmp_path / "append" / "patterns.jsonl")}
+    assert len(held) == sizes["new_patterns"] == 3
+    assert append == events[len(events) - 60 :]  # the newest 1%, in order
+    assert not any(e["pattern_id"] in held for e in base)  # new patterns: no history
+    assert len(base) + len(append) + sizes["dropped_events"] == len(events)
+    assert sizes["dropped_events"] > 0 and sizes["events"] == len(base) + len(append)
+
+
+def test_scattered_split_appends_the_held_back_patterns_whole_history(
+    generated: Path, tmp_path: Path
+) -> None:
+    sizes = split(generated, tmp_path / "base", tmp_path / "append", 0.01, "scattered")
+    events = _read(generated / "events.jsonl")
+    append = _read(tmp_path / "append" / "events.jsonl")
+    held = {p["pattern_id"] for p in _read(tmp_path / "append" / "patterns.jsonl")}
+    theirs = [e for e in events[: len(events) - 60] if e["pattern_id"] in held]
+    assert theirs and all(e in append for e in theirs)
+    assert sizes["dropped_events"] == 0 and sizes["new_events"] == len(append) == len(theirs) + 60
