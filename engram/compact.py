@@ -117,9 +117,9 @@ def compact(db_path: Path) -> CompactResult:
     if not db_path.exists():
         raise WarehouseError(db_path, f"no warehouse at {db_path}: nothing to compact")
     started = time.perf_counter()
-    remove_debris(db_path)
     partial = db_path.with_name(f"{db_path.name}.compact-{uuid.uuid4().hex[:8]}.partial")
     con = connect_for_write(db_path)  # the writers' lock: no build or ingest meanwhile
+    remove_debris(db_path)  # under the lock: no other compaction is writing its copy
     try:
         # the build's memory budget (profiles.yml): uncapped, the copy took 4.4 GiB at 10M
         con.execute(f"set memory_limit = {sql_string(MEMORY_LIMIT)}")
@@ -133,8 +133,8 @@ def compact(db_path: Path) -> CompactResult:
             source = _relations(con, catalog)
             target = _relations(con, "engram_compact_target")
             if source != target:
-                missing = sorted(set(source) - set(target))
-                raise CompactError(f"the copy lacks {missing or 'nothing'}; kinds differ")
+                differ = sorted(set(source.items()) ^ set(target.items()))
+                raise CompactError(f"the copy's tables and views differ: {differ}")
             tables = sorted(name for name, kind in source.items() if kind == "BASE TABLE")
             before = _row_counts(con, catalog, tables)
             after = _row_counts(con, "engram_compact_target", tables)
@@ -149,8 +149,9 @@ def compact(db_path: Path) -> CompactResult:
         os.replace(partial, db_path)
         _fsync(db_path.parent)
     except BaseException:
-        if partial.exists():
-            partial.unlink()
+        for leftover in (partial, partial.with_name(partial.name + ".wal")):
+            if leftover.exists():
+                leftover.unlink()
         raise
     finally:
         con.close()
