@@ -19,7 +19,7 @@ Two ways to split (--split), because they touch different amounts of history:
   last weeks, so week-incremental models recompute only those.
 - `scattered`: late-arriving history. The held-back patterns come with all their events,
   spread over every week of the history (plus the newest 1% of the others: about 2.6% of
-  the events at 10M), so every week is touched. The split of the 2026-12-02 runs.
+  the events at 10M), so every week is touched. The only split before 2026-12-02 evening.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ SPLITS = ("recent", "scattered")
 
 def split(
     source: Path, base: Path, append: Path, share: float, mode: str = "recent"
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Write base/ and append/: every round(1/share)-th pattern and the newest `share` of
     the events (the generator writes events in time order) go to append/; the held-back
     patterns' older events are dropped (mode "recent") or appended too ("scattered"; see
@@ -91,7 +91,7 @@ def split(
         "events": n_events - dropped,
         "new_events": moved,
         "dropped_events": dropped,
-        "split": mode,  # type: ignore[dict-item]
+        "split": mode,
     }
 
 

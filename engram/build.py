@@ -198,9 +198,7 @@ def build(
             raise BuildError(
                 f"dbt build succeeded but publishing the serving copy failed: {exc}"
             ) from exc
-    if compact_above < 1:
-        from engram.compact import compact, free_share
+    from engram.compact import maybe_compact
 
-        if free_share(db_path) > compact_above:
-            compact(db_path)
+    maybe_compact(db_path, compact_above)
     return result

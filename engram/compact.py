@@ -31,10 +31,9 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.warehouse import WarehouseError, connect_for_write, sql_string
+from ingest.warehouse import MEMORY_LIMIT, WarehouseError, connect_for_write, relations, sql_string
 
 PARTIAL_GLOB = "{name}.compact-*.partial"
-MEMORY_LIMIT = os.environ.get("ENGRAM_MEMORY_LIMIT", "3GB")
 
 
 class CompactError(Exception):
@@ -72,15 +71,6 @@ def free_share(db_path: Path) -> float:
         return free_bytes(con) / db_path.stat().st_size
     finally:
         con.close()
-
-
-def _relations(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, str]:
-    rows = con.execute(
-        "select table_schema || '.' || table_name, table_type from information_schema.tables "
-        "where table_catalog = ? and table_schema not in ('information_schema', 'pg_catalog')",
-        [catalog],
-    ).fetchall()
-    return {str(name): str(kind) for name, kind in rows}
 
 
 def _row_counts(con: duckdb.DuckDBPyConnection, catalog: str, tables: list[str]) -> dict[str, int]:
@@ -121,7 +111,7 @@ def compact(db_path: Path) -> CompactResult:
     con = connect_for_write(db_path)  # the writers' lock: no build or ingest meanwhile
     remove_debris(db_path)  # under the lock: no other compaction is writing its copy
     try:
-        # the build's memory budget (profiles.yml): uncapped, the copy took 4.4 GiB at 10M
+        # the build's memory budget: uncapped, the copy took 4.4 GiB at 10M events
         con.execute(f"set memory_limit = {sql_string(MEMORY_LIMIT)}")
         con.execute("checkpoint")
         bytes_before = db_path.stat().st_size
@@ -130,8 +120,8 @@ def compact(db_path: Path) -> CompactResult:
         con.execute(f"attach {sql_string(partial)} as engram_compact_target")
         try:
             con.execute(f'copy from database "{catalog}" to engram_compact_target')
-            source = _relations(con, catalog)
-            target = _relations(con, "engram_compact_target")
+            source = relations(con, catalog)
+            target = relations(con, "engram_compact_target")
             if source != target:
                 differ = sorted(set(source.items()) ^ set(target.items()))
                 raise CompactError(f"the copy's tables and views differ: {differ}")
@@ -163,3 +153,11 @@ def compact(db_path: Path) -> CompactResult:
         tables=len(tables),
         seconds=time.perf_counter() - started,
     )
+
+
+def maybe_compact(db_path: Path, above: float) -> CompactResult | None:
+    """Compact when free blocks exceed `above` of the file (the upkeep `engram build`,
+    Dagster's serving asset and `engram compact --if-free-above` share); None when not."""
+    if above >= 1 or free_share(db_path) <= above:
+        return None
+    return compact(db_path)

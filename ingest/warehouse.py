@@ -60,6 +60,22 @@ def resolve_db_path(db: str | os.PathLike[str] | None = None) -> Path:
     return default_db_path()
 
 
+# The build's memory budget for DuckDB (profiles.yml's memory_limit reads the same variable):
+# every other connection that does bulk work on the warehouse (publishing the serving copy,
+# compacting) stays inside it too.
+MEMORY_LIMIT = os.environ.get("ENGRAM_MEMORY_LIMIT", "3GB")
+
+
+def relations(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, str]:
+    """{schema.name: 'BASE TABLE' | 'VIEW'} of one attached database."""
+    rows = con.execute(
+        "select table_schema || '.' || table_name, table_type "
+        "from information_schema.tables where table_catalog = ?",
+        [catalog],
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
+
+
 def sql_string(value: str | os.PathLike[str]) -> str:
     """A SQL string literal with quotes doubled: for the few statements (ATTACH, COPY) that
     take no parameters. Paths are never formatted into SQL any other way."""

@@ -20,7 +20,7 @@ from engram.cli.main import main
 from engram.compact import CompactError, compact, free_share, remove_debris
 
 DRIVER = """
-import sys, time
+import sys
 from pathlib import Path
 from engram.compact import compact
 print("start", flush=True)

@@ -314,17 +314,19 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    from engram.compact import compact, free_share
+    from engram.compact import compact, free_share, maybe_compact
 
     db_path = _existing_db(args)
-    if args.if_free_above is not None:
+    if args.if_free_above is None:
+        result = compact(db_path)
+    else:
         if not 0 <= args.if_free_above <= 1:
             raise UsageError(f"--if-free-above must be in [0, 1], got {args.if_free_above}")
-        share = free_share(db_path)
-        if share <= args.if_free_above:
+        result = maybe_compact(db_path, args.if_free_above)
+        if result is None:
+            share = free_share(db_path)
             print(f"{db_path}: {share:.0%} free, not above {args.if_free_above:.0%}: left as is")
             return EXIT_OK
-    result = compact(db_path)
     mib = 2**20
     print(
         f"{db_path}: {result.bytes_before / mib:,.1f} MiB -> {result.bytes_after / mib:,.1f} MiB "

@@ -436,10 +436,6 @@ class KeyedRows:
     def __len__(self) -> int:
         return len(self.key_of_row)
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self.key_of_row), self.vectors.shape[1])
-
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         return self.vectors[self.key_of_row[rows]]
 
@@ -452,10 +448,8 @@ def keyed_rows(row_keys: object, batches: Iterable[object], key: str) -> KeyedRo
     import pyarrow as pa
 
     keys = row_keys.combine_chunks() if isinstance(row_keys, pa.ChunkedArray) else row_keys
-    unique_keys, key_of_row = np.unique(
-        np.asarray(keys.to_pylist(), dtype=str),
-        return_inverse=True,  # type: ignore[attr-defined]
-    )
+    values = np.asarray(keys.to_pylist(), dtype=str)  # type: ignore[attr-defined]
+    unique_keys, key_of_row = np.unique(values, return_inverse=True)
     vectors: np.ndarray | None = None
     at = 0
     for batch in batches:

@@ -33,7 +33,8 @@ import numpy as np
 from engram.query.errors import ServingError
 from ingest import __version__
 from ingest.embedder import EMBEDDING_DIM
-from ingest.warehouse import sql_string
+from ingest.warehouse import MEMORY_LIMIT, sql_string
+from ingest.warehouse import relations as warehouse_relations
 
 SERVING_FILE = "engram_serving.duckdb"  # catalog name must differ from its schemas
 CURRENT_FILE = "CURRENT.json"
@@ -183,17 +184,6 @@ def connect_reader(db_path: Path) -> tuple[duckdb.DuckDBPyConnection, ServingCop
         raise ServingError(f"cannot open {db_path}: {exc}") from exc
 
 
-def _relations(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, str]:
-    rows = con.execute(
-        """
-        select table_schema || '.' || table_name, table_type
-        from information_schema.tables where table_catalog = ?
-        """,
-        [catalog],
-    ).fetchall()
-    return {name: kind for name, kind in rows}
-
-
 def read_vectors(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids, float32 matrix) from a query selecting (id, embedding float[384])."""
     table = con.sql(sql).to_arrow_table()
@@ -225,8 +215,6 @@ SERVING_FORMAT = 2
 # A table whose rows changed by more than this share is rewritten whole (sorted again for
 # its zone maps) instead of having rows deleted and appended.
 REWRITE_SHARE = 0.5
-# Serving connections stay inside the build's memory budget (profiles.yml's memory_limit).
-PUBLISH_MEMORY_LIMIT = os.environ.get("ENGRAM_MEMORY_LIMIT", "3GB")
 # (source table or query, order by, key for an ART index) per table of the copy
 _Target = tuple[str, str, str | None]
 
@@ -374,14 +362,14 @@ def publish(
         con = duckdb.connect(
             str(db_path),
             read_only=True,
-            config={"memory_limit": PUBLISH_MEMORY_LIMIT},
+            config={"memory_limit": MEMORY_LIMIT},
         )
     except duckdb.IOException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise ServingError(f"cannot read {db_path} to publish it: {exc}") from exc
     try:
         catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
-        relations = _relations(con, catalog)
+        relations = warehouse_relations(con, catalog)
         con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")
         if previous is not None and _format(con) != SERVING_FORMAT:
             con.execute(f"detach {_ALIAS}")  # another layout: start from an empty file

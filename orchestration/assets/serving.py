@@ -57,17 +57,15 @@ def _result_metadata(result: object) -> dict[str, Any]:
 )
 def serving_copy(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     from engram.build import COMPACT_FREE_SHARE
-    from engram.compact import compact, free_share
+    from engram.compact import maybe_compact
     from engram.query.serving import publish
 
     result = publish(warehouse.path)
     metadata = _result_metadata(result)
     # the same upkeep as `engram build`: give back the space of replaced tables once free
     # blocks pass COMPACT_FREE_SHARE of the warehouse file
-    share = free_share(warehouse.path)
-    metadata["warehouse_free_share_before_compaction"] = round(share, 3)
-    if share > COMPACT_FREE_SHARE:
-        compacted = compact(warehouse.path)
+    compacted = maybe_compact(warehouse.path, COMPACT_FREE_SHARE)
+    if compacted is not None:
         metadata["compacted_mib_saved"] = round(compacted.saved_bytes / 2**20, 1)
     metadata["warehouse_mib"] = round(warehouse.path.stat().st_size / 2**20, 1)
     database = getattr(result, "database", None)
