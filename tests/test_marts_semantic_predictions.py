@@ -374,3 +374,52 @@ def test_sample_marts_cluster_every_pattern_and_report_a_backtest(
     # the README quotes this figure: the model beats the global mean on the real sample
     # (measured skill ~0.02-0.03); asserted only as "not worse" to allow embedding drift
     assert s["brier_model"] <= s["brier_global_mean"]
+
+
+SELECT = "int_prediction_backtest__predicted_is_well_formed"
+
+
+@pytest.mark.parametrize(
+    ("plant", "reason"),
+    [
+        ("select * replace (1.5 as p_model) from original", "a prediction outside [0, 1]"),
+        ("select * from original union all (select * from original limit 1)", "duplicate"),
+        (
+            "select * replace (case when week_number = (select max(week_number) from original) "
+            "then null else pattern_id end as pattern_id) from original",
+            "a key or outcome column is null",
+        ),
+    ],
+)
+def test_the_backtest_views_one_pass_check_catches_what_its_column_tests_did(
+    sample_warehouse: Path, tmp_path: Path, plant: str, reason: str
+) -> None:
+    """tests/dbt/int_prediction_backtest__predicted_is_well_formed.sql replaced 14 column
+    tests on the view: a planted bad row must fail it, naming the reason."""
+    import shutil
+
+    from engram.build import BuildError, run_dbt
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(sample_warehouse, db)
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "alter view intermediate.int_prediction_backtest__predicted "
+            "rename to int_prediction_backtest__original"
+        )
+        con.execute(
+            "create view intermediate.int_prediction_backtest__predicted as "
+            "with original as (select * from intermediate.int_prediction_backtest__original) "
+            + plant
+        )
+        check = (CHECKOUT_ROOT / "tests/dbt" / f"{SELECT}.sql").read_text()
+        rendered = check.replace(
+            "{{ ref('int_prediction_backtest__predicted') }}",
+            "intermediate.int_prediction_backtest__predicted",
+        )
+        assert "{{" not in rendered
+        reasons = {row[-1] for row in con.execute(rendered).fetchall()}
+    assert any(r.startswith(reason) for r in reasons), reasons
+    # and dbt fails the build on it
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(["test", "--select", SELECT], db, capture=True)
