@@ -376,50 +376,97 @@ def test_sample_marts_cluster_every_pattern_and_report_a_backtest(
     assert s["brier_model"] <= s["brier_global_mean"]
 
 
-SELECT = "int_prediction_backtest__predicted_is_well_formed"
+# The views whose column tests became one singular test each (tests/dbt/*_is_well_formed.sql):
+# (schema.view, the singular test)
+BACKTEST = (
+    "intermediate.int_prediction_backtest__predicted",
+    "int_prediction_backtest__predicted_is_well_formed",
+)
+TRENDS = ("marts.pattern_trends", "pattern_trends_is_well_formed")
+PROJECTS = ("marts.pattern_project_predictions", "pattern_project_predictions_is_well_formed")
 
 
 @pytest.mark.parametrize(
-    ("plant", "reason"),
+    ("view", "plant", "reason"),
     [
-        ("select * replace (1.5 as p_model) from original", "a prediction outside [0, 1]"),
-        ("select * from original union all (select * from original limit 1)", "duplicate"),
         (
+            BACKTEST,
+            "select * replace (1.5 as p_model) from original",
+            "a prediction outside [0, 1]",
+        ),
+        (
+            BACKTEST,
+            "select * from original union all (select * from original limit 1)",
+            "duplicate",
+        ),
+        (
+            BACKTEST,
             "select * replace (case when week_number = (select max(week_number) from original) "
             "then null else pattern_id end as pattern_id) from original",
             "a key or outcome column is null",
         ),
+        (
+            TRENDS,
+            "select * replace (1.5 as moving_avg_quality) from original",
+            "moving_avg_quality outside",
+        ),
+        (TRENDS, "select * replace (-0.5 as avg_quality) from original", "avg_quality outside"),
+        (TRENDS, "select * from original union all (select * from original limit 1)", "duplicate"),
+        (
+            TRENDS,
+            "select * replace (usage_count - 1 as usage_count) from original",
+            "usage_count below 0",
+        ),
+        (
+            TRENDS,
+            "select * replace (case when week = (select max(week) from original) "
+            "then null else week end as week) from original",
+            "pattern_id, week or usage_count is null",
+        ),
+        (PROJECTS, "select * replace (1.5 as predicted_success) from original", "mean_quality or"),
+        (
+            PROJECTS,
+            "select * from original union all (select * from original limit 1)",
+            "duplicate",
+        ),
+        (
+            PROJECTS,
+            "select * replace (n_events - n_events as n_events) from original",
+            "n_events below 1",
+        ),
+        (
+            PROJECTS,
+            "select * replace (null as context_cluster_label) from original",
+            "a key or the label",
+        ),
     ],
 )
-def test_the_backtest_views_one_pass_check_catches_what_its_column_tests_did(
-    sample_warehouse: Path, tmp_path: Path, plant: str, reason: str
+def test_a_views_one_pass_check_catches_what_its_column_tests_did(
+    sample_warehouse: Path, tmp_path: Path, view: tuple[str, str], plant: str, reason: str
 ) -> None:
-    """tests/dbt/int_prediction_backtest__predicted_is_well_formed.sql replaced 14 column
-    tests on the view: a planted bad row must fail it, naming the reason."""
+    """The backtest view's 14 column tests, pattern_trends' 7 and
+    pattern_project_predictions' 11 became one singular test each (a view re-derives its
+    rows for every test): a planted bad row must fail it,
+    naming the reason, and fail dbt."""
     import shutil
 
     from engram.build import BuildError, run_dbt
 
+    relation, check_name = view
+    schema, name = relation.split(".")
     db = tmp_path / "engram.duckdb"
     shutil.copyfile(sample_warehouse, db)
     with duckdb.connect(str(db)) as con:
+        con.execute(f"alter view {relation} rename to {name}__original")
         con.execute(
-            "alter view intermediate.int_prediction_backtest__predicted "
-            "rename to int_prediction_backtest__original"
+            f"create view {relation} as "
+            f"with original as (select * from {schema}.{name}__original) " + plant
         )
-        con.execute(
-            "create view intermediate.int_prediction_backtest__predicted as "
-            "with original as (select * from intermediate.int_prediction_backtest__original) "
-            + plant
-        )
-        check = (CHECKOUT_ROOT / "tests/dbt" / f"{SELECT}.sql").read_text()
-        rendered = check.replace(
-            "{{ ref('int_prediction_backtest__predicted') }}",
-            "intermediate.int_prediction_backtest__predicted",
-        )
+        check = (CHECKOUT_ROOT / "tests/dbt" / f"{check_name}.sql").read_text()
+        rendered = check.replace("{{ ref('" + name + "') }}", relation)
         assert "{{" not in rendered
         reasons = {row[-1] for row in con.execute(rendered).fetchall()}
     assert any(r.startswith(reason) for r in reasons), reasons
     # and dbt fails the build on it
     with pytest.raises(BuildError, match="FAIL"):
-        run_dbt(["test", "--select", SELECT], db, capture=True)
+        run_dbt(["test", "--select", check_name], db, capture=True)

@@ -1,7 +1,8 @@
--- One row per pattern: what it says, how often and how well it was used, its cluster: all
--- of dim_patterns but the embedding, which dim_patterns (a view) joins from the cache by
--- description_hash. Stored here without it: 1M patterns' FLOAT[384] copies took 1.5 GB,
--- a third of the warehouse, for about 25k distinct descriptions.
+-- One row per pattern: when it was first seen, how often and how well it was used, its
+-- cluster: all of dim_patterns but what stg_patterns already holds (the text, type,
+-- metadata and embedding), which dim_patterns (a view) joins by pattern_id. Stored here
+-- without them: 1M patterns' FLOAT[384] copies took 1.5 GB, a third of the warehouse, for
+-- about 25k distinct descriptions, and the copy of the texts 47 MiB (issue 18).
 -- Events come from stg_usage_events, where a merged-away pattern's events already count
 -- toward the kept one (its own usage_count is then 0 and superseded_by names the kept one).
 
@@ -38,10 +39,6 @@ usage as (
 final as (
     select
         patterns.pattern_id,
-        patterns.description,
-        patterns.pattern_type,
-        patterns.metadata,
-        patterns.description_hash,
         -- the declared first sighting, or the first use when that is earlier or missing
         least(patterns.first_seen_at, usage.first_used_at) as first_seen_at,
         usage.first_used_at,

@@ -19,7 +19,7 @@ cells as (
 
 labels as (
     select distinct context_cluster_id, context_cluster_label
-    from {{ ref('int_pattern_predictions__posterior') }}
+    from {{ ref('int_contexts__clustered') }}
 ),
 
 settings as (

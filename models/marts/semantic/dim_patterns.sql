@@ -1,7 +1,8 @@
 -- One row per pattern: what it says, its embedding, how often and how well it was used,
--- its cluster. A view: int_patterns__profiled holds the rows, and the embedding is joined
--- from the embedding cache by description hash (as stg_patterns does), so the warehouse
--- stores each distinct description's vector once instead of once per pattern. The serving
+-- its cluster. A view: int_patterns__profiled holds the usage and cluster columns, and the
+-- text, type, metadata and embedding come from stg_patterns (which joins the embedding
+-- from the cache by description hash), so the warehouse stores each distinct
+-- description's vector once instead of once per pattern, and each text once. The serving
 -- copy materializes it whole (engram.query.serving), so queries read a table.
 {{ config(materialized='view') }}
 
@@ -11,23 +12,18 @@ profiled as (
     select * from {{ ref('int_patterns__profiled') }}
 ),
 
--- only the vectors of the variant the marts read (macros/active_embedding_model.sql)
-active_model as (
-    {{ active_embedding_model() }}
-),
-
-embeddings as (
-    select text_hash, embedding from {{ source('raw', 'embeddings') }}
-    where model = (select embedding_model from active_model)
+patterns as (
+    select pattern_id, description, pattern_type, metadata, embedding
+    from {{ ref('stg_patterns') }}
 ),
 
 final as (
     select
         profiled.pattern_id,
-        profiled.description,
-        profiled.pattern_type,
-        profiled.metadata,
-        embeddings.embedding,
+        patterns.description,
+        patterns.pattern_type,
+        patterns.metadata,
+        patterns.embedding,
         profiled.first_seen_at,
         profiled.first_used_at,
         profiled.last_used_at,
@@ -39,7 +35,7 @@ final as (
         profiled.paraphrase_group_id,
         profiled.superseded_by
     from profiled
-    left join embeddings on embeddings.text_hash = profiled.description_hash
+    inner join patterns on patterns.pattern_id = profiled.pattern_id
 )
 
 select * from final

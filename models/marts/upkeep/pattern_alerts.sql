@@ -30,15 +30,24 @@ trends as (
     from {{ ref('pattern_trend_summary') }}
 ),
 
-recent_quality as (
-    -- a pattern's quality now: the 4-week moving average of its last week of use
-    select pattern_id, moving_avg_quality as current_quality
-    from {{ ref('pattern_trends') }}
-    qualify row_number() over (partition by pattern_id order by week desc) = 1
+weekly as (
+    select pattern_id, week, n_events, sum_quality
+    from {{ ref('int_pattern_weeks__aggregated') }}
 ),
 
-weekly as (
-    select pattern_id, week, n_events from {{ ref('int_pattern_weeks__aggregated') }}
+recent_quality as (
+    -- a pattern's quality now: pattern_trends' moving average at its last week of use, the
+    -- events of the var('trend_window_weeks') calendar weeks ending there, computed from
+    -- the weekly sums rather than the gap-filled view
+    select
+        weekly.pattern_id,
+        sum(weekly.sum_quality) / sum(weekly.n_events) as current_quality
+    from weekly
+    inner join (
+        select pattern_id, max(week) as last_week from weekly group by pattern_id
+    ) as spans on spans.pattern_id = weekly.pattern_id
+    where weekly.week > spans.last_week - {{ weeks_interval(var('trend_window_weeks')) }}
+    group by weekly.pattern_id
 ),
 
 data_end as (
