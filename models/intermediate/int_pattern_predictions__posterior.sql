@@ -5,8 +5,15 @@
 
 with
 
+-- sum_quality as an exact decimal: this is a view, and sums of doubles could differ in
+-- the last bits between reads (macros/exact_decimal.sql)
 cells as (
-    select * from {{ ref('int_pattern_context_weeks__aggregated') }}
+    select
+        context_cluster_id,
+        pattern_id,
+        n_events,
+        {{ exact_decimal('sum_quality') }} as sum_quality
+    from {{ ref('int_pattern_context_weeks__aggregated') }}
 ),
 
 context_labels as (

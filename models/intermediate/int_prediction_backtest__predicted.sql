@@ -14,8 +14,10 @@ cells as (
         pattern_id,
         week,
         sum(n_events) as n_events,
-        sum(sum_quality) as sum_quality,
-        sum(sum_sq_quality) as sum_sq_quality
+        -- exact sums: a view's double sums could differ in the last bits between reads
+        -- (macros/exact_decimal.sql); the running sums below stay exact too
+        sum({{ exact_decimal('sum_quality') }}) as sum_quality,
+        sum({{ exact_decimal('sum_sq_quality') }}) as sum_sq_quality
     from {{ ref('int_pattern_context_weeks__aggregated') }}
     group by context_cluster_id, pattern_id, week
 ),
@@ -117,8 +119,8 @@ predictions as (
         cell_history.context_cluster_id,
         cell_history.pattern_id,
         cell_history.n_events,
-        cell_history.sum_quality,
-        cell_history.sum_sq_quality,
+        cast(cell_history.sum_quality as double) as sum_quality,
+        cast(cell_history.sum_sq_quality as double) as sum_sq_quality,
         {{ shrunk_mean('cell_history.sum_before', 'cell_history.n_before',
                        'pattern_baselines.pattern_mean_shrunk', 'prior.prior_strength') }}
             as p_model,
