@@ -537,8 +537,10 @@ def _serving_targets(relations: dict[str, str]) -> dict[str, _Target]:
         targets["serving.context_patterns"] = (
             f"""
             with per_pair as (
+                -- an exact decimal sum: a double sum could differ in the last bits from
+                -- one publish to the next (macros/exact_decimal.sql), a change to copy
                 select context_hash, project_id, pattern_id, count(*)::bigint as n_events,
-                       sum(outcome_quality)::double as sum_quality
+                       sum(outcome_quality::decimal(38, 18))::double as sum_quality
                 from staging.stg_usage_events
                 where context_hash is not null and outcome_quality is not null
                 group by context_hash, project_id, pattern_id
