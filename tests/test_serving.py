@@ -281,6 +281,8 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     full = publish(warehouse_copy, incremental=False)
     assert updated.mode == "incremental" and full.mode == "full"
     assert updated.table_changes["marts.dim_patterns"] == "updated"
+    # the new pattern's weeks, and no other pattern's, were written (sync_scoped)
+    assert updated.table_changes["marts.pattern_trends"] == "scoped: 1 keys"
     assert "unchanged" in updated.table_changes.values()  # not everything was rewritten
     assert updated.index_changes["patterns"].startswith("updated:")
     assert ", 1 added, 0 removed" in updated.index_changes["patterns"]
@@ -343,4 +345,52 @@ def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(tmp_path: Pa
     con.execute("delete from base where k >= 500")
     assert sync_table(con, "marts.t", target) in ("updated", "rewritten")
     assert rows(f"{_ALIAS}.marts.t") == rows("source_view")
+    con.close()
+
+
+def test_a_scoped_table_rewrites_only_the_keys_whose_input_changed(tmp_path: Path) -> None:
+    """sync_scoped (pattern_trends in a publish): a view whose rows per key come from one
+    input table is synced by comparing per-key digests of that input with those stored at
+    the previous sync. Changed, new and gone keys are rewritten and nothing else; a changed
+    view definition, or a copy without digests, falls back to the whole-table sync; the
+    copy always ends with exactly the view's rows."""
+    from engram.query.serving import _ALIAS, sync_scoped
+
+    con = duckdb.connect(str(tmp_path / "source.duckdb"))
+    con.execute(f"attach '{tmp_path / 'copy.duckdb'}' as {_ALIAS}")
+    for schema in ("marts", "serving"):
+        con.execute(f"create schema {_ALIAS}.{schema}")
+    con.execute("create schema marts")
+    con.execute(
+        "create table weekly as select 'p' || (i % 100) as pattern_id, i // 100 as week, "
+        "i * 0.25 as total from range(1000) t(i)"
+    )
+    # per key: a running sum over its own rows (as pattern_trends' moving window)
+    con.execute(
+        "create view marts.trends as select pattern_id, week, sum(total) over "
+        "(partition by pattern_id order by week) as running from weekly"
+    )
+    target = ("marts.trends", "pattern_id, week", None)
+
+    def sync() -> str:
+        return sync_scoped(con, "marts.trends", target, "pattern_id", "weekly")
+
+    def rows(relation: str) -> list[tuple]:
+        return con.execute(f"select * from {relation} order by all").fetchall()
+
+    assert sync() == "created"  # no digests yet: the whole-table sync
+    assert sync() == "unchanged"
+    con.execute("update weekly set total = total + 1 where pattern_id = 'p7' and week = 3")
+    con.execute("insert into weekly values ('p-new', 0, 1.0), ('p-new', 1, 2.0)")
+    con.execute("delete from weekly where pattern_id = 'p9'")  # a key gone (a merge)
+    assert sync() == "scoped: 3 keys"
+    assert rows(f"{_ALIAS}.marts.trends") == rows("marts.trends")
+    # another definition: digests of the input cannot tell what changed, so every row is
+    con.execute(
+        "create or replace view marts.trends as select pattern_id, week, sum(total) over "
+        "(partition by pattern_id order by week) + 1 as running from weekly"
+    )
+    assert sync() == "rewritten"
+    assert rows(f"{_ALIAS}.marts.trends") == rows("marts.trends")
+    assert sync() == "unchanged"
     con.close()

@@ -43,6 +43,7 @@ from engram.numeric.clustering import (
     cluster_embeddings,
     group_sums,
     normalize,
+    unique_strings,
 )
 
 __all__ = [
@@ -202,7 +203,7 @@ class Placement:
 def _distinct(group_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First row and row -> distinct-key index, distinct keys in order of first appearance
     (so labels numbered by first appearance follow the row order, as the full clustering's)."""
-    _, first, inverse = np.unique(group_keys, return_index=True, return_inverse=True)
+    _, first, inverse = unique_strings(group_keys)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -239,7 +240,7 @@ def place_level(
         named = carry_ids(labels, old_ids)
         placed_by = np.full(len(labels), PLACED_BY_CLUSTERING, dtype=object)
     else:
-        codes_of, code = np.unique(old_ids[is_old], return_inverse=True)
+        codes_of, _, code = unique_strings(old_ids[is_old])
         key_old = np.full(len(first), -1, dtype=np.int64)
         key_old[key_of_row[is_old]] = code.reshape(-1)
         # a text with an old row is old for all its rows (identical texts share a cluster)
@@ -269,13 +270,13 @@ def numbers_for(
         if cid and number is not None and number >= 0:
             known.setdefault(str(cid), int(number))
     next_free = max(known.values(), default=-1) + 1
-    out = np.empty(len(ids_per_row), dtype=np.int64)
-    for i, cid in enumerate(ids_per_row.tolist()):
-        if cid not in known:
-            known[cid] = next_free
-            next_free += 1
-        out[i] = known[cid]
-    return out
+    distinct, first, inverse = unique_strings(ids_per_row)
+    number = np.array([known.get(cid, -1) for cid in distinct.tolist()], dtype=np.int64)
+    fresh = np.flatnonzero(number < 0)
+    # new clusters numbered in order of first appearance
+    fresh = fresh[np.argsort(first[fresh], kind="stable")]
+    number[fresh] = next_free + np.arange(len(fresh))
+    return number[inverse]
 
 
 # --------------------------------------------------------------------------- the models
@@ -291,9 +292,13 @@ def _previous_rows(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Per row: its index in `previous` (-1 if new) and whether it is old (same key and,
     when hashes are given, the same text); plus how many previous rows are gone."""
+    import pandas as pd
+
     prev_keys = _strings(previous, key)
-    where = {k: i for i, k in enumerate(prev_keys.tolist())}
-    idx = np.fromiter((where.get(k, -1) for k in keys.tolist()), dtype=np.int64, count=len(keys))
+    index = pd.Index(prev_keys)
+    if not index.is_unique:
+        raise ValueError(f"the previous rows repeat a {key}")
+    idx = np.asarray(index.get_indexer(keys), dtype=np.int64)
     old = idx >= 0
     if hashes is not None and hash_column is not None:
         prev_hashes = _strings(previous, hash_column)

@@ -316,6 +316,128 @@ def sync_table(con: duckdb.DuckDBPyConnection, name: str, target: _Target) -> st
         con.execute("drop table if exists temp.serving_source")
 
 
+# Tables whose rows for one key are a function of that key's rows in a small input table
+# (and of the view's own definition): a publish compares a digest per key of that input
+# with the one stored at the previous publish and rewrites only the keys whose digest
+# differs, instead of reading and hashing the whole table. pattern_trends is a view of 33M
+# gap-filled rows at 10M events whose full read and hash was 21 s of a 90 s refresh
+# publish; a 1% drop touches ~5% of the patterns.
+# name -> (key column, input relation whose rows per key determine the table's rows)
+SCOPED_BY_INPUT: dict[str, tuple[str, str]] = {
+    "marts.pattern_trends": ("pattern_id", "intermediate.int_pattern_weeks__aggregated"),
+}
+_DIGESTS = "serving.scoped_digests"  # (table_name, key, digest) as of the copy's publish
+_DEFINITIONS = "serving.scoped_definitions"  # (table_name, definition) as of the same
+
+
+def _definition(con: duckdb.DuckDBPyConnection, name: str, input_relation: str) -> str | None:
+    """What, besides the input's rows, decides a scoped table's rows: the view's SQL and
+    the input's columns. None when `name` is not a view of this warehouse (a table made
+    some other way is synced whole)."""
+    catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
+    schema, view = name.split(".")
+    row = con.execute(
+        "select sql from duckdb_views() where database_name = ? and schema_name = ? "
+        "and view_name = ?",
+        [catalog, schema, view],
+    ).fetchone()
+    if row is None:
+        return None
+    return json.dumps([row[0], _columns(con, input_relation)])
+
+
+def sync_scoped(
+    con: duckdb.DuckDBPyConnection, name: str, target: _Target, key: str, input_relation: str
+) -> str:
+    """sync_table for a SCOPED_BY_INPUT table: only the keys whose input digest changed
+    since the copy was published are deleted and re-read from the source. Falls back to
+    sync_table (every row compared) when the copy has no digests for it (its first publish
+    with this code), when the view's definition or the input's columns changed, or when
+    more than REWRITE_SHARE of the keys changed. Returns sync_table's word, or
+    "scoped: N keys" when only N keys were rewritten. Either way the digests are stored
+    for the next publish."""
+    qualified = f"{_ALIAS}.{name}"
+    definition = _definition(con, name, input_relation)
+    for table, columns in (
+        (_DIGESTS, "table_name varchar, key varchar, digest hugeint"),
+        (_DEFINITIONS, "table_name varchar, definition varchar"),
+    ):
+        con.execute(f"create table if not exists {_ALIAS}.{table} ({columns})")
+    con.execute("drop table if exists temp.serving_digests")
+    con.execute(
+        f"""
+        create temp table serving_digests as
+        select {key}::varchar as key,
+               -- rows per key, and two order-free sums of their hashes (as sync_table)
+               hash(count(*), bit_xor(hash({_ROW})), sum(hash({_ROW})::hugeint))::hugeint
+                   as digest
+        from {input_relation} as {_ROW}
+        group by {key}
+        """
+    )
+    try:
+        stored = con.execute(
+            f"select definition from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name]
+        ).fetchone()
+        how: str | None = None
+        same = definition is not None and stored is not None and stored[0] == definition
+        if same and _exists(con, qualified):
+            how = _sync_changed_keys(con, name, target, key)
+        if how is None:
+            how = sync_table(con, name, target)
+        con.execute(f"delete from {_ALIAS}.{_DIGESTS} where table_name = ?", [name])
+        con.execute(
+            f"insert into {_ALIAS}.{_DIGESTS} select ?, key, digest from temp.serving_digests",
+            [name],
+        )
+        con.execute(f"delete from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name])
+        if definition is not None:
+            con.execute(f"insert into {_ALIAS}.{_DEFINITIONS} values (?, ?)", [name, definition])
+        return how
+    finally:
+        con.execute("drop table if exists temp.serving_digests")
+        con.execute("drop table if exists temp.serving_changed_keys")
+
+
+def _sync_changed_keys(
+    con: duckdb.DuckDBPyConnection, name: str, target: _Target, key: str
+) -> str | None:
+    """Rewrite the copy's rows of the keys whose digest differs from the stored one (new,
+    changed or gone); None when too many changed (the caller syncs the table whole)."""
+    source_relation, _, _ = target
+    source = f"({source_relation})" if " " in source_relation else source_relation
+    qualified = f"{_ALIAS}.{name}"
+    con.execute(
+        f"""
+        create temp table serving_changed_keys as
+        select coalesce(now.key, before.key) as key
+        from temp.serving_digests as now
+        full outer join (
+            select key, digest from {_ALIAS}.{_DIGESTS} where table_name = ?
+        ) as before on before.key = now.key
+        where now.digest is distinct from before.digest
+        """,
+        [name],
+    )
+    n_changed, n_keys = con.execute(
+        "select (select count(*) from temp.serving_changed_keys), "
+        "(select count(*) from temp.serving_digests)"
+    ).fetchone()  # type: ignore[misc]
+    if n_changed > REWRITE_SHARE * max(n_keys, 1):
+        return None
+    if n_changed == 0:
+        return "unchanged"
+    con.execute(
+        f"delete from {qualified} where {key}::varchar in "
+        "(select key from temp.serving_changed_keys)"
+    )
+    con.execute(
+        f"insert into {qualified} select * from {source} as {_SRC} "
+        f"where {_SRC}.{key}::varchar in (select key from temp.serving_changed_keys)"
+    )
+    return f"scoped: {n_changed} keys"
+
+
 def _vector_hashes(
     con: duckdb.DuckDBPyConnection, relation: str, key: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -408,14 +530,19 @@ def publish(
         targets = {name: t for name, t in targets.items() if name in relations}
         targets.update(_serving_targets(relations))
         for name, target in targets.items():
-            result.table_changes[name] = sync_table(con, name, target)
+            if name in SCOPED_BY_INPUT and SCOPED_BY_INPUT[name][1] in relations:
+                scope_key, input_relation = SCOPED_BY_INPUT[name]
+                how = sync_scoped(con, name, target, scope_key, input_relation)
+            else:
+                how = sync_table(con, name, target)
+            result.table_changes[name] = how
             result.tables.append(name)
         for schema, table in con.execute(
             "select schema_name, table_name from duckdb_tables() where database_name = ?",
             [_ALIAS],
         ).fetchall():
             name = f"{schema}.{table}"
-            if name not in targets and name != "serving.meta":
+            if name not in targets and name not in ("serving.meta", _DIGESTS, _DEFINITIONS):
                 con.execute(f"drop table {_ALIAS}.{name}")  # gone from the warehouse
                 result.table_changes[name] = "dropped"
 
