@@ -234,6 +234,22 @@ def test_beta_interval_matches_scipy_quantiles() -> None:
         beta_interval(alpha, beta, 1.0)
 
 
+def test_beta_interval_computes_each_distinct_pair_once_with_the_same_bits() -> None:
+    """Repeated (alpha, beta) pairs are computed once (most of pattern_predictions' rows
+    repeat one); the answer is bit for bit scipy's per row, NaN and infinite shapes too."""
+    from scipy.special import betaincinv
+
+    rng = np.random.default_rng(3)
+    alpha = np.round(rng.uniform(0, 20, 5000), 1)
+    beta = np.round(rng.uniform(0, 20, 5000), 1)
+    alpha[::97], beta[::89] = np.nan, np.inf
+    low, high = beta_interval(alpha, beta, 0.8)
+    a, b = np.maximum(alpha, 1e-9), np.maximum(beta, 1e-9)
+    tail = (1 - 0.8) / 2
+    assert np.array_equal(low, betaincinv(a, b, tail), equal_nan=True)
+    assert np.array_equal(high, betaincinv(a, b, 1 - tail), equal_nan=True)
+
+
 def test_stable_ids_depend_on_membership_only() -> None:
     keys = np.array(["p3", "p1", "p2", "p4"])
     first = stable_ids(np.array([0, 1, 0, 2]), keys, "pg_")

@@ -1,7 +1,8 @@
 """Credible intervals for the Beta posteriors behind pattern_predictions.
 
 DuckDB has no Beta quantile function, so the interval is computed in Python with SciPy's
-inverse regularized incomplete beta (vectorized; about 1 s per million rows on one core).
+inverse regularized incomplete beta (vectorized; about 1 s per million rows on one core;
+each distinct pair of shapes once).
 """
 
 from __future__ import annotations
@@ -21,7 +22,20 @@ def beta_interval(
     (1+mass)/2 quantiles."""
     if not 0.0 < mass < 1.0:
         raise ValueError(f"mass must be in (0, 1), got {mass}")
+    import pandas as pd
+
     a = np.maximum(np.asarray(alpha, dtype=np.float64), _MIN_SHAPE)
     b = np.maximum(np.asarray(beta, dtype=np.float64), _MIN_SHAPE)
     tail = (1.0 - mass) / 2.0
-    return betaincinv(a, b, tail), betaincinv(a, b, 1.0 - tail)
+    # each distinct (alpha, beta) once: pattern_predictions' 4M rows at 10M events hold
+    # 1.2M distinct pairs, and betaincinv was most of that model's time
+    low, high = np.empty(len(a)), np.empty(len(a))
+    finite = np.isfinite(a) & np.isfinite(b)
+    odd = ~finite  # NaN or infinite shapes: as they are (a NaN is no hashable key)
+    low[odd], high[odd] = betaincinv(a[odd], b[odd], tail), betaincinv(a[odd], b[odd], 1 - tail)
+    codes, pairs = pd.factorize(a[finite] + 1j * b[finite])
+    pairs = np.asarray(pairs, dtype=np.complex128)
+    ua, ub = pairs.real.copy(), pairs.imag.copy()
+    low[finite] = betaincinv(ua, ub, tail)[codes]
+    high[finite] = betaincinv(ua, ub, 1.0 - tail)[codes]
+    return low, high
