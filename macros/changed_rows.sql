@@ -29,3 +29,31 @@
         {%- do return(relation) -%}
     {%- endif -%}
 {%- endmacro %}
+
+{#
+  The patterns whose weekly sums this build recomputed, as a subquery of pattern_ids, for
+  checks too expensive to run over every pattern on each refresh (a view's one-pass check:
+  tests/dbt/pattern_trends_is_well_formed.sql). None without var('engram_changed_since'),
+  on --full-refresh, or when a merge was recorded or undone since that watermark: then the
+  caller checks everything. int_pattern_weeks__aggregated's max_loaded_at is the newest
+  load among a (pattern, week) group's events, so a group this build recomputed is newer
+  than the previous build's watermark (engram.build.changed_since); a merge recomputes
+  groups from events loaded long ago, hence no scope then.
+#}
+{% macro changed_patterns() -%}
+    {%- set since = var('engram_changed_since', none) -%}
+    {%- if not since or flags.FULL_REFRESH -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if execute -%}
+        {%- set merges -%}
+            select count(*) from {{ source('raw', 'pattern_supersessions') }}
+            where greatest(recorded_at, coalesce(revoked_at, recorded_at)) > timestamp '{{ since }}'
+        {%- endset -%}
+        {%- if run_query(merges).columns[0].values()[0] > 0 -%}
+            {{ return(none) }}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return("(select distinct pattern_id from " ~ ref('int_pattern_weeks__aggregated')
+        ~ " where max_loaded_at > timestamp '" ~ since ~ "')") }}
+{%- endmacro %}

@@ -386,6 +386,21 @@ TRENDS = ("marts.pattern_trends", "pattern_trends_is_well_formed")
 PROJECTS = ("marts.pattern_project_predictions", "pattern_project_predictions_is_well_formed")
 
 
+def _render_check(check_name: str, relations: dict[str, str]) -> str:
+    """A singular check as dbt renders it for a full run (no changed-rows scope), with the
+    DuckDB forms of the macros it calls (macros/dialect.sql's weeks_between)."""
+    import jinja2
+
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(
+        (CHECKOUT_ROOT / "tests/dbt" / f"{check_name}.sql").read_text()
+    )
+    return template.render(
+        ref=lambda model: relations[model],
+        weeks_between=lambda start, stop: f"(date_diff('day', {start}, {stop}) // 7)",
+        changed_patterns=lambda: None,
+    )
+
+
 @pytest.mark.parametrize(
     ("view", "plant", "reason"),
     [
@@ -462,14 +477,65 @@ def test_a_views_one_pass_check_catches_what_its_column_tests_did(
             f"create view {relation} as "
             f"with original as (select * from {schema}.{name}__original) " + plant
         )
-        check = (CHECKOUT_ROOT / "tests/dbt" / f"{check_name}.sql").read_text()
-        rendered = check.replace("{{ ref('" + name + "') }}", relation).replace(
-            "{{ weeks_between('min(week)', 'max(week)') }}",  # macros/dialect.sql, DuckDB's
-            "(date_diff('day', min(week), max(week)) // 7)",
-        )
-        assert "{{" not in rendered
+        rendered = _render_check(check_name, {name: relation})
         reasons = {row[-1] for row in con.execute(rendered).fetchall()}
     assert any(r.startswith(reason) for r in reasons), reasons
     # and dbt fails the build on it
     with pytest.raises(BuildError, match="FAIL"):
         run_dbt(["test", "--select", check_name], db, capture=True)
+
+
+def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
+    sample_warehouse: Path, tmp_path: Path
+) -> None:
+    """With engram_changed_since (what `engram build` passes after an ingest)
+    pattern_trends_is_well_formed checks the view's query scoped to the patterns whose
+    weekly sums the build recomputed: a bad week in a recomputed pattern fails it; one in a
+    pattern the build did not touch is left to the full run (plain `dbt build`, the daily
+    schedule), which fails on it."""
+    import json
+    import shutil
+
+    from engram.build import BuildError, run_dbt
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(sample_warehouse, db)
+    with duckdb.connect(str(db)) as con:
+        since = con.execute(
+            "select max(max_loaded_at) from intermediate.int_pattern_weeks__aggregated"
+        ).fetchone()[0]
+        touched, untouched = (
+            row[0]
+            for row in con.execute(
+                "select distinct pattern_id from intermediate.int_pattern_weeks__aggregated "
+                "order by pattern_id limit 2"
+            ).fetchall()
+        )
+        # a recomputed group (newer than the watermark) with an average above 1
+        con.execute(
+            "update intermediate.int_pattern_weeks__aggregated set sum_quality = "
+            "n_events * 2, max_loaded_at = max_loaded_at + interval 1 day "
+            "where pattern_id = ? and week = (select min(week) from "
+            "intermediate.int_pattern_weeks__aggregated where pattern_id = ?)",
+            [touched, touched],
+        )
+    scoped = ["--vars", json.dumps({"engram_changed_since": since.isoformat(sep=" ")})]
+    check = ["test", "--select", "pattern_trends_is_well_formed"]
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt([*check, *scoped], db, capture=True)
+    with duckdb.connect(str(db)) as con:  # the same bad week, now in an untouched pattern
+        con.execute(
+            "update intermediate.int_pattern_weeks__aggregated set pattern_id = ?, "
+            "max_loaded_at = max_loaded_at - interval 1 day where pattern_id = ? and "
+            "sum_quality > n_events",
+            [untouched, touched],
+        )
+        con.execute(
+            "delete from intermediate.int_pattern_weeks__aggregated where pattern_id = ? "
+            "and week in (select week from intermediate.int_pattern_weeks__aggregated "
+            "where pattern_id = ? group by week having count(*) > 1) and sum_quality <= n_events",
+            [untouched, untouched],
+        )
+    run_dbt([*check, *scoped], db, capture=True)  # passes (a failing test raises)
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True)

@@ -4,7 +4,12 @@
 -- [0, 1]. Each row returned is a violation, with the reason. Grouped per pattern (1M
 -- groups), not per row: a second window, or a grouping by (pattern, week), over the view's
 -- 33M rows ran out of the build's 3 GB at 10M events. A duplicate week shows as more rows
--- than the pattern's weeks.
+-- than the pattern's weeks. On an incremental `engram build` it checks only the patterns
+-- whose weekly sums that build recomputed (changed_patterns(), macros/changed_rows.sql),
+-- from the view's own query scoped to them (macros/pattern_trends_rows.sql); a plain
+-- `dbt build`, the daily schedule and --full-refresh check every pattern.
+-- depends_on: {{ ref('pattern_trends') }}
+{%- set changed = changed_patterns() %}
 with
 
 patterns as (
@@ -16,7 +21,7 @@ patterns as (
         min(usage_count) as min_usage_count,
         count(*) filter (where avg_quality not between 0 and 1) as bad_averages,
         count(*) filter (where moving_avg_quality not between 0 and 1) as bad_moving_averages
-    from {{ ref('pattern_trends') }}
+    from {% if changed %}({{ pattern_trends_rows(changed) }}) as scoped{% else %}{{ ref('pattern_trends') }}{% endif %}
     group by pattern_id
 ),
 
