@@ -172,6 +172,16 @@ def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, 
         "free_bytes": _free_bytes(db),
         "build_seconds": build_seconds,
         "publish_seconds": published.seconds,
+        # per table / index / file copy, and what each table's sync did
+        "publish_steps": {
+            step: [
+                seconds,
+                published.table_changes.get(
+                    step, published.index_changes.get(step.removeprefix("index "), "")
+                ),
+            ]
+            for step, seconds in published.step_seconds.items()
+        },
         "total_seconds": build_seconds + published.seconds,
         "peak_rss_bytes": peak_rss,
         "models": models,
@@ -239,6 +249,12 @@ def report(result: dict[str, Any]) -> str:
     ):
         a, b = full[key], refresh[key]
         lines.append(f"{label:<46}{a:>9.2f}{b:>11.2f}{(b / a if a else 0):>8.2f}")
+    lines.append("publish, slowest steps (full s / refresh s, what the refresh's sync did):")
+    steps_full, steps_refresh = full.get("publish_steps", {}), refresh.get("publish_steps", {})
+    for step in sorted(steps_refresh, key=lambda n: -steps_refresh[n][0])[:10]:
+        a = steps_full.get(step, [0.0, ""])[0]
+        b, how = steps_refresh[step]
+        lines.append(f"  {step:<44}{a:>9.2f}{b:>11.2f}  {how}")
     gib = 2**30
     lines.append(
         f"peak RSS of dbt (sampled, its own): full {full['sampled_peak_rss_bytes'] / gib:.2f} "

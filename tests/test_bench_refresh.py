@@ -49,3 +49,21 @@ def test_scattered_split_appends_the_held_back_patterns_whole_history(
     theirs = [e for e in events[: len(events) - 60] if e["pattern_id"] in held]
     assert theirs and all(e in append for e in theirs)
     assert sizes["dropped_events"] == 0 and sizes["new_events"] == len(append) == len(theirs) + 60
+
+
+def test_a_small_run_times_both_builds_and_reports_each_publish_step(tmp_path: Path) -> None:
+    """The benchmark end to end at a tiny size: a full build + publish, the append, a
+    refresh + publish; the report gives per-model seconds, the ratio and the publish's
+    slowest steps with what each sync did (pattern_trends: only the touched patterns)."""
+    from bench.refresh import report, run
+
+    result = run(300, 3000, 0.05, 0, "synthetic", tmp_path / "work")
+    full, refresh = result["full"], result["refresh"]
+    assert full["n_tests"] == refresh["n_tests"] > 0
+    assert "copy previous" not in full["publish_steps"]  # the first publish starts empty
+    assert refresh["publish_steps"]["copy previous"][0] >= 0
+    trends_seconds, trends_how = refresh["publish_steps"]["marts.pattern_trends"]
+    assert trends_how.startswith("scoped: ") and trends_seconds >= 0
+    text = report(result)
+    assert "build + publish" in text and "publish, slowest steps" in text
+    assert "int_patterns__clustered" in text

@@ -281,6 +281,14 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     full = publish(warehouse_copy, incremental=False)
     assert updated.mode == "incremental" and full.mode == "full"
     assert updated.table_changes["marts.dim_patterns"] == "updated"
+    # every table, index and the file copy timed (what bench.refresh reports)
+    assert set(updated.step_seconds) == {
+        *updated.table_changes,
+        "copy previous",
+        "index patterns",
+        "index contexts",
+    } - {name for name, how in updated.table_changes.items() if how == "dropped"}
+    assert all(seconds >= 0 for seconds in updated.step_seconds.values())
     # the new pattern's weeks, and no other pattern's, were written (sync_scoped)
     assert updated.table_changes["marts.pattern_trends"] == "scoped: 1 keys"
     assert "unchanged" in updated.table_changes.values()  # not everything was rewritten

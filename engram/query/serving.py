@@ -96,6 +96,9 @@ class PublishResult:
     mode: str = "full"  # "incremental": started from the previous copy (publish)
     table_changes: dict[str, str] = field(default_factory=dict)  # name -> sync_table's word
     index_changes: dict[str, str] = field(default_factory=dict)  # name -> built/updated/linked
+    # seconds per step: each table's sync, each index ("index patterns"), the copy of the
+    # previous file ("copy previous"); what bench.refresh reports of a publish
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def serving_root(db_path: Path) -> Path:
@@ -497,7 +500,9 @@ def publish(
     result = PublishResult(build_id, final, final / SERVING_FILE)
     previous = current(db_path) if incremental else None
     if previous is not None:
+        copied = time.perf_counter()
         shutil.copyfile(previous.database, partial / SERVING_FILE)
+        result.step_seconds["copy previous"] = time.perf_counter() - copied
     try:
         con = duckdb.connect(
             str(db_path),
@@ -530,12 +535,14 @@ def publish(
         targets = {name: t for name, t in targets.items() if name in relations}
         targets.update(_serving_targets(relations))
         for name, target in targets.items():
+            synced = time.perf_counter()
             if name in SCOPED_BY_INPUT and SCOPED_BY_INPUT[name][1] in relations:
                 scope_key, input_relation = SCOPED_BY_INPUT[name]
                 how = sync_scoped(con, name, target, scope_key, input_relation)
             else:
                 how = sync_table(con, name, target)
             result.table_changes[name] = how
+            result.step_seconds[name] = time.perf_counter() - synced
             result.tables.append(name)
         for schema, table in con.execute(
             "select schema_name, table_name from duckdb_tables() where database_name = ?",
@@ -553,6 +560,7 @@ def publish(
             indexes.append(("contexts", context_vectors_sql(f"{_ALIAS}."), "staging.stg_contexts"))
         meta: dict[str, object] = {}
         for name, sql, relation in indexes:
+            indexed = time.perf_counter()
             key = POINT_LOOKUPS[relation]
             relation = f"{_ALIAS}.{relation}"
             ids, hashes = _vector_hashes(con, relation, key)
@@ -587,6 +595,7 @@ def publish(
                     hash_kind=_hash_kind(),
                 )
                 result.index_changes[name] = f"built: {manifest.n} rows"
+            result.step_seconds[f"index {name}"] = time.perf_counter() - indexed
             meta[f"n_{name}"] = manifest.n
             meta[f"{name}_fingerprint"] = fingerprint(ids)
         result.n_patterns = int(meta.get("n_patterns", 0))  # type: ignore[call-overload]
