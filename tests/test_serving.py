@@ -280,7 +280,8 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     assert _file_digests(unchanged.directory) == before
     full = publish(warehouse_copy, incremental=False)
     assert updated.mode == "incremental" and full.mode == "full"
-    assert updated.table_changes["marts.dim_patterns"] == "updated"
+    # dim_patterns: only the new pattern's row was read and written (its vectors unhashed)
+    assert updated.table_changes["marts.dim_patterns"] == "scoped: 1 keys"
     # every table, index and the file copy timed (what bench.refresh reports)
     assert set(updated.step_seconds) == {
         *updated.table_changes,
@@ -357,12 +358,13 @@ def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(tmp_path: Pa
 
 
 def test_a_scoped_table_rewrites_only_the_keys_whose_input_changed(tmp_path: Path) -> None:
-    """sync_scoped (pattern_trends in a publish): a view whose rows per key come from one
-    input table is synced by comparing per-key digests of that input with those stored at
-    the previous sync. Changed, new and gone keys are rewritten and nothing else; a changed
-    view definition, or a copy without digests, falls back to the whole-table sync; the
-    copy always ends with exactly the view's rows."""
-    from engram.query.serving import _ALIAS, sync_scoped
+    """sync_scoped (pattern_trends, dim_patterns in a publish): a view whose rows per key
+    come from that key's input rows is synced by comparing per-key digests of the input
+    with those stored at the previous sync. Changed, new and gone keys are rewritten and
+    nothing else, read through the table macro when there is one; a changed view
+    definition or setting, or a copy without digests, falls back to the whole-table sync;
+    the copy always ends with exactly the view's rows, its digests with the input's."""
+    from engram.query.serving import _ALIAS, _DEFINITIONS, _DIGESTS, Scope, sync_scoped
 
     con = duckdb.connect(str(tmp_path / "source.duckdb"))
     con.execute(f"attach '{tmp_path / 'copy.duckdb'}' as {_ALIAS}")
@@ -373,18 +375,40 @@ def test_a_scoped_table_rewrites_only_the_keys_whose_input_changed(tmp_path: Pat
         "create table weekly as select 'p' || (i % 100) as pattern_id, i // 100 as week, "
         "i * 0.25 as total from range(1000) t(i)"
     )
+    # a setting every row depends on, as dim_patterns' vectors on the active model
+    con.execute("create table setting as select 1.0 as offset_by")
     # per key: a running sum over its own rows (as pattern_trends' moving window)
-    con.execute(
-        "create view marts.trends as select pattern_id, week, sum(total) over "
-        "(partition by pattern_id order by week) as running from weekly"
+    rows_sql = (
+        "select pattern_id, week, sum(total) over (partition by pattern_id order by week) "
+        "+ (select offset_by from setting) as running from weekly"
     )
+    con.execute(f"create view marts.trends as {rows_sql}")
     target = ("marts.trends", "pattern_id, week", None)
+    scope = Scope(
+        key="pattern_id",
+        input="weekly",
+        needs=("weekly",),
+        views=("marts.trends",),
+        settings="select * from setting",
+        rows_for="marts.trends_for",
+    )
+    read_through_macro: list[bool] = []
 
     def sync() -> str:
-        return sync_scoped(con, "marts.trends", target, "pattern_id", "weekly")
+        read_through_macro.append(
+            con.execute(
+                "select count(*) from duckdb_functions() where function_name = 'trends_for'"
+            ).fetchone()[0]  # type: ignore[index]
+            > 0
+        )
+        return sync_scoped(con, "marts.trends", target, scope)
 
     def rows(relation: str) -> list[tuple]:
         return con.execute(f"select * from {relation} order by all").fetchall()
+
+    def digests_match_input() -> bool:
+        stored = con.execute(f"select key from {_ALIAS}.{_DIGESTS} order by key").fetchall()
+        return stored == con.execute("select distinct pattern_id from weekly order by 1").fetchall()
 
     assert sync() == "created"  # no digests yet: the whole-table sync
     assert sync() == "unchanged"
@@ -392,6 +416,26 @@ def test_a_scoped_table_rewrites_only_the_keys_whose_input_changed(tmp_path: Pat
     con.execute("insert into weekly values ('p-new', 0, 1.0), ('p-new', 1, 2.0)")
     con.execute("delete from weekly where pattern_id = 'p9'")  # a key gone (a merge)
     assert sync() == "scoped: 3 keys"
+    assert rows(f"{_ALIAS}.marts.trends") == rows("marts.trends")
+    assert digests_match_input()
+    assert sync() == "unchanged"  # only the changed digests were written, and rightly
+    # the same through a table macro computing only the given keys' rows
+    con.execute(
+        "create macro marts.trends_for(keys) as table select * from ("
+        + rows_sql.replace("from weekly", "from weekly where pattern_id in (select unnest(keys))")
+        + ")"
+    )
+    # the macro is part of the definition: the whole table is compared (and found equal)
+    assert sync() == "unchanged"
+    definition = con.execute(f"select definition from {_ALIAS}.{_DEFINITIONS}").fetchone()
+    assert definition is not None and "unnest(keys)" in definition[0]
+    con.execute("update weekly set total = total * 2 where pattern_id in ('p1', 'p2')")
+    assert sync() == "scoped: 2 keys"
+    assert read_through_macro[-1]
+    assert rows(f"{_ALIAS}.marts.trends") == rows("marts.trends")
+    # a setting changed: no key's input did, yet every row did
+    con.execute("update setting set offset_by = 2.0")
+    assert sync() == "rewritten"
     assert rows(f"{_ALIAS}.marts.trends") == rows("marts.trends")
     # another definition: digests of the input cannot tell what changed, so every row is
     con.execute(
@@ -401,4 +445,5 @@ def test_a_scoped_table_rewrites_only_the_keys_whose_input_changed(tmp_path: Pat
     assert sync() == "rewritten"
     assert rows(f"{_ALIAS}.marts.trends") == rows("marts.trends")
     assert sync() == "unchanged"
+    assert digests_match_input()
     con.close()

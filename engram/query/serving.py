@@ -280,63 +280,120 @@ def sync_table(con: duckdb.DuckDBPyConnection, name: str, target: _Target) -> st
         _create(con, qualified, source, target)
         return "rewritten"
     staged = f"(select * exclude ({_ROW_HASH}) from temp.serving_source)"
-    con.execute("drop table if exists temp.serving_source")
+    for temporary in ("serving_source", "serving_copy_hashes", "serving_gone"):
+        con.execute(f"drop table if exists temp.{temporary}")
     try:
         con.execute(
             f"create temp table serving_source as "
             f"select {_SRC}.*, hash({_SRC}) as {_ROW_HASH} from {source} as {_SRC}"
+        )
+        # the copy's rows hashed once, with their rowids: the sums, the count of rows gone
+        # and the delete all read this instead of hashing the copy again each time
+        con.execute(
+            f"create temp table serving_copy_hashes as "
+            f"select {_ROW}.rowid as row_id, hash({_ROW}) as {_ROW_HASH} "
+            f"from {qualified} as {_ROW}"
         )
         n_source, n_distinct, xor_source, sum_source = con.execute(
             f"select count(*), count(distinct {_ROW_HASH}), coalesce(bit_xor({_ROW_HASH}), 0), "
             f"coalesce(sum({_ROW_HASH}::hugeint), 0) from temp.serving_source"
         ).fetchone()  # type: ignore[misc]
         n_copy, xor_copy, sum_copy = con.execute(
-            f"select count(*), coalesce(bit_xor(hash({_ROW})), 0), "
-            f"coalesce(sum(hash({_ROW})::hugeint), 0) from {qualified} as {_ROW}"
+            f"select count(*), coalesce(bit_xor({_ROW_HASH}), 0), "
+            f"coalesce(sum({_ROW_HASH}::hugeint), 0) from temp.serving_copy_hashes"
         ).fetchone()  # type: ignore[misc]
         if n_source != n_distinct:
             _create(con, qualified, staged, target)
             return "rewritten"
         if (n_source, xor_source, sum_source) == (n_copy, xor_copy, sum_copy):
             return "unchanged"
-        deleted = con.execute(
-            f"delete from {qualified} as {_ROW} "
-            f"where hash({_ROW}) not in (select {_ROW_HASH} from temp.serving_source)"
-        ).fetchone()[0]  # type: ignore[index]
-        if deleted > REWRITE_SHARE * max(n_copy, 1):
+        con.execute(
+            f"create temp table serving_gone as select row_id from temp.serving_copy_hashes "
+            f"where {_ROW_HASH} not in (select {_ROW_HASH} from temp.serving_source)"
+        )  # the copy's rows the source no longer has
+        gone = con.execute("select count(*) from temp.serving_gone").fetchone()[0]  # type: ignore[index]
+        if gone > REWRITE_SHARE * max(n_copy, 1):
+            # most rows changed (a global term in every row): deleting them row by row
+            # and appending costs more than writing the table again
             _create(con, qualified, staged, target)
             return "rewritten"
+        deleted = 0
+        if gone:
+            deleted = con.execute(
+                f"delete from {qualified} where rowid in (select row_id from temp.serving_gone)"
+            ).fetchone()[0]  # type: ignore[index]
         inserted = con.execute(
             f"insert into {qualified} select * exclude ({_ROW_HASH}) from temp.serving_source "
-            f"where {_ROW_HASH} not in (select hash({_ROW}) from {qualified} as {_ROW})"
+            f"where {_ROW_HASH} not in (select {_ROW_HASH} from temp.serving_copy_hashes)"
         ).fetchone()[0]  # type: ignore[index]
         n_after = con.execute(f"select count(*) from {qualified}").fetchone()[0]  # type: ignore[index]
-        if n_after != n_source:
+        if n_after != n_source or deleted != gone:
             _create(con, qualified, staged, target)
             return "rewritten"
         return "updated" if deleted or inserted else "unchanged"
     finally:
-        con.execute("drop table if exists temp.serving_source")
+        for temporary in ("serving_source", "serving_copy_hashes", "serving_gone"):
+            con.execute(f"drop table if exists temp.{temporary}")
 
 
-# Tables whose rows for one key are a function of that key's rows in a small input table
-# (and of the view's own definition): a publish compares a digest per key of that input
-# with the one stored at the previous publish and rewrites only the keys whose digest
-# differs, instead of reading and hashing the whole table. pattern_trends is a view of 33M
-# gap-filled rows at 10M events whose full read and hash was 21 s of a 90 s refresh
-# publish; a 1% drop touches ~5% of the patterns.
-# name -> (key column, input relation whose rows per key determine the table's rows)
-SCOPED_BY_INPUT: dict[str, tuple[str, str]] = {
-    "marts.pattern_trends": ("pattern_id", "intermediate.int_pattern_weeks__aggregated"),
+@dataclass(frozen=True)
+class Scope:
+    """How a table of the copy is synced per key instead of whole (sync_scoped).
+
+    The table's rows for one key must be a function of that key's rows in `input` (a
+    relation or a query) and of things that hold for all keys alike: the SQL of `views`
+    and what `settings` selects. A publish keeps a digest per key of `input` and rewrites
+    only the keys whose digest changed, appeared or vanished; a change to the views' SQL,
+    the input's columns or the settings' rows (the definition) syncs the table whole.
+    `rows_for`, when the warehouse has it, is a table macro taking a list of keys that
+    returns the view's rows for those keys only, computed from those keys' input rows:
+    filtering the view's output instead would compute every key's rows first.
+    """
+
+    key: str
+    input: str
+    needs: tuple[str, ...]  # relations that must exist for the scoped sync
+    views: tuple[str, ...]  # the table's own view first
+    settings: str = ""
+    rows_for: str = ""
+
+
+# pattern_trends is a view of 33M gap-filled rows at 10M events whose full read and hash
+# took 21 s of a 90 s refresh publish, though a 1% drop touches ~5% of the patterns; its
+# rows per pattern come from the pattern's weekly sums alone (macros/pattern_trends_rows.sql,
+# which also makes the table macro marts.pattern_trends_for). dim_patterns is a view of
+# the profile row and the pattern's text and embedding: staging it whole (1M rows with
+# FLOAT[384] vectors, 1.5 GB) took 15-19 s of a refresh publish. Its embedding is
+# the cached vector of the description's hash under the active model, so the digest reads
+# the hash, whether a vector is there, and the active model (a setting) instead.
+SCOPED: dict[str, Scope] = {
+    "marts.pattern_trends": Scope(
+        key="pattern_id",
+        input="intermediate.int_pattern_weeks__aggregated",
+        needs=("intermediate.int_pattern_weeks__aggregated",),
+        views=("marts.pattern_trends",),
+        rows_for="marts.pattern_trends_for",
+    ),
+    "marts.dim_patterns": Scope(
+        key="pattern_id",
+        input=(
+            "select profiled.*, patterns.description, patterns.pattern_type, "
+            "patterns.metadata, patterns.description_hash, "
+            "patterns.embedding is null as embedding_missing "
+            "from intermediate.int_patterns__profiled as profiled "
+            "inner join staging.stg_patterns as patterns "
+            "on patterns.pattern_id = profiled.pattern_id"
+        ),
+        needs=("intermediate.int_patterns__profiled", "staging.stg_patterns"),
+        views=("marts.dim_patterns", "staging.stg_patterns"),
+        settings="select embedding_model from staging.stg_embedding_model",
+    ),
 }
 _DIGESTS = "serving.scoped_digests"  # (table_name, key, digest) as of the copy's publish
 _DEFINITIONS = "serving.scoped_definitions"  # (table_name, definition) as of the same
 
 
-def _definition(con: duckdb.DuckDBPyConnection, name: str, input_relation: str) -> str | None:
-    """What, besides the input's rows, decides a scoped table's rows: the view's SQL and
-    the input's columns. None when `name` is not a view of this warehouse (a table made
-    some other way is synced whole)."""
+def _view_sql(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
     schema, view = name.split(".")
     row = con.execute(
@@ -344,38 +401,65 @@ def _definition(con: duckdb.DuckDBPyConnection, name: str, input_relation: str) 
         "and view_name = ?",
         [catalog, schema, view],
     ).fetchone()
-    if row is None:
+    return None if row is None else str(row[0])
+
+
+def _table_macro(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The definition of the warehouse's table macro `schema.name`, None if it has none."""
+    if not name:
         return None
-    return json.dumps([row[0], _columns(con, input_relation)])
+    catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
+    schema, macro = name.split(".")
+    row = con.execute(
+        "select macro_definition from duckdb_functions() where database_name = ? "
+        "and schema_name = ? and function_name = ? and function_type = 'table_macro'",
+        [catalog, schema, macro],
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
-def sync_scoped(
-    con: duckdb.DuckDBPyConnection, name: str, target: _Target, key: str, input_relation: str
-) -> str:
-    """sync_table for a SCOPED_BY_INPUT table: only the keys whose input digest changed
-    since the copy was published are deleted and re-read from the source. Falls back to
-    sync_table (every row compared) when the copy has no digests for it (its first publish
-    with this code), when the view's definition or the input's columns changed, or when
-    more than REWRITE_SHARE of the keys changed. Returns sync_table's word, or
-    "scoped: N keys" when only N keys were rewritten. Either way the digests are stored
-    for the next publish."""
+def _definition(con: duckdb.DuckDBPyConnection, scope: Scope) -> str | None:
+    """What, besides the input's rows, decides a scoped table's rows: the views' SQL, the
+    input's columns, the settings' rows and the rows_for macro. None when one of the views
+    is not a view of this warehouse (a table made some other way is synced whole)."""
+    views = [_view_sql(con, view) for view in scope.views]
+    if any(sql is None for sql in views):
+        return None
+    source = f"({scope.input})" if " " in scope.input else scope.input
+    settings = (
+        [[str(value) for value in row] for row in con.execute(scope.settings).fetchall()]
+        if scope.settings
+        else []
+    )
+    return json.dumps([views, _columns(con, source), settings, _table_macro(con, scope.rows_for)])
+
+
+def sync_scoped(con: duckdb.DuckDBPyConnection, name: str, target: _Target, scope: Scope) -> str:
+    """sync_table for a SCOPED table: only the keys whose input digest changed since the
+    copy was published are deleted and re-read from the source. Falls back to sync_table
+    (every row compared) when the copy has no digests for it (its first publish with this
+    code), when the definition changed (see Scope), or when more than REWRITE_SHARE of the
+    keys changed. Returns sync_table's word, or "scoped: N keys" when only N keys were
+    rewritten. Either way the copy's digests end equal to the input's: only the changed
+    keys' digests are written after a scoped sync, all of them after a whole one."""
     qualified = f"{_ALIAS}.{name}"
-    definition = _definition(con, name, input_relation)
+    definition = _definition(con, scope)
     for table, columns in (
         (_DIGESTS, "table_name varchar, key varchar, digest hugeint"),
         (_DEFINITIONS, "table_name varchar, definition varchar"),
     ):
         con.execute(f"create table if not exists {_ALIAS}.{table} ({columns})")
+    source = f"({scope.input})" if " " in scope.input else scope.input
     con.execute("drop table if exists temp.serving_digests")
     con.execute(
         f"""
         create temp table serving_digests as
-        select {key}::varchar as key,
+        select {scope.key}::varchar as key,
                -- rows per key, and two order-free sums of their hashes (as sync_table)
                hash(count(*), bit_xor(hash({_ROW})), sum(hash({_ROW})::hugeint))::hugeint
                    as digest
-        from {input_relation} as {_ROW}
-        group by {key}
+        from {source} as {_ROW}
+        group by {scope.key}
         """
     )
     try:
@@ -385,14 +469,26 @@ def sync_scoped(
         how: str | None = None
         same = definition is not None and stored is not None and stored[0] == definition
         if same and _exists(con, qualified):
-            how = _sync_changed_keys(con, name, target, key)
+            how = _sync_changed_keys(con, name, target, scope)
         if how is None:
             how = sync_table(con, name, target)
-        con.execute(f"delete from {_ALIAS}.{_DIGESTS} where table_name = ?", [name])
-        con.execute(
-            f"insert into {_ALIAS}.{_DIGESTS} select ?, key, digest from temp.serving_digests",
-            [name],
-        )
+            con.execute(f"delete from {_ALIAS}.{_DIGESTS} where table_name = ?", [name])
+            con.execute(
+                f"insert into {_ALIAS}.{_DIGESTS} select ?, key, digest from temp.serving_digests",
+                [name],
+            )
+        elif how != "unchanged":
+            con.execute(
+                f"delete from {_ALIAS}.{_DIGESTS} where table_name = ? "
+                "and key in (select key from temp.serving_changed_keys)",
+                [name],
+            )
+            con.execute(
+                f"insert into {_ALIAS}.{_DIGESTS} select ?, key, digest "
+                "from temp.serving_digests "
+                "where key in (select key from temp.serving_changed_keys)",
+                [name],
+            )
         con.execute(f"delete from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name])
         if definition is not None:
             con.execute(f"insert into {_ALIAS}.{_DEFINITIONS} values (?, ?)", [name, definition])
@@ -403,13 +499,14 @@ def sync_scoped(
 
 
 def _sync_changed_keys(
-    con: duckdb.DuckDBPyConnection, name: str, target: _Target, key: str
+    con: duckdb.DuckDBPyConnection, name: str, target: _Target, scope: Scope
 ) -> str | None:
     """Rewrite the copy's rows of the keys whose digest differs from the stored one (new,
     changed or gone); None when too many changed (the caller syncs the table whole)."""
     source_relation, _, _ = target
     source = f"({source_relation})" if " " in source_relation else source_relation
     qualified = f"{_ALIAS}.{name}"
+    key = scope.key
     con.execute(
         f"""
         create temp table serving_changed_keys as
@@ -434,10 +531,20 @@ def _sync_changed_keys(
         f"delete from {qualified} where {key}::varchar in "
         "(select key from temp.serving_changed_keys)"
     )
-    con.execute(
-        f"insert into {qualified} select * from {source} as {_SRC} "
+    filtered = (
+        f"select * from {source} as {_SRC} "
         f"where {_SRC}.{key}::varchar in (select key from temp.serving_changed_keys)"
     )
+    if _table_macro(con, scope.rows_for) is not None:
+        try:
+            con.execute(
+                f"insert into {qualified} select * from "
+                f"{scope.rows_for}((select list(key) from temp.serving_changed_keys))"
+            )
+            return f"scoped: {n_changed} keys"
+        except duckdb.Error:
+            pass  # a macro that no longer binds (the view still does): filter the view
+    con.execute(f"insert into {qualified} {filtered}")
     return f"scoped: {n_changed} keys"
 
 
@@ -536,9 +643,9 @@ def publish(
         targets.update(_serving_targets(relations))
         for name, target in targets.items():
             synced = time.perf_counter()
-            if name in SCOPED_BY_INPUT and SCOPED_BY_INPUT[name][1] in relations:
-                scope_key, input_relation = SCOPED_BY_INPUT[name]
-                how = sync_scoped(con, name, target, scope_key, input_relation)
+            scope = SCOPED.get(name)
+            if scope is not None and all(need in relations for need in scope.needs):
+                how = sync_scoped(con, name, target, scope)
             else:
                 how = sync_table(con, name, target)
             result.table_changes[name] = how

@@ -29,7 +29,13 @@ usage as (
     select
         pattern_id,
         count(*) as usage_count,
-        avg(outcome_quality) as success_rate,
+        -- an exact sum (macros/exact_decimal.sql): avg() of doubles differs in the last
+        -- bits from build to build, and the serving copy then rewrote ~150k unchanged
+        -- patterns' rows after each refresh
+        cast(
+            sum({{ exact_decimal('outcome_quality') }}) / nullif(count(outcome_quality), 0)
+            as double
+        ) as success_rate,
         min(occurred_at) as first_used_at,
         max(occurred_at) as last_used_at
     from events
