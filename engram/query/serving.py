@@ -384,7 +384,11 @@ SCOPED: dict[str, Scope] = {
             "inner join staging.stg_patterns as patterns "
             "on patterns.pattern_id = profiled.pattern_id"
         ),
-        needs=("intermediate.int_patterns__profiled", "staging.stg_patterns"),
+        needs=(
+            "intermediate.int_patterns__profiled",
+            "staging.stg_patterns",
+            "staging.stg_embedding_model",  # the settings query reads it
+        ),
         views=("marts.dim_patterns", "staging.stg_patterns"),
         settings="select embedding_model from staging.stg_embedding_model",
     ),
@@ -393,28 +397,21 @@ _DIGESTS = "serving.scoped_digests"  # (table_name, key, digest) as of the copy'
 _DEFINITIONS = "serving.scoped_definitions"  # (table_name, definition) as of the same
 
 
-def _view_sql(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
-    schema, view = name.split(".")
-    row = con.execute(
-        "select sql from duckdb_views() where database_name = ? and schema_name = ? "
-        "and view_name = ?",
-        [catalog, schema, view],
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _table_macro(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
-    """The definition of the warehouse's table macro `schema.name`, None if it has none."""
+def _catalog_text(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> str | None:
+    """The stored text of the warehouse's view (kind "view": its SQL) or table macro (kind
+    "table_macro": its definition) `schema.name`; None when it has none."""
     if not name:
         return None
     catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
-    schema, macro = name.split(".")
-    row = con.execute(
-        "select macro_definition from duckdb_functions() where database_name = ? "
-        "and schema_name = ? and function_name = ? and function_type = 'table_macro'",
-        [catalog, schema, macro],
-    ).fetchone()
+    schema, object_name = name.split(".")
+    query = {
+        "view": "select sql from duckdb_views() where database_name = ? and schema_name = ? "
+        "and view_name = ?",
+        "table_macro": "select macro_definition from duckdb_functions() "
+        "where database_name = ? and schema_name = ? and function_name = ? "
+        "and function_type = 'table_macro'",
+    }[kind]
+    row = con.execute(query, [catalog, schema, object_name]).fetchone()
     return None if row is None else str(row[0])
 
 
@@ -422,7 +419,7 @@ def _definition(con: duckdb.DuckDBPyConnection, scope: Scope) -> str | None:
     """What, besides the input's rows, decides a scoped table's rows: the views' SQL, the
     input's columns, the settings' rows and the rows_for macro. None when one of the views
     is not a view of this warehouse (a table made some other way is synced whole)."""
-    views = [_view_sql(con, view) for view in scope.views]
+    views = [_catalog_text(con, view, "view") for view in scope.views]
     if any(sql is None for sql in views):
         return None
     source = f"({scope.input})" if " " in scope.input else scope.input
@@ -431,7 +428,8 @@ def _definition(con: duckdb.DuckDBPyConnection, scope: Scope) -> str | None:
         if scope.settings
         else []
     )
-    return json.dumps([views, _columns(con, source), settings, _table_macro(con, scope.rows_for)])
+    rows_for = _catalog_text(con, scope.rows_for, "table_macro")
+    return json.dumps([views, _columns(con, source), settings, rows_for])
 
 
 def sync_scoped(con: duckdb.DuckDBPyConnection, name: str, target: _Target, scope: Scope) -> str:
@@ -535,7 +533,7 @@ def _sync_changed_keys(
         f"select * from {source} as {_SRC} "
         f"where {_SRC}.{key}::varchar in (select key from temp.serving_changed_keys)"
     )
-    if _table_macro(con, scope.rows_for) is not None:
+    if _catalog_text(con, scope.rows_for, "table_macro") is not None:
         try:
             con.execute(
                 f"insert into {qualified} select * from "
