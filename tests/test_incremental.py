@@ -23,13 +23,17 @@ from sklearn.metrics import adjusted_rand_score
 
 from engram.build import build, run_dbt
 from engram.generate import generate
+from engram.numeric.clustering import two_level_table
 from engram.numeric.incremental import (
     PLACED_BY_CLUSTERING,
     PLACED_BY_JOIN,
+    DistinctTexts,
     carry_ids,
     drift_exceeded,
     extend_labels,
     founding_ids,
+    two_level_refresh,
+    two_level_refresh_texts,
 )
 from engram.numeric.neighbors import nearest_neighbors, neighbors_of
 from ingest.embedder import Embedder
@@ -93,6 +97,110 @@ def test_ids_are_founding_member_hashes_and_carry_over_one_to_one() -> None:
     )
     assert carried == {0: "A", 1: "B"}
     assert drift_exceeded(21, 100, 0.2) and not drift_exceeded(20, 100, 0.2)
+
+
+def test_the_per_text_refresh_equals_the_per_row_one() -> None:
+    """two_level_refresh_texts (what int_patterns__clustered runs on a refresh) against
+    two_level_refresh over every row (the reference): new patterns with known texts, new
+    texts that join and that found clusters, a pattern whose text changed, repeated texts;
+    the distinct-text input built here with pandas, as the model builds it in SQL."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(3)
+    n_texts, n_rows = 300, 3000
+    centres = rng.normal(size=(12, 24)).astype(np.float32)
+    vectors = centres[rng.integers(0, 12, n_texts)] + 0.7 * rng.normal(size=(n_texts, 24))
+    # the last 10 new texts: 5 pairs around fresh directions, far from every old group
+    vectors[-10:] = np.repeat(rng.normal(size=(5, 24)) * 3, 2, axis=0) + 0.1 * rng.normal(
+        size=(10, 24)
+    )
+    vectors = vectors.astype(np.float32)
+    words = np.array(
+        ["fix", "race", "async", "timeout", "flask", "docs", "config", "revert", "cache", "lock"]
+    )
+    texts = np.array([" ".join(rng.choice(words, 4)) + f" w{i}" for i in range(n_texts)])
+    hashes = np.array([f"h{i:05d}" for i in range(n_texts)])
+    ids = np.array([f"p{i:06d}" for i in range(n_rows)])
+    text_of = rng.integers(0, n_texts - 20, n_rows)  # the last 20 texts are new ones
+    text_of[rng.choice(n_rows, 60, replace=False)] = rng.integers(n_texts - 20, n_texts, 60)
+
+    def rows(which: np.ndarray, text: np.ndarray) -> pa.Table:
+        return pa.table(
+            {
+                "pattern_id": ids[which].tolist(),
+                "description": texts[text[which]].tolist(),
+                "description_hash": hashes[text[which]].tolist(),
+                "embedding": pa.array(
+                    vectors[text[which]].tolist(), type=pa.list_(pa.float32(), 24)
+                ),
+            }
+        )
+
+    before = np.flatnonzero((rng.random(n_rows) > 0.05) & (text_of < n_texts - 20))
+    previous = two_level_table(rows(before, text_of), theme_threshold=0.3, paraphrase_threshold=0.5)
+    previous = previous.append_column("placed_by", pa.array([PLACED_BY_CLUSTERING] * len(before)))
+    changed_text = text_of.copy()
+    changed_text[before[0]] = (text_of[before[0]] + 1) % (n_texts - 20)  # a text edit
+    now = rows(np.arange(n_rows), changed_text)
+    want, mode = two_level_refresh(
+        now, previous, theme_threshold=0.3, paraphrase_threshold=0.5, drift_share=0.5
+    )
+    assert mode == "incremental"
+
+    frame = now.select(["pattern_id", "description_hash", "description"]).to_pandas()
+    old = frame.merge(previous.to_pandas(), on=["pattern_id", "description_hash"])
+    per_text = (
+        frame.groupby("description_hash")
+        .agg(
+            first_key=("pattern_id", "min"),
+            n_rows=("pattern_id", "size"),
+            description=("description", "first"),
+        )
+        .join(
+            old.groupby("description_hash")[
+                ["theme_id", "paraphrase_group_id", "cluster_id"]
+            ].first()
+        )
+        .sort_values("first_key")
+    )
+    distinct = DistinctTexts(
+        keys=per_text.index.to_numpy(dtype=object),
+        texts=per_text["description"].to_numpy(dtype=object),
+        first_key=per_text["first_key"].to_numpy(dtype=object),
+        n_rows=per_text["n_rows"].to_numpy(),
+        old_theme=per_text["theme_id"].fillna("").to_numpy(dtype=object),
+        old_group=per_text["paraphrase_group_id"].fillna("").to_numpy(dtype=object),
+        old_number=per_text["cluster_id"].fillna(-1).astype(np.int64).to_numpy(),
+    )
+    index_of = {h: i for i, h in enumerate(hashes.tolist())}
+    x = vectors[[index_of[h] for h in distinct.keys.tolist()]]
+
+    def members(text_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        position = {
+            h: i
+            for i, h in zip(
+                text_indices.tolist(), distinct.keys[text_indices].tolist(), strict=True
+            )
+        }
+        hit = frame["description_hash"].isin(position)
+        return (
+            frame.loc[hit, "description_hash"].map(position).to_numpy(),
+            frame.loc[hit, "pattern_id"].to_numpy(),
+        )
+
+    got = two_level_refresh_texts(
+        distinct, x, theme_threshold=0.3, paraphrase_threshold=0.5, members=members
+    ).to_pandas()
+    joined = frame[["pattern_id", "description_hash"]].merge(got, on="description_hash")
+    expected = want.to_pandas().drop(columns=["placed_by"])
+    joined = joined[expected.columns].sort_values("pattern_id").reset_index(drop=True)
+    expected = expected.sort_values("pattern_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(joined, expected, check_dtype=False)
+    # the case covers what it says: texts joined, texts founded, groups grew
+    new_texts = distinct.old_group == ""
+    assert new_texts.sum() >= 20
+    founded = ~got["paraphrase_group_id"].isin(previous.column("paraphrase_group_id").to_pylist())
+    assert 0 < int((founded & new_texts).sum()) < int(new_texts.sum())
 
 
 def test_neighbours_of_some_rows_match_the_full_search_and_find_who_may_list_them() -> None:

@@ -405,3 +405,138 @@ def changed_rows(session: Any, table: Any, this: object, name: str) -> Any:
         return session.sql(f"select * from {name} except select * from {this}").to_arrow_table()
     finally:
         session.unregister(name)
+
+
+# --------------------------------------------------------------------------- per distinct text
+
+
+@dataclass(frozen=True)
+class DistinctTexts:
+    """A refresh's input, one entry per distinct text instead of one per row.
+
+    With rows in pattern_id order, the entries are in order of first appearance (by
+    `first_key`), which is the order the row-level functions number clusters in. At 1M
+    patterns over 25k descriptions the row-level refresh spent 20 s of string work on
+    1M ids and hashes (issue 18); every fact it reports but placed_by is a function of
+    the text (identical texts share a cluster), sizes aside, which are sums of `n_rows`.
+    """
+
+    keys: np.ndarray  # (m,) the text's key (description_hash)
+    texts: np.ndarray  # (m,) the text
+    first_key: np.ndarray  # (m,) row key (pattern_id) of the text's first row
+    n_rows: np.ndarray  # (m,) rows with this text
+    old_theme: np.ndarray  # (m,) theme id of the text's old rows, '' when it has none
+    old_group: np.ndarray  # (m,) paraphrase group id of the same, ''
+    old_number: np.ndarray  # (m,) cluster_id of the same, -1
+
+
+def _place_texts(
+    texts: DistinctTexts,
+    x: np.ndarray,
+    old_ids: np.ndarray,
+    threshold: float,
+    prefix: str,
+    members: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """place_level(recluster=False) on distinct texts: (dense label per text, id per dense
+    label). `members(text_indices)` returns (text index per row, row key) of those texts'
+    rows, for the founding ids of clusters founded here (their rows only)."""
+    old_ids = np.asarray(old_ids, dtype=object).astype(str)
+    is_old = old_ids != ""
+    codes_of, _, code = unique_strings(old_ids[is_old])
+    key_old = np.full(len(old_ids), -1, dtype=np.int64)
+    key_old[is_old] = code.reshape(-1)
+    labels = extend_labels(x, key_old, threshold).labels
+    named = {c: str(v) for c, v in enumerate(codes_of.tolist())}
+    unnamed = np.flatnonzero(labels >= len(codes_of))
+    if len(unnamed):
+        text_of_row, row_keys = members(unnamed)
+        named.update(founding_ids(labels[text_of_row], np.asarray(row_keys), prefix))
+    dense_labels = dense(labels)
+    ids = np.empty(int(dense_labels.max()) + 1 if len(labels) else 0, dtype=object)
+    ids[dense_labels] = [named[int(v)] for v in labels.tolist()]
+    return dense_labels, ids
+
+
+def _describe_texts_level(
+    texts: DistinctTexts, x: np.ndarray, labels: np.ndarray, ids: np.ndarray
+) -> dict[str, np.ndarray]:
+    """clustering.describe_level's facts per distinct text (the same partition gives the
+    same facts: tests/test_incremental.py compares them): id, size in rows, medoid text
+    and its first row's key, c-TF-IDF terms, label, similarity to the centroid."""
+    from engram.numeric.clustering import distinctive_terms, summarize
+
+    summary = summarize(x, labels)
+    k = len(summary.central)
+    sizes = np.bincount(labels, weights=texts.n_rows, minlength=k).astype(np.int64)
+    central_text = np.asarray(texts.texts, dtype=object)[summary.central]
+    terms = np.array([", ".join(t) for t in distinctive_terms(texts.texts, labels)], dtype=object)
+    label = np.array(
+        [f"{central_text[c]} [{terms[c]}]" if terms[c] else central_text[c] for c in range(k)],
+        dtype=object,
+    )
+    return {
+        "id": ids[labels],
+        "size": sizes[labels],
+        "central_text": central_text[labels],
+        "central_key": np.asarray(texts.first_key, dtype=object)[summary.central][labels],
+        "terms": terms[labels],
+        "label": label[labels],
+        "similarity": summary.similarity.astype(np.float64),
+    }
+
+
+def two_level_refresh_texts(
+    texts: DistinctTexts,
+    x: np.ndarray,
+    *,
+    theme_threshold: float,
+    paraphrase_threshold: float,
+    members: Any,
+) -> object:
+    """int_patterns__clustered's incremental placement (two_level_refresh without a
+    re-cluster) on distinct texts: one row per text (key = description_hash) with every
+    column but pattern_id and placed_by, which the model joins back to the rows in SQL.
+    `x` holds one vector per text in `texts`' order; `members` as in _place_texts."""
+    import pyarrow as pa
+
+    # normalized for the placement as place_level does (x[first], then again inside
+    # extend_labels), raw for the description as describe_texts does: the same floats
+    unit = normalize(np.asarray(x, dtype=np.float32))
+    theme_labels, theme_ids = _place_texts(
+        texts, unit, texts.old_theme, theme_threshold, "th_", members
+    )
+    group_labels, group_ids = _place_texts(
+        texts, unit, texts.old_group, paraphrase_threshold, "pg_", members
+    )
+    theme = _describe_texts_level(texts, x, theme_labels, theme_ids)
+    group = _describe_texts_level(texts, x, group_labels, group_ids)
+    old_number = np.asarray(texts.old_number, dtype=np.int64)
+    numbers = numbers_for(
+        group["id"],
+        np.asarray(texts.old_group, dtype=object),
+        np.where(old_number >= 0, old_number, -1),
+    )
+
+    def text(values: np.ndarray) -> object:
+        return pa.array(values.tolist(), type=pa.string())
+
+    return pa.table(
+        {
+            "description_hash": text(np.asarray(texts.keys, dtype=object)),
+            "cluster_id": pa.array(numbers, type=pa.int64()),
+            "cluster_size": pa.array(group["size"], type=pa.int64()),
+            "cluster_label": text(group["central_text"]),
+            "similarity_to_centroid": pa.array(group["similarity"], type=pa.float64()),
+            "theme_id": text(theme["id"]),
+            "theme_size": pa.array(theme["size"], type=pa.int64()),
+            "theme_label": text(theme["label"]),
+            "theme_terms": text(theme["terms"]),
+            "theme_medoid_pattern_id": text(theme["central_key"]),
+            "paraphrase_group_id": text(group["id"]),
+            "paraphrase_group_size": pa.array(group["size"], type=pa.int64()),
+            "paraphrase_group_label": text(group["label"]),
+            "paraphrase_group_medoid_pattern_id": text(group["central_key"]),
+            "similarity_to_theme_centroid": pa.array(theme["similarity"], type=pa.float64()),
+        }
+    )

@@ -391,6 +391,7 @@ SCOPED: dict[str, Scope] = {
         ),
         views=("marts.dim_patterns", "staging.stg_patterns"),
         settings="select embedding_model from staging.stg_embedding_model",
+        rows_for="marts.dim_patterns_for",
     ),
 }
 _DIGESTS = "serving.scoped_digests"  # (table_name, key, digest) as of the copy's publish

@@ -13,12 +13,31 @@ the id they were founded with. A full clustering runs on the first build, on
 `--full-refresh`, and when more than var('recluster_drift_share') of the patterns were
 placed incrementally since the last full clustering (ids then carried over by overlap).
 Only rows whose values changed are returned; delete+insert on pattern_id writes them.
+The placement runs once per distinct description (placed_by_text), not once per
+pattern; a re-cluster still loads every row (two_level_refresh).
 """
 
+import numpy as np
 import pyarrow as pa
 
-from engram.numeric.clustering import keyed_rows, two_level_table
-from engram.numeric.incremental import PLACED_BY_CLUSTERING, changed_rows, two_level_refresh
+from engram.numeric.clustering import embedding_matrix, keyed_rows, two_level_table
+from engram.numeric.incremental import (
+    PLACED_BY_CLUSTERING,
+    PLACED_BY_JOIN,
+    DistinctTexts,
+    changed_rows,
+    drift_exceeded,
+    two_level_refresh,
+    two_level_refresh_texts,
+)
+
+COLUMNS = (
+    "pattern_id, description_hash, cluster_id, cluster_size, cluster_label, "
+    "similarity_to_centroid, theme_id, theme_size, theme_label, theme_terms, "
+    "theme_medoid_pattern_id, paraphrase_group_id, paraphrase_group_size, "
+    "paraphrase_group_label, paraphrase_group_medoid_pattern_id, "
+    "similarity_to_theme_centroid, placed_by"
+)
 
 
 def refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold):
@@ -39,6 +58,149 @@ def refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold):
         return session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
     # a joined group's size, label, ... change; every other row stays as it is
     return changed_rows(session, table, dbt.this, "engram_clustered_refresh")
+
+
+def _scratch(dbt, session):
+    """The rows (pattern_id, description_hash, description) and each row's previous state
+    (its theme, group, number and placed_by when the same pattern had the same text) as
+    temp tables: every step of the per-text refresh reads them."""
+    # dbt.ref gives a relation, not a name: a temporary view names it for the SQL below
+    dbt.ref("stg_patterns").project("pattern_id, description_hash, description").create_view(
+        "engram_clustered_staged", replace=True
+    )
+    session.execute(
+        "create or replace temp table engram_clustered_rows as "
+        "select * from engram_clustered_staged"
+    )
+    session.execute(
+        "create or replace temp table engram_clustered_old as "
+        "select r.pattern_id, r.description_hash, p.theme_id, p.paraphrase_group_id, "
+        "p.cluster_id, p.placed_by "
+        "from engram_clustered_rows as r "
+        f"inner join {dbt.this} as p "
+        "on p.pattern_id = r.pattern_id and p.description_hash = r.description_hash"
+    )
+
+
+def needs_recluster(dbt, session):
+    """The drift bound (engram.numeric.incremental.drift_exceeded): rows placed
+    incrementally since the last full clustering, old ones and new ones, over all rows."""
+    _scratch(dbt, session)
+    total, old, placed_before = session.sql(
+        "select (select count(*) from engram_clustered_rows), "
+        "(select count(*) from engram_clustered_old), "
+        f"(select count(*) from engram_clustered_old where placed_by <> '{PLACED_BY_CLUSTERING}')"
+    ).fetchall()[0]
+    share = float(dbt.config.get("recluster_drift_share"))
+    if drift_exceeded(placed_before + (total - old), total, share):
+        _drop_scratch(session)
+        return True
+    return False
+
+
+def _drop_scratch(session):
+    session.execute("drop view if exists engram_clustered_staged")
+    session.execute("drop table if exists engram_clustered_rows")
+    session.execute("drop table if exists engram_clustered_old")
+
+
+def placed_by_text(dbt, session):
+    """The incremental placement run once per distinct description, not per pattern
+    (engram.numeric.incremental.two_level_refresh_texts): the distinct texts with their
+    old rows' clusters come from SQL, the per-text facts are joined back to the rows in
+    SQL, and only the rows that differ from the table are returned."""
+    texts = session.sql(
+        """
+        with per_text as (
+            select description_hash, min(pattern_id) as first_key, count(*) as n_rows,
+                   any_value(description) as description
+            from engram_clustered_rows group by description_hash
+        ),
+        old as (
+            select description_hash, any_value(theme_id) as theme_id,
+                   any_value(paraphrase_group_id) as paraphrase_group_id,
+                   any_value(cluster_id) as cluster_id
+            from engram_clustered_old group by description_hash
+        )
+        select per_text.*, coalesce(old.theme_id, '') as old_theme,
+               coalesce(old.paraphrase_group_id, '') as old_group,
+               coalesce(old.cluster_id, -1) as old_number
+        from per_text left join old using (description_hash)
+        order by first_key
+        """
+    ).to_arrow_table()
+    keys = np.asarray(texts.column("description_hash").to_pylist(), dtype=object)
+    distinct = DistinctTexts(
+        keys=keys,
+        texts=np.asarray(texts.column("description").to_pylist(), dtype=object),
+        first_key=np.asarray(texts.column("first_key").to_pylist(), dtype=object),
+        n_rows=texts.column("n_rows").to_numpy(),
+        old_theme=np.asarray(texts.column("old_theme").to_pylist(), dtype=object),
+        old_group=np.asarray(texts.column("old_group").to_pylist(), dtype=object),
+        old_number=texts.column("old_number").to_numpy(),
+    )
+    x = text_vectors(dbt, session, keys)
+
+    def members(text_indices):
+        session.register(
+            "engram_clustered_founding",
+            pa.table({"i": text_indices.tolist(), "h": keys[text_indices].tolist()}),
+        )
+        try:
+            rows = session.sql(
+                "select f.i, r.pattern_id from engram_clustered_rows as r "
+                "inner join engram_clustered_founding as f on f.h = r.description_hash"
+            ).to_arrow_table()
+        finally:
+            session.unregister("engram_clustered_founding")
+        return rows.column("i").to_numpy(), np.asarray(rows.column("pattern_id").to_pylist())
+
+    per_text = two_level_refresh_texts(
+        distinct,
+        x,
+        theme_threshold=float(dbt.config.get("theme_threshold")),
+        paraphrase_threshold=float(dbt.config.get("cluster_merge_threshold")),
+        members=members,
+    )
+    session.register("engram_clustered_texts", per_text)
+    try:
+        return session.sql(
+            f"""
+            select {COLUMNS} from (
+                select r.pattern_id, t.*,
+                       coalesce(o.placed_by, '{PLACED_BY_JOIN}') as placed_by
+                from engram_clustered_rows as r
+                inner join engram_clustered_texts as t using (description_hash)
+                left join engram_clustered_old as o using (pattern_id)
+            )
+            except
+            select {COLUMNS} from {dbt.this}
+            """
+        ).to_arrow_table()
+    finally:
+        session.unregister("engram_clustered_texts")
+        _drop_scratch(session)
+
+
+def text_vectors(dbt, session, keys):
+    """One vector per distinct description, in the order of `keys`, streamed in batches
+    (1M distinct descriptions' FLOAT[384] are 1.5 GB as Arrow)."""
+    position = {key: i for i, key in enumerate(keys.tolist())}
+    x = None
+    reader = (
+        dbt.ref("stg_patterns")
+        .aggregate("description_hash, any_value(embedding) as embedding", "description_hash")
+        .to_arrow_reader(50_000)
+    )
+    for batch in reader:
+        part = embedding_matrix(batch.column(1))
+        if x is None:
+            x = np.zeros((len(keys), part.shape[1]), dtype=np.float32)
+        at = np.fromiter(
+            (position[k] for k in batch.column(0).to_pylist()), dtype=np.int64, count=len(part)
+        )
+        x[at] = part
+    return x if x is not None else np.zeros((len(keys), 0), dtype=np.float32)
 
 
 def anything_changed(dbt, session):
@@ -69,6 +231,8 @@ def model(dbt, session):
     incremental = "placed_by" in columns
     if incremental and not anything_changed(dbt, session):
         result = session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
+    elif incremental and not needs_recluster(dbt, session):
+        result = placed_by_text(dbt, session)
     else:
         staged = dbt.ref("stg_patterns")
         patterns = (
