@@ -379,7 +379,11 @@ SCOPED: dict[str, Scope] = {
         input=(
             "select profiled.*, patterns.description, patterns.pattern_type, "
             "patterns.metadata, patterns.description_hash, "
-            "patterns.embedding is null as embedding_missing "
+            # = "patterns.embedding is null" (the cache's vectors are not null) without
+            # reading a vector: stg_patterns' embedding column is never asked for
+            "not exists (select 1 from raw.embeddings as cached "
+            "where cached.text_hash = patterns.description_hash and cached.model = "
+            "(select embedding_model from staging.stg_embedding_model)) as embedding_missing "
             "from intermediate.int_patterns__profiled as profiled "
             "inner join staging.stg_patterns as patterns "
             "on patterns.pattern_id = profiled.pattern_id"
@@ -388,6 +392,7 @@ SCOPED: dict[str, Scope] = {
             "intermediate.int_patterns__profiled",
             "staging.stg_patterns",
             "staging.stg_embedding_model",  # the settings query reads it
+            "raw.embeddings",
         ),
         views=("marts.dim_patterns", "staging.stg_patterns"),
         settings="select embedding_model from staging.stg_embedding_model",
