@@ -356,6 +356,9 @@ class Scope:
     views: tuple[str, ...]  # the table's own view first
     settings: str = ""
     rows_for: str = ""
+    # one row per key: changed keys are updated column by column where values differ,
+    # not deleted and inserted (see _update_rows)
+    unique: bool = False
 
 
 # pattern_trends is a view of 33M gap-filled rows at 10M events whose full read and hash
@@ -397,6 +400,7 @@ SCOPED: dict[str, Scope] = {
         views=("marts.dim_patterns", "staging.stg_patterns"),
         settings="select embedding_model from staging.stg_embedding_model",
         rows_for="marts.dim_patterns_for",
+        unique=True,
     ),
 }
 _DIGESTS = "serving.scoped_digests"  # (table_name, key, digest) as of the copy's publish
@@ -482,16 +486,27 @@ def sync_scoped(con: duckdb.DuckDBPyConnection, name: str, target: _Target, scop
                 [name],
             )
         elif how != "unchanged":
+            # as _update_rows: the changed digests updated, deletes only for keys gone,
+            # so the checkpoint does not rewrite the digests' row groups whole
             con.execute(
                 f"delete from {_ALIAS}.{_DIGESTS} where table_name = ? "
-                "and key in (select key from temp.serving_changed_keys)",
+                "and key in (select key from temp.serving_changed_keys) "
+                "and key not in (select key from temp.serving_digests)",
+                [name],
+            )
+            con.execute(
+                f"update {_ALIAS}.{_DIGESTS} as stored set digest = now.digest "
+                "from temp.serving_digests as now "
+                "where stored.table_name = ? and stored.key = now.key "
+                "and stored.digest is distinct from now.digest",
                 [name],
             )
             con.execute(
                 f"insert into {_ALIAS}.{_DIGESTS} select ?, key, digest "
                 "from temp.serving_digests "
-                "where key in (select key from temp.serving_changed_keys)",
-                [name],
+                "where key in (select key from temp.serving_changed_keys) and key not in "
+                f"(select key from {_ALIAS}.{_DIGESTS} where table_name = ?)",
+                [name, name],
             )
         con.execute(f"delete from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name])
         if definition is not None:
@@ -531,25 +546,61 @@ def _sync_changed_keys(
         return None
     if n_changed == 0:
         return "unchanged"
-    con.execute(
-        f"delete from {qualified} where {key}::varchar in "
-        "(select key from temp.serving_changed_keys)"
-    )
-    filtered = (
+    rows = (
         f"select * from {source} as {_SRC} "
         f"where {_SRC}.{key}::varchar in (select key from temp.serving_changed_keys)"
     )
     if _catalog_text(con, scope.rows_for, "table_macro") is not None:
+        by_macro = (
+            f"select * from {scope.rows_for}((select list(key) from temp.serving_changed_keys))"
+        )
         try:
-            con.execute(
-                f"insert into {qualified} select * from "
-                f"{scope.rows_for}((select list(key) from temp.serving_changed_keys))"
-            )
-            return f"scoped: {n_changed} keys"
+            con.execute(f"describe {by_macro}")
+            rows = by_macro
         except duckdb.Error:
             pass  # a macro that no longer binds (the view still does): filter the view
-    con.execute(f"insert into {qualified} {filtered}")
+    if scope.unique:
+        _update_rows(con, qualified, key, rows)
+        return f"scoped: {n_changed} keys"
+    con.execute(
+        f"delete from {qualified} where {key}::varchar in "
+        "(select key from temp.serving_changed_keys)"
+    )
+    con.execute(f"insert into {qualified} {rows}")
     return f"scoped: {n_changed} keys"
+
+
+def _update_rows(con: duckdb.DuckDBPyConnection, qualified: str, key: str, rows: str) -> None:
+    """Write `rows` (the source's rows of the changed keys, one per key) into the copy:
+    keys gone are deleted, new ones inserted, and the rest updated one column at a time,
+    only where the value differs. Why not delete + insert: DuckDB's checkpoint then
+    rewrites every row group holding a deleted row, all columns: 60k changed patterns of
+    1M rewrote dim_patterns' FLOAT[384] column (1.5 GB; ~10 s of a 10M-event refresh's
+    publish), though their vectors had not changed. An update rewrites only the columns
+    it touches (DuckDB updates an array column by delete + insert, so a row whose vector
+    changed, a new description, still moves; that is rare)."""
+    con.execute("drop table if exists temp.serving_rows")
+    con.execute(f"create temp table serving_rows as {rows}")
+    try:
+        con.execute(
+            f"delete from {qualified} where {key}::varchar in "
+            "(select key from temp.serving_changed_keys) "
+            f"and {key} not in (select {key} from temp.serving_rows)"
+        )
+        for column, _ in _columns(con, "temp.serving_rows"):
+            if column == key:
+                continue
+            con.execute(
+                f'update {qualified} as {_ROW} set "{column}" = {_SRC}."{column}" '
+                f"from temp.serving_rows as {_SRC} where {_ROW}.{key} = {_SRC}.{key} "
+                f'and {_ROW}."{column}" is distinct from {_SRC}."{column}"'
+            )
+        con.execute(
+            f"insert into {qualified} select * from temp.serving_rows "
+            f"where {key} not in (select {key} from {qualified})"
+        )
+    finally:
+        con.execute("drop table if exists temp.serving_rows")
 
 
 def _vector_hashes(
