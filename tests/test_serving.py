@@ -357,6 +357,19 @@ def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(tmp_path: Pa
     con.close()
 
 
+def scoped_source_and_copy(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    """A source warehouse with schema marts and, attached as the copy, an empty file with
+    the schemas sync_scoped writes to."""
+    from engram.query.serving import _ALIAS
+
+    con = duckdb.connect(str(tmp_path / "source.duckdb"))
+    con.execute(f"attach '{tmp_path / 'copy.duckdb'}' as {_ALIAS}")
+    for schema in ("marts", "serving"):
+        con.execute(f"create schema {_ALIAS}.{schema}")
+    con.execute("create schema marts")
+    return con
+
+
 def test_a_scoped_table_rewrites_only_the_keys_whose_input_changed(tmp_path: Path) -> None:
     """sync_scoped (pattern_trends, dim_patterns in a publish): a view whose rows per key
     come from that key's input rows is synced by comparing per-key digests of the input
@@ -366,11 +379,7 @@ def test_a_scoped_table_rewrites_only_the_keys_whose_input_changed(tmp_path: Pat
     the copy always ends with exactly the view's rows, its digests with the input's."""
     from engram.query.serving import _ALIAS, _DEFINITIONS, _DIGESTS, Scope, sync_scoped
 
-    con = duckdb.connect(str(tmp_path / "source.duckdb"))
-    con.execute(f"attach '{tmp_path / 'copy.duckdb'}' as {_ALIAS}")
-    for schema in ("marts", "serving"):
-        con.execute(f"create schema {_ALIAS}.{schema}")
-    con.execute("create schema marts")
+    con = scoped_source_and_copy(tmp_path)
     con.execute(
         "create table weekly as select 'p' || (i % 100) as pattern_id, i // 100 as week, "
         "i * 0.25 as total from range(1000) t(i)"
@@ -457,11 +466,7 @@ def test_a_scoped_table_with_one_row_per_key_is_updated_in_place(tmp_path: Path)
     keeps its place (its rowid), which a delete + insert would not."""
     from engram.query.serving import _ALIAS, Scope, sync_scoped
 
-    con = duckdb.connect(str(tmp_path / "source.duckdb"))
-    con.execute(f"attach '{tmp_path / 'copy.duckdb'}' as {_ALIAS}")
-    for schema in ("marts", "serving"):
-        con.execute(f"create schema {_ALIAS}.{schema}")
-    con.execute("create schema marts")
+    con = scoped_source_and_copy(tmp_path)
     con.execute(
         "create table profile as select 'p' || i as pattern_id, i as usage_count, "
         "'label ' || (i % 7) as label, [i, 1, 0, 0]::float[4] as vector from range(200) t(i)"

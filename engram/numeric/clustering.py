@@ -794,7 +794,8 @@ def two_level_columns(
 ) -> object:
     """int_patterns__clustered's columns from the two described levels; `cluster_id` per
     row (first-appearance numbers after a full clustering, kept numbers after an
-    incremental one)."""
+    incremental one). A `table` without pattern_id (one row per distinct description, the
+    incremental refresh's) gives the same columns without it."""
     import pyarrow as pa
 
     def text(values: np.ndarray) -> object:
@@ -806,10 +807,15 @@ def two_level_columns(
     def real(values: np.ndarray) -> object:
         return pa.array(values, type=pa.float64())
 
+    names = table.column_names  # type: ignore[attr-defined]
+    keys = {
+        column: table.column(column)  # type: ignore[attr-defined]
+        for column in ("pattern_id", "description_hash")
+        if column in names
+    }
     return pa.table(
         {
-            "pattern_id": table.column("pattern_id"),  # type: ignore[attr-defined]
-            "description_hash": table.column("description_hash"),  # type: ignore[attr-defined]
+            **keys,
             "cluster_id": whole(cluster_id),
             "cluster_size": whole(group.sizes),
             "cluster_label": text(group.central_text),

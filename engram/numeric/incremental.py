@@ -460,11 +460,11 @@ def _place_texts(
 
 def _describe_texts_level(
     texts: DistinctTexts, x: np.ndarray, labels: np.ndarray, ids: np.ndarray
-) -> dict[str, np.ndarray]:
-    """clustering.describe_level's facts per distinct text (the same partition gives the
-    same facts: tests/test_incremental.py compares them): id, size in rows, medoid text
-    and its first row's key, c-TF-IDF terms, label, similarity to the centroid."""
-    from engram.numeric.clustering import distinctive_terms, summarize
+) -> Any:
+    """clustering.describe_level's ClusterLevel with one entry per distinct text instead
+    of per row (the same partition gives the same facts: tests/test_incremental.py
+    compares them): sizes count rows (`n_rows`), the medoid's key is its text's first row."""
+    from engram.numeric.clustering import ClusterLevel, distinctive_terms, summarize
 
     summary = summarize(x, labels)
     k = len(summary.central)
@@ -475,15 +475,16 @@ def _describe_texts_level(
         [f"{central_text[c]} [{terms[c]}]" if terms[c] else central_text[c] for c in range(k)],
         dtype=object,
     )
-    return {
-        "id": ids[labels],
-        "size": sizes[labels],
-        "central_text": central_text[labels],
-        "central_key": np.asarray(texts.first_key, dtype=object)[summary.central][labels],
-        "terms": terms[labels],
-        "label": label[labels],
-        "similarity": summary.similarity.astype(np.float64),
-    }
+    return ClusterLevel(
+        number=labels,
+        ids=ids[labels],
+        sizes=sizes[labels],
+        central_key=np.asarray(texts.first_key, dtype=object)[summary.central][labels],
+        central_text=central_text[labels],
+        terms=terms[labels],
+        label=label[labels],
+        similarity=summary.similarity,
+    )
 
 
 def two_level_refresh_texts(
@@ -500,6 +501,8 @@ def two_level_refresh_texts(
     `x` holds one vector per text in `texts`' order; `members` as in _place_texts."""
     import pyarrow as pa
 
+    from engram.numeric.clustering import two_level_columns
+
     # normalized for the placement as place_level does (x[first], then again inside
     # extend_labels), raw for the description as describe_texts does: the same floats
     unit = normalize(np.asarray(x, dtype=np.float32))
@@ -511,32 +514,7 @@ def two_level_refresh_texts(
     )
     theme = _describe_texts_level(texts, x, theme_labels, theme_ids)
     group = _describe_texts_level(texts, x, group_labels, group_ids)
-    old_number = np.asarray(texts.old_number, dtype=np.int64)
-    numbers = numbers_for(
-        group["id"],
-        np.asarray(texts.old_group, dtype=object),
-        np.where(old_number >= 0, old_number, -1),
-    )
-
-    def text(values: np.ndarray) -> object:
-        return pa.array(values.tolist(), type=pa.string())
-
-    return pa.table(
-        {
-            "description_hash": text(np.asarray(texts.keys, dtype=object)),
-            "cluster_id": pa.array(numbers, type=pa.int64()),
-            "cluster_size": pa.array(group["size"], type=pa.int64()),
-            "cluster_label": text(group["central_text"]),
-            "similarity_to_centroid": pa.array(group["similarity"], type=pa.float64()),
-            "theme_id": text(theme["id"]),
-            "theme_size": pa.array(theme["size"], type=pa.int64()),
-            "theme_label": text(theme["label"]),
-            "theme_terms": text(theme["terms"]),
-            "theme_medoid_pattern_id": text(theme["central_key"]),
-            "paraphrase_group_id": text(group["id"]),
-            "paraphrase_group_size": pa.array(group["size"], type=pa.int64()),
-            "paraphrase_group_label": text(group["label"]),
-            "paraphrase_group_medoid_pattern_id": text(group["central_key"]),
-            "similarity_to_theme_centroid": pa.array(theme["similarity"], type=pa.float64()),
-        }
+    numbers = numbers_for(group.ids, texts.old_group, texts.old_number)
+    return two_level_columns(
+        pa.table({"description_hash": texts.keys.tolist()}), theme, group, numbers
     )

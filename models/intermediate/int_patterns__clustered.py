@@ -31,14 +31,6 @@ from engram.numeric.incremental import (
     two_level_refresh_texts,
 )
 
-COLUMNS = (
-    "pattern_id, description_hash, cluster_id, cluster_size, cluster_label, "
-    "similarity_to_centroid, theme_id, theme_size, theme_label, theme_terms, "
-    "theme_medoid_pattern_id, paraphrase_group_id, paraphrase_group_size, "
-    "paraphrase_group_label, paraphrase_group_medoid_pattern_id, "
-    "similarity_to_theme_centroid, placed_by"
-)
-
 
 def refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold):
     """The rows an incremental build writes: only those whose values changed."""
@@ -84,18 +76,15 @@ def _scratch(dbt, session):
 
 def needs_recluster(dbt, session):
     """The drift bound (engram.numeric.incremental.drift_exceeded): rows placed
-    incrementally since the last full clustering, old ones and new ones, over all rows."""
-    _scratch(dbt, session)
+    incrementally since the last full clustering, old ones and new ones, over all rows
+    (read from _scratch's tables)."""
     total, old, placed_before = session.sql(
         "select (select count(*) from engram_clustered_rows), "
         "(select count(*) from engram_clustered_old), "
         f"(select count(*) from engram_clustered_old where placed_by <> '{PLACED_BY_CLUSTERING}')"
     ).fetchall()[0]
     share = float(dbt.config.get("recluster_drift_share"))
-    if drift_exceeded(placed_before + (total - old), total, share):
-        _drop_scratch(session)
-        return True
-    return False
+    return drift_exceeded(placed_before + (total - old), total, share)
 
 
 def _drop_scratch(session):
@@ -104,11 +93,12 @@ def _drop_scratch(session):
     session.execute("drop table if exists engram_clustered_old")
 
 
-def placed_by_text(dbt, session):
+def placed_by_text(dbt, session, columns):
     """The incremental placement run once per distinct description, not per pattern
     (engram.numeric.incremental.two_level_refresh_texts): the distinct texts with their
     old rows' clusters come from SQL, the per-text facts are joined back to the rows in
-    SQL, and only the rows that differ from the table are returned."""
+    SQL, and only the rows that differ from the table (`columns`, in its order) are
+    returned. Reads _scratch's tables."""
     texts = session.sql(
         """
         with per_text as (
@@ -162,11 +152,12 @@ def placed_by_text(dbt, session):
         paraphrase_threshold=float(dbt.config.get("cluster_merge_threshold")),
         members=members,
     )
+    listed = ", ".join(f'"{column}"' for column in columns)
     session.register("engram_clustered_texts", per_text)
     try:
         return session.sql(
             f"""
-            select {COLUMNS} from (
+            select {listed} from (
                 select r.pattern_id, t.*,
                        coalesce(o.placed_by, '{PLACED_BY_JOIN}') as placed_by
                 from engram_clustered_rows as r
@@ -174,12 +165,11 @@ def placed_by_text(dbt, session):
                 left join engram_clustered_old as o using (pattern_id)
             )
             except
-            select {COLUMNS} from {dbt.this}
+            select {listed} from {dbt.this}
             """
         ).to_arrow_table()
     finally:
         session.unregister("engram_clustered_texts")
-        _drop_scratch(session)
 
 
 def text_vectors(dbt, session, keys):
@@ -187,12 +177,7 @@ def text_vectors(dbt, session, keys):
     (1M distinct descriptions' FLOAT[384] are 1.5 GB as Arrow)."""
     position = {key: i for i, key in enumerate(keys.tolist())}
     x = None
-    reader = (
-        dbt.ref("stg_patterns")
-        .aggregate("description_hash, any_value(embedding) as embedding", "description_hash")
-        .to_arrow_reader(50_000)
-    )
-    for batch in reader:
+    for batch in vectors_by_description(dbt.ref("stg_patterns")):
         part = embedding_matrix(batch.column(1))
         if x is None:
             x = np.zeros((len(keys), part.shape[1]), dtype=np.float32)
@@ -201,6 +186,15 @@ def text_vectors(dbt, session, keys):
         )
         x[at] = part
     return x if x is not None else np.zeros((len(keys), 0), dtype=np.float32)
+
+
+def vectors_by_description(staged):
+    """(description_hash, embedding) once per distinct description, by hash, in batches."""
+    return (
+        staged.aggregate("description_hash, any_value(embedding) as embedding", "description_hash")
+        .order("description_hash")
+        .to_arrow_reader(50_000)
+    )
 
 
 def anything_changed(dbt, session):
@@ -229,11 +223,17 @@ def model(dbt, session):
     )
     columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
     incremental = "placed_by" in columns
+    result = None
     if incremental and not anything_changed(dbt, session):
         result = session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
-    elif incremental and not needs_recluster(dbt, session):
-        result = placed_by_text(dbt, session)
-    else:
+    elif incremental:
+        _scratch(dbt, session)
+        try:
+            if not needs_recluster(dbt, session):
+                result = placed_by_text(dbt, session, columns)
+        finally:
+            _drop_scratch(session)
+    if result is None:  # a first or full build, or a re-cluster past the drift bound
         staged = dbt.ref("stg_patterns")
         patterns = (
             staged.project("pattern_id, description, description_hash")
@@ -243,13 +243,7 @@ def model(dbt, session):
         # one vector per distinct description, streamed into one matrix: every pattern's
         # copy (1M x 384 floats, 1.5 GB as Arrow and again as NumPy) overran 6 GiB
         x = keyed_rows(
-            patterns.column("description_hash"),
-            staged.aggregate(
-                "description_hash, any_value(embedding) as embedding", "description_hash"
-            )
-            .order("description_hash")
-            .to_arrow_reader(50_000),
-            "description_hash",
+            patterns.column("description_hash"), vectors_by_description(staged), "description_hash"
         )
         theme_threshold = float(dbt.config.get("theme_threshold"))
         paraphrase_threshold = float(dbt.config.get("cluster_merge_threshold"))
