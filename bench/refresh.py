@@ -128,6 +128,18 @@ def _free_bytes(db: Path) -> int:
         con.close()
 
 
+def keep_state(db: Path, into: Path) -> None:
+    """Copy the warehouse and its serving copies to `into` (same file names), so that a
+    refresh can be replayed model by model, or its publish alone, from the same state."""
+    import shutil
+
+    from engram.query.serving import serving_root
+
+    into.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(db, into / db.name)
+    shutil.copytree(serving_root(db), serving_root(into / db.name), symlinks=True)
+
+
 def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, Any]:
     """`dbt build` as a child process (what `engram build` runs), then the publish; wall
     seconds, the child's peak RSS, per-model seconds and the tests' total seconds."""
@@ -198,6 +210,7 @@ def run(
     vectors: str,
     work: Path,
     mode: str = "recent",
+    keep: bool = False,
 ) -> dict[str, Any]:
     from engram.build import changed_since
     from engram.generate import generate
@@ -221,6 +234,8 @@ def run(
     give_vectors(db, vectors)
     since = changed_since(db)
     extra = ["--vars", json.dumps({"engram_changed_since": since})] if since else []
+    if keep:  # untimed: the state a refresh starts from, to replay parts of it later
+        keep_state(db, work / "before_refresh")
     print("refresh build + publish ...", flush=True)
     refresh = timed_build(db, work, "refresh", extra)
     from engram.compact import compact
@@ -307,11 +322,26 @@ def main(argv: list[str] | None = None) -> int:
         "patterns with their whole history (late data touching every week); see above",
     )
     parser.add_argument("--work", type=Path, help="work directory (default: a new temp dir)")
+    parser.add_argument(
+        "--keep-before-refresh",
+        action="store_true",
+        help="copy the warehouse and serving copies, as the refresh finds them, to "
+        "WORK/before_refresh/ (untimed; to replay the refresh's models or publish)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.share < 0.5:
         parser.error(f"--share must be in (0, 0.5), got {args.share}")
     work = args.work or Path(tempfile.mkdtemp(prefix="engram-refresh-"))
-    result = run(args.patterns, args.events, args.share, args.seed, args.vectors, work, args.split)
+    result = run(
+        args.patterns,
+        args.events,
+        args.share,
+        args.seed,
+        args.vectors,
+        work,
+        args.split,
+        keep=args.keep_before_refresh,
+    )
     (work / "refresh.json").write_text(json.dumps(result, indent=2))
     print(report(result))
     return 0
