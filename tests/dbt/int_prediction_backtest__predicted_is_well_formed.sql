@@ -2,13 +2,19 @@
 -- tests re-ran the walk-forward query thirteen times, 2 minutes of a 10M-event build):
 -- one row per (context cluster, pattern, week), no column null, and the model's prediction
 -- and both baselines within [0, 1]. Each row returned is a violation, with the reason.
+-- On an incremental `engram build` it checks only the patterns whose sums that build
+-- recomputed (changed_patterns(), macros/changed_rows.sql), from the view's own query scoped
+-- to them (macros/prediction_backtest_rows.sql); a plain `dbt build`, the daily schedule and
+-- --full-refresh check every pattern.
+-- depends_on: {{ ref('int_prediction_backtest__predicted') }}
+{%- set changed = changed_patterns() %}
 with
 
 predicted as (
     select
         *,
         count(*) over (partition by context_cluster_id, pattern_id, week) as copies
-    from {{ ref('int_prediction_backtest__predicted') }}
+    from {% if changed %}({{ prediction_backtest_rows(changed) }}) as scoped{% else %}{{ ref('int_prediction_backtest__predicted') }}{% endif %}
 ),
 
 checked as (

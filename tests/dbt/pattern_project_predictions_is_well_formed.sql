@@ -3,13 +3,19 @@
 -- pattern), no key, label or count null, n_events at least 1, the other projects'
 -- counts non-negative, and the raw mean and the prediction within [0, 1]. Each row
 -- returned is a violation, with the reason.
+-- On an incremental `engram build` it checks only the patterns whose sums that build
+-- recomputed (changed_patterns(), macros/changed_rows.sql), from the view's own query scoped
+-- to them (macros/pattern_project_predictions_rows.sql); a plain `dbt build`, the daily
+-- schedule and --full-refresh check every pattern.
+-- depends_on: {{ ref('pattern_project_predictions') }}
+{%- set changed = changed_patterns() %}
 with
 
 predictions as (
     select
         *,
         count(*) over (partition by project_id, context_cluster_id, pattern_id) as copies
-    from {{ ref('pattern_project_predictions') }}
+    from {% if changed %}({{ pattern_project_predictions_rows(changed) }}) as scoped{% else %}{{ ref('pattern_project_predictions') }}{% endif %}
 ),
 
 checked as (
