@@ -20,7 +20,12 @@ pattern; a re-cluster still loads every row (two_level_refresh).
 import numpy as np
 import pyarrow as pa
 
-from engram.numeric.clustering import embedding_matrix, keyed_rows, two_level_table
+from engram.numeric.clustering import (
+    embedding_matrix,
+    keyed_rows,
+    two_level_table,
+    vectors_by_description,
+)
 from engram.numeric.incremental import (
     PLACED_BY_CLUSTERING,
     PLACED_BY_JOIN,
@@ -30,6 +35,8 @@ from engram.numeric.incremental import (
     two_level_refresh,
     two_level_refresh_texts,
 )
+
+BATCH = 50_000  # descriptions' vectors per Arrow batch: 1M FLOAT[384] are 1.5 GB whole
 
 
 def refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold):
@@ -177,7 +184,7 @@ def text_vectors(dbt, session, keys):
     (1M distinct descriptions' FLOAT[384] are 1.5 GB as Arrow)."""
     position = {key: i for i, key in enumerate(keys.tolist())}
     x = None
-    for batch in vectors_by_description(dbt.ref("stg_patterns")):
+    for batch in vectors_by_description(dbt.ref("stg_patterns")).to_arrow_reader(BATCH):
         part = embedding_matrix(batch.column(1))
         if x is None:
             x = np.zeros((len(keys), part.shape[1]), dtype=np.float32)
@@ -186,15 +193,6 @@ def text_vectors(dbt, session, keys):
         )
         x[at] = part
     return x if x is not None else np.zeros((len(keys), 0), dtype=np.float32)
-
-
-def vectors_by_description(staged):
-    """(description_hash, embedding) once per distinct description, by hash, in batches."""
-    return (
-        staged.aggregate("description_hash, any_value(embedding) as embedding", "description_hash")
-        .order("description_hash")
-        .to_arrow_reader(50_000)
-    )
 
 
 def anything_changed(dbt, session):
@@ -243,7 +241,9 @@ def model(dbt, session):
         # one vector per distinct description, streamed into one matrix: every pattern's
         # copy (1M x 384 floats, 1.5 GB as Arrow and again as NumPy) overran 6 GiB
         x = keyed_rows(
-            patterns.column("description_hash"), vectors_by_description(staged), "description_hash"
+            patterns.column("description_hash"),
+            vectors_by_description(staged).to_arrow_reader(BATCH),
+            "description_hash",
         )
         theme_threshold = float(dbt.config.get("theme_threshold"))
         paraphrase_threshold = float(dbt.config.get("cluster_merge_threshold"))
