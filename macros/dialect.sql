@@ -106,6 +106,18 @@
     max_by({{ value }}, {{ ordering }})
 {%- endmacro %}
 
+{#- A struct of named fields, [(name, expression), ...]; structs compare field by field, so
+    min() of one picks a row by several keys in one aggregate. -#}
+{% macro struct_of(fields) -%}
+    {{ return(adapter.dispatch('struct_of')(fields)) }}
+{%- endmacro %}
+{% macro default__struct_of(fields) -%}
+    struct_pack({% for name, expr in fields %}{{ name }} := {{ expr }}{{ ', ' if not loop.last }}{% endfor %})
+{%- endmacro %}
+{% macro spark__struct_of(fields) -%}
+    named_struct({% for name, expr in fields %}'{{ name }}', {{ expr }}{{ ', ' if not loop.last }}{% endfor %})
+{%- endmacro %}
+
 {#- The integer type the regression sums' products are exact in (n*sxx - sx^2). -#}
 {% macro exact_integer_type() -%}
     {{ return(adapter.dispatch('exact_integer_type')()) }}
