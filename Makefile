@@ -42,7 +42,7 @@ test: install ## lint and run the whole test suite (pytest; it runs dbt build on
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/engram embedding export  # the ONNX graphs, once per cache dir (README "Embedding backends")
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=30  # the slowest tests in every CI log: CI has a 60-minute budget
 
 lint: install ## ruff check
 	$(BIN)/ruff check .
