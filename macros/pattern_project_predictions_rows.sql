@@ -1,13 +1,40 @@
 {#
-  pattern_project_predictions' query (the model is this macro and nothing else), optionally
-  for some patterns only: `patterns` is a subquery of pattern_ids. A pattern's rows come
-  from its own cells plus each project's totals, which are always taken over every
-  pattern, so the rows of a scoped call are exactly the view's rows for those patterns.
-  pattern_project_predictions_is_well_formed checks, on an incremental build, only the
-  patterns that build recomputed (the whole view took ~19 s of a refresh at 10M events).
+  pattern_project_predictions' query (the model is pattern_project_predictions_rows() and
+  nothing else), in three parts so that the serving copy can keep the part that only
+  depends on a pattern's own sums apart from the part that every event moves:
+
+  - pattern_project_cells_rows(weekly, patterns): per (project, context cluster, pattern),
+    the project's own sums, the cell's and the pattern's sums over every project. A
+    pattern's rows come from its own weekly sums alone (int_pattern_project_cells).
+  - project_priors_rows(weekly): per project, its global mean and baseline shift, which
+    every event of every pattern moves, plus the settings (int_project_priors: a few rows).
+  - pattern_project_predictions_from(cells, priors, labels): the four levels of shrinkage,
+    row by row, from the two above.
+
+  The serving copy stores the first two as tables and the mart as a view of the third
+  over them (engram.query.serving.SERVED_VIEWS): a refresh rewrites the cells of the
+  patterns whose sums changed and the priors' few rows, where it rewrote all 4M rows of
+  the mart (23.6 s of a 10M-event refresh's publish, 2026-12-03), because the priors
+  change every row.
+
+  `patterns` (a subquery of pattern_ids) scopes the rows to some patterns. A pattern's
+  rows come from its own cells plus each project's totals, which are always taken over
+  every pattern, so the rows of a scoped call are exactly the view's rows for those
+  patterns. pattern_project_predictions_is_well_formed checks, on an incremental build,
+  only the patterns that build recomputed (the whole view took ~19 s of a refresh at 10M
+  events).
 #}
 {% macro pattern_project_predictions_rows(patterns=none) %}
+{%- set weekly = ref('int_pattern_context_weeks__aggregated') -%}
+{{ pattern_project_predictions_from(
+    '(' ~ pattern_project_cells_rows(weekly, patterns) ~ ')',
+    '(' ~ project_priors_rows(weekly) ~ ')',
+    ref('int_contexts__clustered'),
+) }}
+{% endmacro %}
 
+
+{% macro pattern_project_cells_rows(weekly, patterns=none) %}
 with
 
 -- sum_quality as an exact decimal: this is a view, and sums of doubles could differ in
@@ -19,22 +46,10 @@ cells as (
         pattern_id,
         n_events,
         {{ exact_decimal('sum_quality') }} as sum_quality
-    from {{ ref('int_pattern_context_weeks__aggregated') }}
+    from {{ weekly }}
     {%- if patterns %}
     where pattern_id in {{ patterns }}
     {%- endif %}
-),
-
-labels as (
-    select distinct context_cluster_id, context_cluster_label
-    from {{ ref('int_contexts__clustered') }}
-),
-
-settings as (
-    select
-        {{ var('prediction_prior_strength') }}::double as prior_strength,
-        {{ var('project_share_weight') }}::double as share_weight,
-        {{ var('project_share_fade') }}::double as share_fade
 ),
 
 own_cells as (
@@ -71,14 +86,52 @@ all_patterns as (
     group by pattern_id
 ),
 
--- every pattern's events, also when the rows are scoped: the project's and the global
--- means are priors of every cell (exact sums, so the same values either way)
+final as (
+    select
+        own_cells.project_id,
+        own_cells.context_cluster_id,
+        own_cells.pattern_id,
+        own_cells.n_events,
+        own_cells.sum_quality,
+        all_cells.n_events as cell_n_events_all,
+        all_cells.sum_quality as cell_sum_quality_all,
+        all_cells.n_projects as cell_n_projects,
+        own_patterns.n_events as pattern_n_events,
+        own_patterns.sum_quality as pattern_sum_quality,
+        all_patterns.n_events as pattern_n_events_all,
+        all_patterns.sum_quality as pattern_sum_quality_all
+    from own_cells
+    inner join all_cells
+        on all_cells.context_cluster_id = own_cells.context_cluster_id
+        and all_cells.pattern_id = own_cells.pattern_id
+    inner join own_patterns
+        on own_patterns.project_id = own_cells.project_id
+        and own_patterns.pattern_id = own_cells.pattern_id
+    inner join all_patterns on all_patterns.pattern_id = own_cells.pattern_id
+)
+
+select * from final
+{% endmacro %}
+
+
+{% macro project_priors_rows(weekly) %}
+with
+
+settings as (
+    select
+        {{ var('prediction_prior_strength') }}::double as prior_strength,
+        {{ var('project_share_weight') }}::double as share_weight,
+        {{ var('project_share_fade') }}::double as share_fade
+),
+
+-- every pattern's events: the project's and the global means are priors of every cell
+-- (exact sums, so the same values whatever the order of the rows)
 own_totals as (
     select
         project_id,
         sum(n_events) as n_events,
         sum({{ exact_decimal('sum_quality') }}) as sum_quality
-    from {{ ref('int_pattern_context_weeks__aggregated') }}
+    from {{ weekly }}
     group by project_id
 ),
 
@@ -123,75 +176,79 @@ global_weights as (
 ),
 
 -- the project's global mean: its own events plus w(N own) x the others' (shifted)
-global_means as (
+final as (
     select
-        project_id,
-        baseline_shift,
-        (own_sum + lam * least(greatest(other_sum + baseline_shift * other_n, 0), other_n))
-        / (own_n + lam * other_n) as global_mean
+        global_weights.project_id,
+        global_weights.baseline_shift,
+        (global_weights.own_sum + global_weights.lam * least(greatest(
+            global_weights.other_sum + global_weights.baseline_shift * global_weights.other_n,
+            0), global_weights.other_n))
+        / (global_weights.own_n + global_weights.lam * global_weights.other_n) as global_mean,
+        settings.prior_strength,
+        settings.share_weight,
+        settings.share_fade
     from global_weights
+    cross join settings
+)
+
+select * from final
+{% endmacro %}
+
+
+{% macro pattern_project_predictions_from(cells, priors, labels) %}
+with
+
+labels as (
+    select distinct context_cluster_id, context_cluster_label
+    from {{ labels }}
 ),
 
+-- the pattern across projects, on each of its cells' rows: the project's own events of it
+-- plus w(n own) x the other projects' (shifted)
 pattern_others as (
     select
-        own_patterns.project_id,
-        own_patterns.pattern_id,
-        own_patterns.n_events as own_n,
-        own_patterns.sum_quality as own_sum,
-        all_patterns.n_events - own_patterns.n_events as other_n,
+        cells.*,
+        priors.baseline_shift,
+        priors.global_mean,
+        priors.prior_strength,
+        priors.share_weight,
+        cells.pattern_n_events as pattern_own_n,
+        cells.pattern_sum_quality as pattern_own_sum,
+        cells.pattern_n_events_all - cells.pattern_n_events as pattern_other_n,
         least(greatest(
-            all_patterns.sum_quality - own_patterns.sum_quality
-            + global_means.baseline_shift * (all_patterns.n_events - own_patterns.n_events),
-            0), all_patterns.n_events - own_patterns.n_events) as other_sum,
-        global_means.global_mean,
-        {{ faded_share_weight('settings.share_weight', 'settings.share_fade',
-                              'own_patterns.n_events') }} as lam
-    from own_patterns
-    inner join all_patterns on all_patterns.pattern_id = own_patterns.pattern_id
-    inner join global_means on global_means.project_id = own_patterns.project_id
-    cross join settings
-),
-
-pattern_means as (
-    select
-        pattern_others.project_id,
-        pattern_others.pattern_id,
-        {{ shrunk_mean(
-            'pattern_others.own_sum + pattern_others.lam * pattern_others.other_sum',
-            'pattern_others.own_n + pattern_others.lam * pattern_others.other_n',
-            'pattern_others.global_mean', 'settings.prior_strength') }} as pattern_mean_shrunk
-    from pattern_others
-    cross join settings
+            cells.pattern_sum_quality_all - cells.pattern_sum_quality
+            + priors.baseline_shift * (cells.pattern_n_events_all - cells.pattern_n_events),
+            0), cells.pattern_n_events_all - cells.pattern_n_events) as pattern_other_sum,
+        {{ faded_share_weight('priors.share_weight', 'priors.share_fade',
+                              'cells.pattern_n_events') }} as pattern_lam,
+        {{ faded_share_weight('priors.share_weight', 'priors.share_fade',
+                              'cells.n_events') }} as cell_share_weight
+    from {{ cells }} as cells
+    inner join {{ priors }} as priors on priors.project_id = cells.project_id
 ),
 
 levels as (
     select
-        own_cells.project_id,
-        own_cells.context_cluster_id,
-        own_cells.pattern_id,
-        own_cells.n_events,
-        own_cells.sum_quality,
-        all_cells.n_events - own_cells.n_events as other_n_events,
+        project_id,
+        context_cluster_id,
+        pattern_id,
+        n_events,
+        sum_quality,
+        cell_n_events_all - n_events as other_n_events,
         least(greatest(
-            all_cells.sum_quality - own_cells.sum_quality
-            + global_means.baseline_shift * (all_cells.n_events - own_cells.n_events),
-            0), all_cells.n_events - own_cells.n_events) as other_sum_quality,
-        global_means.baseline_shift,
-        all_cells.n_projects - 1 as other_projects,
-        pattern_means.pattern_mean_shrunk,
-        settings.prior_strength,
-        settings.share_weight,
-        {{ faded_share_weight('settings.share_weight', 'settings.share_fade',
-                              'own_cells.n_events') }} as cell_share_weight
-    from own_cells
-    inner join all_cells
-        on all_cells.context_cluster_id = own_cells.context_cluster_id
-        and all_cells.pattern_id = own_cells.pattern_id
-    inner join pattern_means
-        on pattern_means.project_id = own_cells.project_id
-        and pattern_means.pattern_id = own_cells.pattern_id
-    inner join global_means on global_means.project_id = own_cells.project_id
-    cross join settings
+            cell_sum_quality_all - sum_quality
+            + baseline_shift * (cell_n_events_all - n_events),
+            0), cell_n_events_all - n_events) as other_sum_quality,
+        baseline_shift,
+        cell_n_projects - 1 as other_projects,
+        {{ shrunk_mean(
+            'pattern_own_sum + pattern_lam * pattern_other_sum',
+            'pattern_own_n + pattern_lam * pattern_other_n',
+            'global_mean', 'prior_strength') }} as pattern_mean_shrunk,
+        prior_strength,
+        share_weight,
+        cell_share_weight
+    from pattern_others
 ),
 
 shrunk as (
@@ -231,4 +288,40 @@ final as (
 )
 
 select * from final
+{% endmacro %}
+
+
+{#
+  int_pattern_project_cells' post-hook (DuckDB only): the table macro
+  <schema>.int_pattern_project_cells_for(keys), the view's rows for a list of pattern_ids,
+  from those patterns' weekly sums alone: the serving copy's scoped sync
+  (engram.query.serving.SCOPED). Named without the database, as create_pattern_trends_for.
+#}
+{% macro create_pattern_project_cells_for() %}
+    {%- if target.type == 'duckdb' -%}
+        create or replace macro {{ this.schema }}.int_pattern_project_cells_for(keys) as table
+        {{ pattern_project_cells_rows(
+            ref('int_pattern_context_weeks__aggregated').include(database=False),
+            patterns='(select unnest(keys))',
+        ) }}
+    {%- endif -%}
+{% endmacro %}
+
+{#
+  pattern_project_predictions' post-hook (DuckDB only): the table macro
+  <schema>.pattern_project_predictions_served(), the mart's query over
+  int_pattern_project_cells and int_project_priors, named without the database. The
+  serving copy holds those two as tables and makes its pattern_project_predictions a view
+  of this macro's text (engram.query.serving.SERVED_VIEWS), so a publish writes the
+  changed patterns' cells and a few prior rows instead of every row of the mart.
+#}
+{% macro create_pattern_project_predictions_served() %}
+    {%- if target.type == 'duckdb' -%}
+        create or replace macro {{ this.schema }}.pattern_project_predictions_served() as table
+        {{ pattern_project_predictions_from(
+            ref('int_pattern_project_cells').include(database=False),
+            ref('int_project_priors').include(database=False),
+            ref('int_contexts__clustered').include(database=False),
+        ) }}
+    {%- endif -%}
 {% endmacro %}

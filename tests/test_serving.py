@@ -79,6 +79,33 @@ def test_build_publishes_a_serving_copy_with_marts_and_index(planted_warehouse: 
     assert manifest["has_ann"] and (copy.directory / "patterns.ivf.npz").exists()
 
 
+def test_the_copys_project_predictions_is_a_view_giving_the_warehouses_rows(
+    planted_warehouse: Path,
+) -> None:
+    """The copy keeps pattern_project_predictions as a view of two copied tables, the
+    per-pattern sums (int_pattern_project_cells, rewritten per changed pattern) and each
+    project's prior (int_project_priors, a few rows), so a publish after a drop does not
+    rewrite the whole mart, every row of which the priors move. The view must give exactly
+    the warehouse mart's rows, bit for bit, on a warehouse with several projects."""
+    copy = current(planted_warehouse)
+    assert copy is not None
+    query = "select * from marts.pattern_project_predictions"
+    with duckdb.connect(str(copy.database), read_only=True) as con:
+        kind = con.execute(
+            "select table_type from information_schema.tables "
+            "where table_schema = 'marts' and table_name = 'pattern_project_predictions'"
+        ).fetchone()
+        served = sorted(map(repr, con.execute(query).fetchall()))
+    with duckdb.connect(str(planted_warehouse), read_only=True) as con:
+        mart = sorted(map(repr, con.execute(query).fetchall()))
+        projects = con.execute(
+            "select count(distinct project_id) from marts.pattern_project_predictions"
+        ).fetchone()
+    assert kind == ("VIEW",)
+    assert projects is not None and projects[0] > 1
+    assert len(served) > 100 and served == mart
+
+
 def test_republishing_switches_atomically_and_keeps_only_recent_builds(
     warehouse_copy: Path,
 ) -> None:
@@ -219,13 +246,16 @@ def test_context_evidence_keeps_each_task_texts_most_used_patterns(
 
 
 def _table_rows(database: Path) -> dict[str, list[tuple]]:
-    """Every table of a serving copy but serving.meta, as sorted rows (lists as tuples)."""
+    """Every table and view of a serving copy but serving.meta, as sorted rows (lists as
+    tuples)."""
     con = duckdb.connect(str(database), read_only=True)
     try:
         names = [
             f"{schema}.{table}"
             for schema, table in con.execute(
-                "select schema_name, table_name from duckdb_tables() order by all"
+                "select schema_name, table_name from duckdb_tables() union all "
+                "select schema_name, view_name from duckdb_views() where not internal "
+                "order by all"
             ).fetchall()
             if f"{schema}.{table}" != "serving.meta"
         ]
@@ -292,6 +322,10 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     assert all(seconds >= 0 for seconds in updated.step_seconds.values())
     # the new pattern's weeks, and no other pattern's, were written (sync_scoped)
     assert updated.table_changes["marts.pattern_trends"] == "scoped: 1 keys"
+    # pattern_project_predictions is a view of the per-pattern cells (the new pattern's
+    # written) and the project priors (a few rows): no row of the mart itself is written
+    assert updated.table_changes["intermediate.int_pattern_project_cells"] == "scoped: 1 keys"
+    assert updated.table_changes["marts.pattern_project_predictions"] == "unchanged"
     assert "unchanged" in updated.table_changes.values()  # not everything was rewritten
     assert updated.index_changes["patterns"].startswith("updated:")
     assert ", 1 added, 0 removed" in updated.index_changes["patterns"]

@@ -47,6 +47,9 @@ EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     ("staging.stg_contexts", "context_hash"),
     ("intermediate.int_contexts__clustered", "context_cluster_id, context_hash"),
     ("staging.stg_embedding_model", ""),  # which variant the vectors are (Reader checks it)
+    # what the copy's view marts.pattern_project_predictions reads (SERVED_VIEWS)
+    ("intermediate.int_pattern_project_cells", "project_id, context_cluster_id, pattern_id"),
+    ("intermediate.int_project_priors", "project_id"),
 )
 # Marts sorted on their lookup key so DuckDB's zone maps skip most row groups at 1M rows.
 # predict's evidence from one past task text: its CONTEXT_EVIDENCE_CAP most-used patterns.
@@ -402,6 +405,41 @@ SCOPED: dict[str, Scope] = {
         rows_for="marts.dim_patterns_for",
         unique=True,
     ),
+    # pattern_project_predictions' per-pattern sums: the copy's view of the mart reads them
+    # (SERVED_VIEWS); the mart itself, every row moved by each project's prior, was
+    # rewritten whole by every publish (4M rows, 23.6 s of a 10M-event refresh's publish)
+    "intermediate.int_pattern_project_cells": Scope(
+        key="pattern_id",
+        input="intermediate.int_pattern_context_weeks__aggregated",
+        needs=("intermediate.int_pattern_context_weeks__aggregated",),
+        views=("intermediate.int_pattern_project_cells",),
+        rows_for="intermediate.int_pattern_project_cells_for",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ServedView:
+    """A mart the copy holds as a view of other copied tables, not as a table: `macro` is
+    the warehouse's table macro whose text is the mart's query over `reads` (named without
+    the database, so the text binds to the copy's tables of those names). For a mart
+    whose every row moves with a few shared values (each project's prior), the copy
+    stores the per-key part, synced per key, and the shared part, a few rows, and the
+    view joins them at read time."""
+
+    macro: str
+    reads: tuple[str, ...]
+
+
+SERVED_VIEWS: dict[str, ServedView] = {
+    "marts.pattern_project_predictions": ServedView(
+        macro="marts.pattern_project_predictions_served",
+        reads=(
+            "intermediate.int_pattern_project_cells",
+            "intermediate.int_project_priors",
+            "intermediate.int_contexts__clustered",
+        ),
+    ),
 }
 _DIGESTS = "serving.scoped_digests"  # (table_name, key, digest) as of the copy's publish
 _DEFINITIONS = "serving.scoped_definitions"  # (table_name, definition) as of the same
@@ -570,6 +608,44 @@ def _sync_changed_keys(
     return f"scoped: {n_changed} keys"
 
 
+def _drop_view(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the copy's view `schema.name`, if it has one (a table of that name stays)."""
+    schema, view = name.split(".")
+    row = con.execute(
+        "select count(*) from duckdb_views() "
+        "where database_name = ? and schema_name = ? and view_name = ?",
+        [_ALIAS, schema, view],
+    ).fetchone()
+    if row and row[0]:
+        con.execute(f"drop view {_ALIAS}.{name}")
+
+
+def _sync_view(con: duckdb.DuckDBPyConnection, name: str, text: str) -> str:
+    """Make the copy's `name` a view of the query `text` (SERVED_VIEWS); returns
+    "unchanged" when it already was (the text is kept in scoped_definitions), else "view"."""
+    con.execute(
+        f"create table if not exists {_ALIAS}.{_DEFINITIONS} "
+        "(table_name varchar, definition varchar)"
+    )
+    stored = con.execute(
+        f"select definition from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name]
+    ).fetchone()
+    schema, view = name.split(".")
+    exists = con.execute(
+        "select count(*) from duckdb_views() "
+        "where database_name = ? and schema_name = ? and view_name = ?",
+        [_ALIAS, schema, view],
+    ).fetchone()
+    if stored is not None and stored[0] == text and exists and exists[0]:
+        return "unchanged"
+    if _exists(con, f"{_ALIAS}.{name}"):
+        con.execute(f"drop table {_ALIAS}.{name}")  # a table before this code
+    con.execute(f"create or replace view {_ALIAS}.{name} as {text}")
+    con.execute(f"delete from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name])
+    con.execute(f"insert into {_ALIAS}.{_DEFINITIONS} values (?, ?)", [name, text])
+    return "view"
+
+
 def _update_rows(con: duckdb.DuckDBPyConnection, qualified: str, key: str, rows: str) -> None:
     """Write `rows` (the source's rows of the changed keys, one per key) into the copy:
     keys gone are deleted, new ones inserted, and the rest updated one column at a time,
@@ -696,14 +772,29 @@ def publish(
         )
         targets = {name: t for name, t in targets.items() if name in relations}
         targets.update(_serving_targets(relations))
+        views = {
+            name: text
+            for name, served in SERVED_VIEWS.items()
+            if name in targets
+            and all(read in targets for read in served.reads)
+            and (text := _catalog_text(con, served.macro, "table_macro")) is not None
+        }
         for name, target in targets.items():
+            if name in views:
+                continue  # written below, once the tables it reads are
             synced = time.perf_counter()
+            _drop_view(con, name)  # a view before (its macro gone): a table now
             scope = SCOPED.get(name)
             if scope is not None and all(need in relations for need in scope.needs):
                 how = sync_scoped(con, name, target, scope)
             else:
                 how = sync_table(con, name, target)
             result.table_changes[name] = how
+            result.step_seconds[name] = time.perf_counter() - synced
+            result.tables.append(name)
+        for name, text in views.items():
+            synced = time.perf_counter()
+            result.table_changes[name] = _sync_view(con, name, text)
             result.step_seconds[name] = time.perf_counter() - synced
             result.tables.append(name)
         for schema, table in con.execute(
@@ -714,6 +805,14 @@ def publish(
             if name not in targets and name not in ("serving.meta", _DIGESTS, _DEFINITIONS):
                 con.execute(f"drop table {_ALIAS}.{name}")  # gone from the warehouse
                 result.table_changes[name] = "dropped"
+        for schema, view in con.execute(
+            "select schema_name, view_name from duckdb_views() "
+            "where database_name = ? and not internal",
+            [_ALIAS],
+        ).fetchall():
+            if f"{schema}.{view}" not in views:
+                _drop_view(con, f"{schema}.{view}")
+                result.table_changes[f"{schema}.{view}"] = "dropped"
 
         indexes = []
         if "marts.dim_patterns" in relations:

@@ -11,5 +11,10 @@
 -- predicted_success equals pattern_predictions'. engram/numeric/ranking.py ranks with the
 -- same formula (tests/test_projects.py checks they agree).
 -- The query is macros/pattern_project_predictions_rows.sql (it can be scoped to some patterns).
+-- The post-hook makes the table macro pattern_project_predictions_served(): the same query
+-- over int_pattern_project_cells and int_project_priors, which the serving copy's view is.
+-- depends_on: {{ ref('int_pattern_project_cells') }}
+-- depends_on: {{ ref('int_project_priors') }}
+{{ config(post_hook="{{ create_pattern_project_predictions_served() }}") }}
 
 {{ pattern_project_predictions_rows() }}
