@@ -530,6 +530,75 @@ def test_a_views_query_scoped_to_some_patterns_gives_the_views_rows_for_them(
                 assert extra == (0,), (macro, extra)
 
 
+def test_a_refresh_recomputes_the_backtest_from_the_first_week_whose_input_changed(
+    planted_warehouse: Path, tmp_path: Path
+) -> None:
+    """prediction_backtest is incremental on DuckDB: a scored week's row depends on that
+    week's input and the weeks' before it, so a build recomputes the weeks from the first
+    whose input changed and keeps the rows before it (macros/prediction_backtest_refresh.sql).
+    Planted: every row marked (brier_model -1, which the model never gives). A run with
+    the input unchanged recomputes nothing; after one input row of a late week changes,
+    the rows before that week keep the mark and the rows from it on equal a
+    --full-refresh's on the same input; a changed var recomputes every week."""
+    import shutil
+
+    from engram.build import run_dbt
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(planted_warehouse, db)
+    backtest = "select * from marts.prediction_backtest order by week"
+    weeks = [r[0] for r in rows(db, "select week from marts.prediction_backtest order by week")]
+    assert len(weeks) > 20
+    changed = weeks[-4]
+    with duckdb.connect(str(db)) as con:
+        con.execute("update marts.prediction_backtest set brier_model = -1")
+    run_dbt(["run", "--select", "prediction_backtest"], db, capture=True)
+    assert (frame(db, backtest)["brier_model"] == -1).all(), "an unchanged input recomputed"
+
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            """
+            update intermediate.int_pattern_context_weeks__aggregated
+            set n_events = n_events + 1, sum_quality = sum_quality + 1,
+                sum_sq_quality = sum_sq_quality + 1
+            where week = ? and pattern_id = (
+                select min(pattern_id) from intermediate.int_pattern_context_weeks__aggregated
+                where week = ?
+            )
+            """,
+            [changed, changed],
+        )
+    full = tmp_path / "full" / "engram.duckdb"
+    full.parent.mkdir()
+    shutil.copyfile(db, full)
+    run_dbt(["run", "--select", "prediction_backtest"], db, capture=True)
+    run_dbt(["run", "--select", "prediction_backtest", "--full-refresh"], full, capture=True)
+    refreshed, rebuilt = frame(db, backtest), frame(full, backtest)
+    assert refreshed["week"].dt.date.tolist() == rebuilt["week"].dt.date.tolist() == weeks
+    before = refreshed["week"].dt.date < changed
+    assert (refreshed.loc[before, "brier_model"] == -1).all(), "a week before the change"
+    assert (rebuilt["brier_model"] >= 0).all()
+    pd.testing.assert_frame_equal(
+        refreshed[~before].reset_index(drop=True),
+        rebuilt[~before].reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-12,
+    )
+    strength = dbt_var("prediction_prior_strength")
+    run_dbt(
+        [
+            "run",
+            "--select",
+            "prediction_backtest",
+            "--vars",
+            json.dumps({"prediction_prior_strength": strength + 1}),
+        ],
+        db,
+        capture=True,
+    )
+    assert (frame(db, backtest)["brier_model"] >= 0).all(), "a var change left a week"
+
+
 def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:

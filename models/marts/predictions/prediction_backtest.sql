@@ -1,11 +1,24 @@
 -- Walk-forward backtest, one row per scored week: the predictions of
 -- int_prediction_backtest__predicted (made from earlier weeks only) scored by Brier score
 -- against the week's outcomes, for the model and both baselines, and the model's skill.
+-- Incremental on DuckDB: a refresh recomputes the weeks from the first whose input
+-- changed and keeps the rows before it (macros/prediction_backtest_refresh.sql).
+-- depends_on: {{ ref('int_pattern_context_weeks__aggregated') }}
+{{ config(
+    materialized='incremental' if target.type == 'duckdb' else 'table',
+    incremental_strategy='append',
+    pre_hook="{{ prediction_backtest_forget_changed_weeks() }}",
+    post_hook="{{ prediction_backtest_save_digests() }}",
+) }}
 
 with
 
 predicted as (
+    {%- if is_incremental() %}
+    {{ prediction_backtest_rows(from_week=prediction_backtest_first_changed_week()) }}
+    {%- else %}
     select * from {{ ref('int_prediction_backtest__predicted') }}
+    {%- endif %}
 ),
 
 squared_errors as (
