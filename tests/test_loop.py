@@ -119,7 +119,7 @@ def _server_env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_mcp_server_over_stdio(loop_db: Path) -> None:
+def test_mcp_server_over_stdio(loop_db: Path, tmp_path: Path) -> None:
     from mcp.client.session import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -132,7 +132,10 @@ def test_mcp_server_over_stdio(loop_db: Path) -> None:
 
     async def drive() -> None:
         async with (
-            stdio_client(params) as (read, write),
+            # the server's stderr to a file: stdio_client's default, sys.stderr, had no
+            # file descriptor when this file ran after test_orchestration.py and others
+            # (2026-12-04; alone, and in `make test`'s order, it passed)
+            stdio_client(params, errlog=server_log) as (read, write),
             ClientSession(read, write) as session,
         ):
             await session.initialize()
@@ -222,7 +225,8 @@ def test_mcp_server_over_stdio(loop_db: Path) -> None:
             seen["recommendation_id"] = result["recommendation_id"]
             seen["chosen"] = chosen
 
-    anyio.run(drive)
+    with (tmp_path / "server.log").open("w") as server_log:
+        anyio.run(drive)
     report = ingest_paths([], loop_db, embed=False)
     assert report.total("rejected") == 0
     links = _rows(loop_db, "select recommendation_id from raw.recommendation_links")
