@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,15 @@ def _duckdb_table(db: Path, relation: str) -> Any:
 
 
 def _cell(value: Any) -> Any:
-    """A comparable Python value: arrays as tuples, NaN-free floats, dates as they are."""
+    """A comparable Python value: arrays as tuples, NaN-free floats, dates as they are;
+    decimals as floats (macros/exact_decimal.sql: DuckDB sums qualities as DECIMAL(38, 18),
+    Spark keeps the double, so the two agree to the float tolerance, not digit for digit)."""
     if isinstance(value, np.ndarray | list | tuple):
         return tuple(_cell(v) for v in value)
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, Decimal):
+        return float(value)
     return value
 
 
@@ -117,7 +122,9 @@ def table_differences(duck: Any, spark: Any, limit: int = 5) -> list[str]:
         return [f"columns differ: duckdb {duck.column_names} vs spark {spark.column_names}"]
     if duck.num_rows != spark.num_rows:
         return [f"row count differs: duckdb {duck.num_rows} vs spark {spark.num_rows}"]
-    floats = [f.name for f in duck.schema if pa.types.is_floating(f.type)]
+    floats = [
+        f.name for f in duck.schema if pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
+    ]
     exact = [
         f.name
         for f in duck.schema
