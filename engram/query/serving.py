@@ -608,15 +608,20 @@ def _sync_changed_keys(
     return f"scoped: {n_changed} keys"
 
 
-def _drop_view(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Drop the copy's view `schema.name`, if it has one (a table of that name stays)."""
+def _view_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the copy has a view `schema.name` (_exists is for tables)."""
     schema, view = name.split(".")
     row = con.execute(
         "select count(*) from duckdb_views() "
         "where database_name = ? and schema_name = ? and view_name = ?",
         [_ALIAS, schema, view],
     ).fetchone()
-    if row and row[0]:
+    return bool(row and row[0])
+
+
+def _drop_view(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the copy's view `schema.name`, if it has one (a table of that name stays)."""
+    if _view_exists(con, name):
         con.execute(f"drop view {_ALIAS}.{name}")
 
 
@@ -630,13 +635,7 @@ def _sync_view(con: duckdb.DuckDBPyConnection, name: str, text: str) -> str:
     stored = con.execute(
         f"select definition from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name]
     ).fetchone()
-    schema, view = name.split(".")
-    exists = con.execute(
-        "select count(*) from duckdb_views() "
-        "where database_name = ? and schema_name = ? and view_name = ?",
-        [_ALIAS, schema, view],
-    ).fetchone()
-    if stored is not None and stored[0] == text and exists and exists[0]:
+    if stored is not None and stored[0] == text and _view_exists(con, name):
         return "unchanged"
     if _exists(con, f"{_ALIAS}.{name}"):
         con.execute(f"drop table {_ALIAS}.{name}")  # a table before this code
