@@ -11,8 +11,11 @@
     differ in the last bits from one build to the next, which must not count as a change.
   - the pre-hook deletes the rows of every week from the first whose digest differs from
     the one stored after the previous build (or that is new, or gone), and the model
-    appends those weeks, computed from that week on (prediction_backtest_rows with
-    from_week); the weeks before keep their rows.
+    appends the weeks after the last one still held, computed from there on
+    (prediction_backtest_rows with from_week); the weeks before keep their rows. The
+    digests are compared once, in the pre-hook: every scored week before the first
+    changed one is still held (same running digest, same input so far), so the day after
+    the last held week is where the recomputation starts.
   - the post-hook stores the digests, with the definition (the model's code, the macro's
     query and the vars it renders), in <intermediate>.prediction_backtest_input_digests.
     A changed definition, a missing digests table or --full-refresh recomputes every week.
@@ -55,7 +58,7 @@ window through as (order by week rows between unbounded preceding and current ro
 
 {#- The first week whose rows must be recomputed, as a date literal: date '9999-12-31'
     when nothing changed, date '0001-01-01' when everything must be (no digests stored,
-    another definition). Called on an incremental run only. -#}
+    another definition). The pre-hook's, on an incremental run only. -#}
 {% macro prediction_backtest_first_changed_week() %}
     {%- if not execute -%}
         {{ return("date '0001-01-01'") }}

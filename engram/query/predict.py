@@ -175,8 +175,9 @@ def usage(reader: Reader, project: str | None = None) -> tuple[np.ndarray, Usage
     Cells come from marts.pattern_predictions (events and mean quality per context cluster
     and pattern, events without a task text in cluster -1); before a build, from the
     events themselves with every event in cluster -1. For one project (module
-    docstring): that project's cells (marts.pattern_project_predictions), with every
-    project's attached as `shared` when other projects have events."""
+    docstring): that project's cells (the serving copy's int_pattern_project_cells, else
+    marts.pattern_project_predictions), with every project's attached as `shared` when
+    other projects have events."""
     key = "usage" if pooled(project) else f"usage:{project}"
     cached = reader.cache.get(key)
     if cached is not None:

@@ -15,7 +15,10 @@ with
 
 predicted as (
     {%- if is_incremental() %}
-    {{ prediction_backtest_rows(from_week=prediction_backtest_first_changed_week()) }}
+    {#- the pre-hook has deleted the weeks from the first changed one on: recompute from the
+        day after the last week still held (every scored week before the change is held) #}
+    {{ prediction_backtest_rows(
+        from_week="(select coalesce(max(week) + 1, date '0001-01-01') from " ~ this ~ ")") }}
     {%- else %}
     select * from {{ ref('int_prediction_backtest__predicted') }}
     {%- endif %}
