@@ -138,12 +138,21 @@ def keep_state(db: Path, into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(db, into / db.name)
     shutil.copytree(serving_root(db), serving_root(into / db.name), symlinks=True)
+    from engram.build import UNIT_TESTS_RECORD
+    from engram.project import dbt_state_dir
+
+    record = dbt_state_dir(db) / UNIT_TESTS_RECORD  # so a replay skips them as the refresh did
+    if record.exists():
+        dbt_state_dir(into / db.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, dbt_state_dir(into / db.name) / UNIT_TESTS_RECORD)
 
 
-def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, Any]:
-    """`dbt build` as a child process (what `engram build` runs), then the publish; wall
+def timed_build(db: Path, work: Path, name: str) -> dict[str, Any]:
+    """`dbt build` as a child process with the arguments `engram build` gives it
+    (engram.build.build_args: after a first build, the watermark that scopes the data tests,
+    and no unit tests while the code is the one they passed with), then the publish; wall
     seconds, the child's peak RSS, per-model seconds and the tests' total seconds."""
-    from engram.build import dbt_command, dbt_env
+    from engram.build import build_args, dbt_command, dbt_env, record_unit_tests_passed
     from engram.project import project_dir
     from engram.query.serving import publish
 
@@ -151,7 +160,8 @@ def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, 
     env["DBT_TARGET_PATH"] = str(work / f"target_{name}")
     env["DBT_LOG_PATH"] = str(work / f"logs_{name}")
     project = str(project_dir())
-    command = [*dbt_command(), "build", *extra, "--project-dir", project, "--profiles-dir", project]
+    args, passed_digest = build_args(db)
+    command = [*dbt_command(), *args, "--project-dir", project, "--profiles-dir", project]
     started = time.perf_counter()
     with (work / f"{name}.log").open("w") as out:
         child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out)
@@ -163,10 +173,12 @@ def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, 
     build_seconds = time.perf_counter() - started
     if exit_code != 0:
         raise SystemExit(f"dbt build ({name}) failed with exit {exit_code}: see {work / name}.log")
+    if passed_digest is not None:
+        record_unit_tests_passed(db, passed_digest)
     results = json.loads((work / f"target_{name}" / "run_results.json").read_text())
     models: dict[str, float] = {}
     tests = 0.0
-    n_tests = 0
+    n_tests = n_unit_tests = 0
     for result in results["results"]:
         kind, node = result["unique_id"].split(".")[0], result["unique_id"].split(".")[-1]
         seconds = float(result.get("execution_time") or 0.0)
@@ -175,6 +187,7 @@ def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, 
         elif kind in ("test", "unit_test"):
             tests += seconds
             n_tests += 1
+            n_unit_tests += kind == "unit_test"
     published = publish(db)
     sampled = max((rss for _, rss in sampler.samples), default=0)
     return {
@@ -199,6 +212,7 @@ def timed_build(db: Path, work: Path, name: str, extra: list[str]) -> dict[str, 
         "models": models,
         "tests_seconds": tests,
         "n_tests": n_tests,
+        "n_unit_tests": n_unit_tests,
     }
 
 
@@ -212,7 +226,6 @@ def run(
     mode: str = "recent",
     keep: bool = False,
 ) -> dict[str, Any]:
-    from engram.build import changed_since
     from engram.generate import generate
     from ingest.loader import ingest_paths
 
@@ -229,15 +242,13 @@ def run(
     ingest_paths([work / "base"], db, embed=False)
     give_vectors(db, vectors)
     print("full build + publish ...", flush=True)
-    full = timed_build(db, work, "full", [])
+    full = timed_build(db, work, "full")
     ingest_paths([work / "append"], db, embed=False)
     give_vectors(db, vectors)
-    since = changed_since(db)
-    extra = ["--vars", json.dumps({"engram_changed_since": since})] if since else []
     if keep:  # untimed: the state a refresh starts from, to replay parts of it later
         keep_state(db, work / "before_refresh")
     print("refresh build + publish ...", flush=True)
-    refresh = timed_build(db, work, "refresh", extra)
+    refresh = timed_build(db, work, "refresh")
     from engram.compact import compact
 
     compacted = compact(db)  # what `engram compact` (or build's automatic one) would give
@@ -276,7 +287,8 @@ def report(result: dict[str, Any]) -> str:
         f"GiB, refresh {refresh['sampled_peak_rss_bytes'] / gib:.2f} GiB (wait4, from the "
         f"runner's RSS at the fork: {full['peak_rss_bytes'] / gib:.2f} / "
         f"{refresh['peak_rss_bytes'] / gib:.2f}); tests run: {full['n_tests']} / "
-        f"{refresh['n_tests']}"
+        f"{refresh['n_tests']}, of which unit tests {full.get('n_unit_tests', 0)} / "
+        f"{refresh.get('n_unit_tests', 0)}"
     )
     for label, run in (("full", full), ("refresh", refresh)):
         nodes = ", ".join(

@@ -6,6 +6,7 @@ in a checkout, in $ENGRAM_PROJECT_DIR, or packaged with an installed engram)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -109,6 +110,59 @@ def ensure_embeddings(db_path: Path, progress: ProgressFactory | None = None) ->
         con.close()
 
 
+# What dbt reads to define the models and their unit tests. Unit tests feed fixed rows to a
+# model's SQL, so their result depends on this code (and the dbt / DuckDB versions), never
+# on the warehouse's data: a refresh of the same code needs not run them again.
+CODE_PATHS = ("dbt_project.yml", "models", "macros", "seeds", "tests/dbt")
+UNIT_TESTS_RECORD = "unit_tests_passed.json"
+
+
+def code_digest(project: Path) -> str:
+    """sha256 over the project's model code (CODE_PATHS: every file's path and bytes) and
+    the dbt and DuckDB versions that run it."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for package in ("dbt-core", "dbt-duckdb", "duckdb"):
+        digest.update(f"{package}=={version(package)}\n".encode())
+    for name in CODE_PATHS:
+        root = project / name
+        files = (
+            [root]
+            if root.is_file()
+            else sorted(
+                path
+                for path in root.rglob("*")
+                if path.is_file() and "__pycache__" not in path.parts
+            )
+        )
+        for path in files:
+            digest.update(path.relative_to(project).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _unit_tests_record(db_path: Path) -> Path:
+    return dbt_state_dir(db_path) / UNIT_TESTS_RECORD
+
+
+def unit_tests_passed_for(db_path: Path, digest: str) -> bool:
+    """Whether a build of this warehouse ran every unit test, and they passed, with the code
+    whose code_digest is `digest`."""
+    try:
+        return json.loads(_unit_tests_record(db_path).read_text()).get("code_digest") == digest
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def record_unit_tests_passed(db_path: Path, digest: str) -> None:
+    record = _unit_tests_record(db_path)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"code_digest": digest}) + "\n")
+    os.replace(tmp, record)
+
+
 def take_in_journal(db_path: Path) -> int:
     """Load what agents recorded in the journal (ingest/journal.py) since the last intake,
     so a build includes every write made before it started; returns lines taken in."""
@@ -153,6 +207,29 @@ def changed_since(db_path: Path) -> str | None:
     return None if row is None or row[0] is None else row[0].isoformat(sep=" ")
 
 
+def build_args(
+    db_path: Path, *, select: str | None = None, full_refresh: bool = False
+) -> tuple[list[str], str | None]:
+    """The `dbt build` arguments of `engram build` (see build), and the code digest to
+    record once they succeed as the code whose unit tests all passed (None when they skip
+    the unit tests or run a selection)."""
+    args = ["build"]
+    if select:
+        args += ["--select", select]
+    digest = code_digest(project_dir())
+    run_unit_tests = True
+    if full_refresh:
+        args.append("--full-refresh")
+    else:
+        since = changed_since(db_path)
+        if since is not None:
+            args += ["--vars", json.dumps({"engram_changed_since": since})]
+            run_unit_tests = not unit_tests_passed_for(db_path, digest)
+    if not run_unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
+    return args, (digest if run_unit_tests and not select else None)
+
+
 def build(
     db_path: Path,
     *,
@@ -164,6 +241,13 @@ def build(
     compact_above: float = COMPACT_FREE_SHARE,
 ) -> subprocess.CompletedProcess[str]:
     """Embed what is missing, then `dbt build` (models and their tests) on the warehouse.
+
+    A refresh (a build after an earlier one, without full_refresh) passes the previous
+    build's watermark (changed_since), so the expensive data tests check only the rows it
+    changed, and skips dbt's unit tests when a build of this warehouse already ran them all,
+    passing, with the same model code (code_digest): they check the SQL on fixed rows, so
+    the same code gives the same result whatever the data. A first build, a full refresh
+    and any build after the code changed run them.
 
     After a successful build, publish the read-only serving copy + vector index
     (engram.query.serving) that queries read, unless publish=False: only what changed since
@@ -178,16 +262,10 @@ def build(
             "(or `make demo` for the bundled sample)"
         )
     ensure_embeddings(db_path, progress)
-    args = ["build"]
-    if select:
-        args += ["--select", select]
-    if full_refresh:
-        args.append("--full-refresh")
-    else:
-        since = changed_since(db_path)
-        if since is not None:
-            args += ["--vars", json.dumps({"engram_changed_since": since})]
+    args, passed_digest = build_args(db_path, select=select, full_refresh=full_refresh)
     result = run_dbt(args, db_path, capture=capture)
+    if passed_digest is not None:
+        record_unit_tests_passed(db_path, passed_digest)
     if publish:
         from engram.query.serving import ServingError
         from engram.query.serving import publish as publish_serving_copy

@@ -54,12 +54,15 @@ def test_scattered_split_appends_the_held_back_patterns_whole_history(
 def test_a_small_run_times_both_builds_and_reports_each_publish_step(tmp_path: Path) -> None:
     """The benchmark end to end at a tiny size: a full build + publish, the append, a
     refresh + publish; the report gives per-model seconds, the ratio and the publish's
-    slowest steps with what each sync did (pattern_trends: only the touched patterns)."""
+    slowest steps with what each sync did (pattern_trends: only the touched patterns), and
+    the refresh runs the arguments `engram build` would (no unit tests: the same code)."""
     from bench.refresh import report, run
 
     result = run(300, 3000, 0.05, 0, "synthetic", tmp_path / "work")
     full, refresh = result["full"], result["refresh"]
-    assert full["n_tests"] == refresh["n_tests"] > 0
+    # the refresh runs every data test (scoped) and, with the same code, no unit test
+    assert full["n_unit_tests"] > 0 and refresh["n_unit_tests"] == 0
+    assert full["n_tests"] - full["n_unit_tests"] == refresh["n_tests"] > 0
     assert "copy previous" not in full["publish_steps"]  # the first publish starts empty
     assert refresh["publish_steps"]["copy previous"][0] >= 0
     trends_seconds, trends_how = refresh["publish_steps"]["marts.pattern_trends"]

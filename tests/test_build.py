@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from engram.build import build
 from ingest.embedder import Embedder
@@ -137,3 +138,63 @@ def test_a_warehouse_with_every_record_rejected_builds_and_answers_with_no_rows(
         assert len(memory.predict("tests fail on CI").patterns) == 0
         assert len(memory.recommend("tests fail on CI", log=False).patterns) == 0
     assert build(db, capture=True).returncode == 0  # and again, incrementally
+
+
+def _kinds_run(target: Path) -> dict[str, int]:
+    """How many nodes of each kind (model, test, unit_test) dbt's last command ran."""
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    kinds: dict[str, int] = {}
+    for result in results:
+        kind = result["unique_id"].split(".")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def test_a_refresh_skips_the_unit_tests_its_code_already_passed(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unit tests run the models' SQL on fixed rows: a refresh with the code they passed
+    with skips them (the data tests still run); a first build and a build after the code
+    changed run them all, and only a build that ran them all records the code."""
+    from engram.build import UNIT_TESTS_RECORD, code_digest
+    from engram.project import dbt_state_dir, project_dir
+
+    target = tmp_path / "target"
+    monkeypatch.setenv("DBT_TARGET_PATH", str(target))
+    db = tmp_path / "wh.duckdb"
+    ingest_paths([small_fixture(tmp_path / "in")], db, embedder=embedder)
+    record = dbt_state_dir(db) / UNIT_TESTS_RECORD
+
+    build(db, capture=True, publish=False)
+    first = _kinds_run(target)
+    assert first.get("unit_test", 0) >= 10 and first["test"] > 0
+    assert json.loads(record.read_text())["code_digest"] == code_digest(project_dir())
+
+    build(db, capture=True, publish=False)
+    refresh = _kinds_run(target)
+    assert "unit_test" not in refresh
+    assert refresh["test"] == first["test"] and refresh["model"] == first["model"]
+
+    record.write_text(json.dumps({"code_digest": "the code before an edit"}))
+    build(db, capture=True, publish=False)
+    assert _kinds_run(target).get("unit_test") == first["unit_test"]
+    assert json.loads(record.read_text())["code_digest"] == code_digest(project_dir())
+
+
+def test_the_code_digest_follows_the_model_code_and_nothing_else(tmp_path: Path) -> None:
+    from engram.build import code_digest
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text("name: p\n")
+    (tmp_path / "models" / "a.sql").write_text("select 1 as x\n")
+    before = code_digest(tmp_path)
+    (tmp_path / "models" / "__pycache__").mkdir()
+    (tmp_path / "models" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "README.md").write_text("not model code\n")
+    assert code_digest(tmp_path) == before
+    (tmp_path / "models" / "a.sql").write_text("select 2 as x\n")
+    assert code_digest(tmp_path) != before
+    (tmp_path / "models" / "a.sql").write_text("select 1 as x\n")
+    assert code_digest(tmp_path) == before
+    (tmp_path / "models" / "b.sql").write_text("")
+    assert code_digest(tmp_path) != before

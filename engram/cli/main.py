@@ -125,15 +125,19 @@ from the project root with ENGRAM_DB set to the warehouse.
 A build after an ingest is incremental (README "Incremental builds"): new patterns and
 task texts join existing paraphrase groups, themes and context clusters (ids stay), the
 similar pairs of new patterns are merged in, and the expensive data tests check only the
-rows loaded since the last build. A full re-cluster happens on --full-refresh or once
-more than var('recluster_drift_share') (0.2) of the rows were placed incrementally.""",
+rows loaded since the last build. dbt's unit tests (the models' SQL on fixed rows, which
+the data cannot change) are skipped while the model code is the one they last passed
+with in a build of this warehouse; a first build, --full-refresh and any build after the
+code changed run them. A full re-cluster happens on --full-refresh or once more than
+var('recluster_drift_share') (0.2) of the rows were placed incrementally.""",
     )
     build.add_argument("--select", metavar="SELECTOR", help="dbt node selection, e.g. +marts")
     build.add_argument(
         "--full-refresh",
         action="store_true",
         help="rebuild from scratch: re-cluster (fresh ids), recompute every similar pair, "
-        "run every data test on every row, rebuild the serving copy and its vector index",
+        "run every data test on every row and every unit test, rebuild the serving copy "
+        "and its vector index",
     )
 
     compact = commands.add_parser(
