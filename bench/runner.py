@@ -659,7 +659,7 @@ def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
         results["ingest"] = stage_ingest(db, work / "base")
         results["embedding"] = stage_embedding(cfg, db, log)
         log("dbt build (all models and tests)")
-        results["build"] = _run_dbt(["build"], db, work, "dbt_build_full")
+        results["build"] = engram_dbt_build(db, work, "dbt_build_full")
         log("dbt run of the compared marts (the dbt side of the baselines)")
         results["dbt_marts"] = stage_dbt_marts(db, work)
         results["baselines"] = stage_baselines(cfg, db, work, log)
@@ -675,7 +675,7 @@ def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
             f"{results['generate']['patterns_held_back']} new patterns, build and publish"
         )
         results["append"] = stage_append(cfg, db, work, results["embedding"]["vectors"])
-        incremental = _run_dbt(incremental_build_args(db), db, work, "dbt_build_incremental")
+        incremental = engram_dbt_build(db, work, "dbt_build_incremental")
         incremental["ratio_to_full"] = incremental["seconds"] / results["build"]["seconds"]
         results["incremental"] = incremental
         results["refresh_publish"] = stage_publish(db)
@@ -693,14 +693,18 @@ def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
     return results
 
 
-def incremental_build_args(db: Path) -> list[str]:
-    """`dbt build` as `engram build` runs it after an ingest: with the previous build's
-    watermark as var engram_changed_since, so the expensive data tests check only the
-    rows loaded since (issue 18 item 1 times that build, not one testing every row)."""
-    from engram.build import changed_since
+def engram_dbt_build(db: Path, work: Path, log_name: str) -> dict[str, Any]:
+    """`dbt build` as `engram build` runs it (engram.build.build_args). After a first
+    build: the previous build's watermark as var engram_changed_since, so the expensive
+    data tests check only the rows loaded since, and no unit tests while the code is the
+    one they passed with (issue 18 item 1 times that build, not one testing every row)."""
+    from engram.build import build_args, record_unit_tests_passed
 
-    since = changed_since(db)
-    return ["build", "--vars", json.dumps({"engram_changed_since": since})] if since else ["build"]
+    args, passed_digest = build_args(db)
+    result = _run_dbt(args, db, work, log_name)
+    if passed_digest is not None and result["exit_code"] == 0:
+        record_unit_tests_passed(db, passed_digest)
+    return result
 
 
 def refresh_ratio(results: dict[str, Any]) -> dict[str, Any]:
