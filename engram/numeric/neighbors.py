@@ -279,14 +279,16 @@ def _hnsw(x: np.ndarray, k: int, floor: float) -> Neighbors:
 
 
 def expand_duplicates(
-    key_of_row: np.ndarray, neighbors: Neighbors, k: int
+    key_of_row: np.ndarray, neighbors: Neighbors, k: int, keys: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-row neighbours when many rows share one vector (identical texts).
 
     `neighbors` is over the distinct keys (key_of_row indexes into it). A row's neighbours
     are first the other rows with its key (similarity 1.0), then the rows of its key's
     neighbouring keys, best first, rows of one key in row order; at most k per row.
-    Returns flat arrays (row, neighbour_row, similarity, rank 1..k).
+    Returns flat arrays (row, neighbour_row, similarity, rank 1..k). With `keys` (a
+    boolean mask over the keys) only the rows of those keys get their lists: a refresh
+    that recomputed some keys' neighbours expands their rows alone.
     """
     key_of_row = np.asarray(key_of_row, dtype=np.int64)
     n, n_keys = len(key_of_row), len(neighbors.index)
@@ -320,7 +322,7 @@ def expand_duplicates(
     kept_start = np.concatenate(([0], np.cumsum(kept)[:-1]))
 
     # every row takes its key's list, minus itself, first k
-    row_len = kept[key_of_row]
+    row_len = kept[key_of_row] if keys is None else np.where(keys[key_of_row], kept[key_of_row], 0)
     row = np.repeat(np.arange(n), row_len)
     idx = np.repeat(kept_start[key_of_row], row_len) + (
         np.arange(len(row)) - np.repeat(np.cumsum(row_len) - row_len, row_len)

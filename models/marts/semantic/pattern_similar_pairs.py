@@ -75,13 +75,18 @@ def list_floors(dbt, session, ids, key_of_row, n_keys, k):
     floor is the lowest over its patterns, so no list that could change is missed. The
     stored similarities were clamped to 1.0 and block products can differ in the last
     bits between builds, so the floor is lowered by FLOOR_SLACK: a few extra lists
-    recomputed, never one missed."""
-    full = session.sql(
-        f"select pattern_id, min(similarity) from {dbt.this} group by pattern_id "
-        f"having count(*) >= {int(k)}"
-    ).fetchall()
-    kth = dict(full)
-    per_row = np.array([kth.get(i, -np.inf) for i in ids.tolist()], dtype=np.float64)
+    recomputed, never one missed. `ids` is the Arrow array of the rows' pattern ids."""
+    session.register("engram_pairs_rows", pa.table({"pattern_id": ids, "row": np.arange(len(ids))}))
+    try:
+        full = session.sql(
+            "select rows.row, lists.kth from engram_pairs_rows as rows inner join ("
+            f"select pattern_id, min(similarity) as kth from {dbt.this} group by pattern_id "
+            f"having count(*) >= {int(k)}) as lists using (pattern_id)"
+        ).fetchnumpy()
+    finally:
+        session.unregister("engram_pairs_rows")
+    per_row = np.full(len(ids), -np.inf)
+    per_row[np.asarray(full["row"], dtype=np.int64)] = np.asarray(full["kth"], dtype=np.float64)
     floors = np.full(n_keys, np.inf)
     np.minimum.at(floors, key_of_row, per_row)
     return floors - FLOOR_SLACK
@@ -140,53 +145,60 @@ def pairs(dbt, session, changed, k, threshold):
     if changed is not None and not changed:
         return SCHEMA.empty_table()
     embedded = dbt.ref("stg_patterns").filter("embedding is not null")
-    # ids and keys sorted, then one vector per distinct description in key order (what
-    # np.unique returns): fetching every pattern's copy sorted by id held 1M embeddings
-    # (1.5 GB) in DuckDB's buffer pool, past profiles.yml's memory_limit
-    patterns = embedded.project("pattern_id, description_hash").order("pattern_id").to_arrow_table()
+    # ids sorted, each with its description's number in hash order (the order of
+    # vectors_by_description's one vector per description), numbered in SQL: np.unique
+    # over 1M hashes took 1.8 s. Fetching every pattern's vector sorted by id held 1M
+    # embeddings (1.5 GB) in DuckDB's buffer pool, past profiles.yml's memory_limit.
+    embedded.project("pattern_id, description_hash").create_view(
+        "engram_pairs_embedded", replace=True
+    )
+    try:
+        patterns = session.sql(
+            "select pattern_id, "
+            "(dense_rank() over (order by description_hash) - 1)::bigint as key_of_row "
+            "from engram_pairs_embedded order by pattern_id"
+        ).to_arrow_table()
+    finally:
+        session.execute("drop view if exists engram_pairs_embedded")
     vectors = vectors_by_description(embedded).to_arrow_table()
-    ids = np.asarray(patterns.column("pattern_id").to_pylist(), dtype=object)
-    keys = np.asarray(patterns.column("description_hash").to_pylist(), dtype=str)
-    unique_keys, key_of_row = np.unique(keys, return_inverse=True)
-    key_of_row = key_of_row.reshape(-1)
-    if not np.array_equal(
-        unique_keys, np.asarray(vectors.column("description_hash").to_pylist(), dtype=str)
-    ):
+    ids = patterns.column("pattern_id").combine_chunks()
+    key_of_row = patterns.column("key_of_row").to_numpy()
+    n_keys = vectors.num_rows
+    if len(ids) and int(key_of_row.max()) + 1 != n_keys:
         raise ValueError("pattern_similar_pairs: description hashes and vectors disagree")
     x = embedding_matrix(vectors.column("embedding"))  # one row per distinct description
     if changed is None:
         neighbours = nearest_neighbors(x, k, min_similarity=threshold)
         scope = None
     else:
-        hit = np.fromiter((i in changed for i in ids.tolist()), dtype=bool, count=len(ids))
-        touched_keys = np.zeros(len(unique_keys), dtype=bool)
-        touched_keys[np.unique(key_of_row[hit])] = True
+        hit = pc.is_in(ids, value_set=pa.array(sorted(changed), pa.string()))
+        touched_keys = np.zeros(n_keys, dtype=bool)
+        touched_keys[np.unique(key_of_row[hit.to_numpy(zero_copy_only=False)])] = True
         # descriptions near a changed one: their lists may now hold it
         _, near = neighbors_of(
             x,
             np.flatnonzero(touched_keys),
             k,
             min_similarity=threshold,
-            near_floor=list_floors(dbt, session, ids, key_of_row, len(unique_keys), k),
+            near_floor=list_floors(dbt, session, ids, key_of_row, n_keys, k),
         )
         scope = touched_keys | near
         redo = np.flatnonzero(scope)
         found, _ = neighbors_of(x, redo, k, min_similarity=threshold)
         kk = found.index.shape[1]
         neighbours = Neighbors(
-            np.full((len(unique_keys), kk), -1, np.int64),
-            np.full((len(unique_keys), kk), -np.inf, np.float32),
+            np.full((n_keys, kk), -1, np.int64),
+            np.full((n_keys, kk), -np.inf, np.float32),
         )
         neighbours.index[redo] = found.index
         neighbours.similarity[redo] = found.similarity
-    row, other, similarity, rank = expand_duplicates(key_of_row, neighbours, k)
+    # only the rows of recomputed descriptions (all of them on a full build)
+    row, other, similarity, rank = expand_duplicates(key_of_row, neighbours, k, keys=scope)
     keep = similarity >= threshold  # rows are best first, so ranks stay 1..j
-    if scope is not None:
-        keep &= scope[key_of_row[row]]
     return pa.table(
         {
-            "pattern_id": pa.array(ids[row[keep]], type=pa.string()),
-            "similar_pattern_id": pa.array(ids[other[keep]], type=pa.string()),
+            "pattern_id": ids.take(pa.array(row[keep])),
+            "similar_pattern_id": ids.take(pa.array(other[keep])),
             "similarity": pa.array(np.minimum(similarity[keep], 1.0), type=pa.float64()),
             "rank": pa.array(rank[keep], type=pa.int64()),
         },
