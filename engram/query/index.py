@@ -90,7 +90,8 @@ def fingerprint(ids: Sequence[str] | np.ndarray) -> str:
     digest = hashlib.sha256()
     for chunk_start in range(0, len(ids), 100_000):
         chunk = ids[chunk_start : chunk_start + 100_000]
-        digest.update("\n".join(str(i) for i in chunk).encode("utf-8"))
+        rows = chunk.tolist() if isinstance(chunk, np.ndarray) else chunk
+        digest.update("\n".join(map(str, rows)).encode("utf-8"))
         digest.update(b"\n")
     return f"{len(ids)}:{digest.hexdigest()}"
 
@@ -256,7 +257,8 @@ def update_index(
     removed = len(old_ids) - len(kept_rows)
     directory.mkdir(parents=True, exist_ok=True)
     paths["manifest"].unlink(missing_ok=True)
-    if len(added_ids) == 0 and removed == 0 and old.get("fingerprint") == fingerprint(ids):
+    id_fingerprint = fingerprint(ids)
+    if len(added_ids) == 0 and removed == 0 and old.get("fingerprint") == id_fingerprint:
         for key in ("ann", "ids", "vectors", "hashes"):  # never written again: share them
             paths[key].unlink(missing_ok=True)
             os.link(old_paths[key], paths[key])
@@ -307,7 +309,7 @@ def update_index(
         build_id=build_id,
         n=len(order),
         dim=EMBEDDING_DIM,
-        fingerprint=fingerprint(ids),
+        fingerprint=id_fingerprint,
         has_ann=True,
         n_leaves=n_leaves,
         trained_n=int(old.get("trained_n", 0)),

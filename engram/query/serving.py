@@ -723,7 +723,7 @@ def publish(
     never written. Run it when no other process writes the warehouse (the build does,
     right after dbt).
     """
-    from engram.query.index import build_index, fingerprint, update_index
+    from engram.query.index import build_index, update_index
 
     started = time.perf_counter()
     db_path = Path(db_path)
@@ -857,7 +857,7 @@ def publish(
                 result.index_changes[name] = f"built: {manifest.n} rows"
             result.step_seconds[f"index {name}"] = time.perf_counter() - indexed
             meta[f"n_{name}"] = manifest.n
-            meta[f"{name}_fingerprint"] = fingerprint(ids)
+            meta[f"{name}_fingerprint"] = manifest.fingerprint  # = fingerprint(ids)
         result.n_patterns = int(meta.get("n_patterns", 0))  # type: ignore[call-overload]
         result.n_contexts = int(meta.get("n_contexts", 0))  # type: ignore[call-overload]
         published_at = datetime.now(UTC).isoformat(timespec="seconds")
