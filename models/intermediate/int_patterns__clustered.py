@@ -105,7 +105,7 @@ def placed_by_text(dbt, session, columns):
     (engram.numeric.incremental.two_level_refresh_texts): the distinct texts with their
     old rows' clusters come from SQL, the per-text facts are joined back to the rows in
     SQL, and only the rows that differ from the table (`columns`, in its order) are
-    returned. Reads _scratch's tables."""
+    returned, as a DuckDB relation over _scratch's tables (read when dbt writes it)."""
     texts = session.sql(
         """
         with per_text as (
@@ -160,23 +160,24 @@ def placed_by_text(dbt, session, columns):
         members=members,
     )
     listed = ", ".join(f'"{column}"' for column in columns)
+    # a lazy relation, not Arrow: dbt-duckdb writes a relation with `create table as
+    # select` on this connection, where the scratch tables and the registered texts still
+    # are; at 1M patterns nearly every row changes (each group's size does), and fetching
+    # them as Arrow (long labels) to write them back took seconds
     session.register("engram_clustered_texts", per_text)
-    try:
-        return session.sql(
-            f"""
-            select {listed} from (
-                select r.pattern_id, t.*,
-                       coalesce(o.placed_by, '{PLACED_BY_JOIN}') as placed_by
-                from engram_clustered_rows as r
-                inner join engram_clustered_texts as t using (description_hash)
-                left join engram_clustered_old as o using (pattern_id)
-            )
-            except
-            select {listed} from {dbt.this}
-            """
-        ).to_arrow_table()
-    finally:
-        session.unregister("engram_clustered_texts")
+    return session.sql(
+        f"""
+        select {listed} from (
+            select r.pattern_id, t.*,
+                   coalesce(o.placed_by, '{PLACED_BY_JOIN}') as placed_by
+            from engram_clustered_rows as r
+            inner join engram_clustered_texts as t using (description_hash)
+            left join engram_clustered_old as o using (pattern_id)
+        )
+        except
+        select {listed} from {dbt.this}
+        """
+    )
 
 
 def text_vectors(dbt, session, keys):
@@ -228,9 +229,12 @@ def model(dbt, session):
         _scratch(dbt, session)
         try:
             if not needs_recluster(dbt, session):
+                # reads the scratch tables when dbt writes it: they go with this
+                # connection (temporary), after the model
                 result = placed_by_text(dbt, session, columns)
         finally:
-            _drop_scratch(session)
+            if result is None:
+                _drop_scratch(session)
     if result is None:  # a first or full build, or a re-cluster past the drift bound
         staged = dbt.ref("stg_patterns")
         patterns = (
