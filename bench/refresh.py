@@ -7,9 +7,10 @@ events, ingests the rest, gives every text a vector
 (synthetic clustered vectors by default, `--vectors model` for the real model), and
 times `dbt build` + publish of the serving copy. Then it ingests the held-back part and
 times the same build the way `engram build` runs it after an ingest (incremental models,
-data tests scoped by var engram_changed_since) + publish. It prints per-model seconds of
-both builds and the ratio refresh / full, measured in the same run on the same machine,
-and writes them to WORK/refresh.json. A clean work directory each run (tmp by default).
+data tests scoped by the watermark in $ENGRAM_CHANGED_SINCE, no unit tests for the same
+code, the full build's parse reused) + publish. It prints per-model seconds of both
+builds and the ratio refresh / full, measured in the same run on the same machine, and
+writes them to WORK/refresh.json. A clean work directory each run (tmp by default).
 
 Two ways to split (--split), because they touch different amounts of history:
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,8 +133,6 @@ def _free_bytes(db: Path) -> int:
 def keep_state(db: Path, into: Path) -> None:
     """Copy the warehouse and its serving copies to `into` (same file names), so that a
     refresh can be replayed model by model, or its publish alone, from the same state."""
-    import shutil
-
     from engram.query.serving import serving_root
 
     into.mkdir(parents=True, exist_ok=True)
@@ -147,21 +147,28 @@ def keep_state(db: Path, into: Path) -> None:
         shutil.copyfile(record, dbt_state_dir(into / db.name) / UNIT_TESTS_RECORD)
 
 
-def timed_build(db: Path, work: Path, name: str) -> dict[str, Any]:
+def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) -> dict[str, Any]:
     """`dbt build` as a child process with the arguments `engram build` gives it
-    (engram.build.build_args: after a first build, the watermark that scopes the data tests,
+    (engram.build.build_plan: after a first build, the watermark that scopes the data tests,
     and no unit tests while the code is the one they passed with), then the publish; wall
     seconds, the child's peak RSS, per-model seconds and the tests' total seconds."""
-    from engram.build import build_args, dbt_command, dbt_env, record_unit_tests_passed
+    from engram.build import build_plan, dbt_command, dbt_env, record_unit_tests_passed
     from engram.project import project_dir
     from engram.query.serving import publish
 
     env = dbt_env(db)
     env["DBT_TARGET_PATH"] = str(work / f"target_{name}")
+    # `engram build` keeps one target folder, so a build finds the previous one's parse
+    # (dbt's partial parsing); each build here has its own folder for its run_results
+    saved_parse = None if parsed_in is None else parsed_in / "partial_parse.msgpack"
+    if saved_parse is not None and saved_parse.exists():
+        (work / f"target_{name}").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(saved_parse, work / f"target_{name}" / saved_parse.name)
     env["DBT_LOG_PATH"] = str(work / f"logs_{name}")
     project = str(project_dir())
-    args, passed_digest = build_args(db)
-    command = [*dbt_command(), *args, "--project-dir", project, "--profiles-dir", project]
+    plan = build_plan(db)
+    env.update(plan.env)
+    command = [*dbt_command(), *plan.args, "--project-dir", project, "--profiles-dir", project]
     started = time.perf_counter()
     with (work / f"{name}.log").open("w") as out:
         child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out)
@@ -173,8 +180,8 @@ def timed_build(db: Path, work: Path, name: str) -> dict[str, Any]:
     build_seconds = time.perf_counter() - started
     if exit_code != 0:
         raise SystemExit(f"dbt build ({name}) failed with exit {exit_code}: see {work / name}.log")
-    if passed_digest is not None:
-        record_unit_tests_passed(db, passed_digest)
+    if plan.passed_digest is not None:
+        record_unit_tests_passed(db, plan.passed_digest)
     results = json.loads((work / f"target_{name}" / "run_results.json").read_text())
     models: dict[str, float] = {}
     tests = 0.0
@@ -248,7 +255,7 @@ def run(
     if keep:  # untimed: the state a refresh starts from, to replay parts of it later
         keep_state(db, work / "before_refresh")
     print("refresh build + publish ...", flush=True)
-    refresh = timed_build(db, work, "refresh")
+    refresh = timed_build(db, work, "refresh", parsed_in=work / "target_full")
     from engram.compact import compact
 
     compacted = compact(db)  # what `engram compact` (or build's automatic one) would give

@@ -306,13 +306,15 @@ def stage_embedding(cfg: BenchConfig, db: Path, log: Log) -> dict[str, Any]:
     return out
 
 
-def _run_dbt(args: list[str], db: Path, work: Path, log_name: str) -> dict[str, Any]:
+def _run_dbt(
+    args: list[str], db: Path, work: Path, log_name: str, env_extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One dbt command as a child process; wall time, exit code, and the child's own peak
     RSS from os.wait4 (dbt-duckdb runs the SQL inside the dbt process)."""
     from engram.build import dbt_command, dbt_env
     from engram.project import project_dir
 
-    env = dbt_env(db)
+    env = {**dbt_env(db), **(env_extra or {})}
     env["DBT_TARGET_PATH"] = str(work / "target")
     env["DBT_LOG_PATH"] = str(work / "logs")
     command = [*dbt_command(), *args, "--project-dir", str(project_dir())]
@@ -332,7 +334,9 @@ def _run_dbt(args: list[str], db: Path, work: Path, log_name: str) -> dict[str, 
     except (OSError, ValueError):
         raw = {}
     return {
-        "command": "dbt " + " ".join(args),
+        "command": " ".join(
+            [*(f"{k}={v!r}" for k, v in sorted((env_extra or {}).items())), "dbt", *args]
+        ),
         "seconds": seconds,
         "exit_code": exit_code,
         "peak_rss_bytes": peak_rss,
@@ -694,16 +698,16 @@ def run_benchmark(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
 
 
 def engram_dbt_build(db: Path, work: Path, log_name: str) -> dict[str, Any]:
-    """`dbt build` as `engram build` runs it (engram.build.build_args). After a first
-    build: the previous build's watermark as var engram_changed_since, so the expensive
+    """`dbt build` as `engram build` runs it (engram.build.build_plan). After a first
+    build: the previous build's watermark in $ENGRAM_CHANGED_SINCE, so the expensive
     data tests check only the rows loaded since, and no unit tests while the code is the
     one they passed with (issue 18 item 1 times that build, not one testing every row)."""
-    from engram.build import build_args, record_unit_tests_passed
+    from engram.build import build_plan, record_unit_tests_passed
 
-    args, passed_digest = build_args(db)
-    result = _run_dbt(args, db, work, log_name)
-    if passed_digest is not None and result["exit_code"] == 0:
-        record_unit_tests_passed(db, passed_digest)
+    plan = build_plan(db)
+    result = _run_dbt(plan.args, db, work, log_name, plan.env)
+    if plan.passed_digest is not None and result["exit_code"] == 0:
+        record_unit_tests_passed(db, plan.passed_digest)
     return result
 
 

@@ -108,7 +108,8 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
     assert r["incremental"]["exit_code"] == 0, r["incremental"]["failures"]
     assert r["incremental"]["ratio_to_full"] > 0
     # timed as `engram build` runs it: data tests scoped to the rows loaded since
-    assert "engram_changed_since" in r["incremental"]["command"]
+    assert "ENGRAM_CHANGED_SINCE='20" in r["incremental"]["command"]
+    assert "--exclude-resource-type unit_test" in r["incremental"]["command"]
     assert r["append"]["events_loaded"] == r["generate"]["events_held_back"] == 20
     # the refresh appends new patterns too, and publishes in place of a full copy
     assert r["append"]["patterns_loaded"] == r["generate"]["patterns_held_back"] == 2

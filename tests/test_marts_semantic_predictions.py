@@ -602,7 +602,8 @@ def test_a_refresh_recomputes_the_backtest_from_the_first_week_whose_input_chang
 def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
-    """With engram_changed_since (what `engram build` passes after an ingest)
+    """With engram_changed_since (what `engram build` passes after an ingest, in
+    $ENGRAM_CHANGED_SINCE; --vars works too)
     pattern_trends_is_well_formed checks the view's query scoped to the patterns whose
     weekly sums the build recomputed: a bad week in a recomputed pattern fails it; one in a
     pattern the build did not touch is left to the full run (plain `dbt build`, the daily
@@ -651,5 +652,9 @@ def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
             [untouched, untouched],
         )
     run_dbt([*check, *scoped], db, capture=True)  # passes (a failing test raises)
+    # the same scope from the environment, as `engram build` passes the watermark
+    from engram.build import CHANGED_SINCE_ENV
+
+    run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: since.isoformat(sep=" ")})
     with pytest.raises(BuildError, match="FAIL"):
-        run_dbt(check, db, capture=True)
+        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
