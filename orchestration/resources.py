@@ -56,16 +56,22 @@ class Warehouse(ConfigurableResource):
     @contextmanager
     def dbt_env(self) -> Iterator[None]:
         """dbt runs as a subprocess that inherits os.environ (DbtCliResource has no env
-        argument), and profiles.yml reads $ENGRAM_DB: point it at this warehouse meanwhile."""
-        previous = os.environ.get(DB_ENV_VAR)
-        os.environ[DB_ENV_VAR] = str(self.path)
+        argument), and profiles.yml reads $ENGRAM_DB: point it at this warehouse meanwhile.
+        $ENGRAM_CHANGED_SINCE (the watermark `engram build` passes) is emptied meanwhile:
+        a Dagster run checks every row, whatever the daemon's environment holds."""
+        from engram.build import CHANGED_SINCE_ENV
+
+        settings = {DB_ENV_VAR: str(self.path), CHANGED_SINCE_ENV: ""}
+        previous = {name: os.environ.get(name) for name in settings}
+        os.environ.update(settings)
         try:
             yield
         finally:
-            if previous is None:
-                os.environ.pop(DB_ENV_VAR, None)
-            else:
-                os.environ[DB_ENV_VAR] = previous
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 class Inbox(ConfigurableResource):

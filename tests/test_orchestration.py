@@ -375,3 +375,23 @@ def test_inbox_asset_takes_the_journal_in(tmp_path: Path) -> None:
         assert con.execute("select count(*) from raw.usage_events").fetchone() == (1,)
     finally:
         con.close()
+
+
+def test_a_dagster_dbt_run_checks_every_row_whatever_the_environment_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`engram build` scopes the expensive data tests by $ENGRAM_CHANGED_SINCE; Dagster's
+    runs (the daily full graph) must not inherit one left in the daemon's environment, and
+    the environment is as it was afterwards."""
+    from engram.build import CHANGED_SINCE_ENV
+    from ingest.warehouse import DB_ENV_VAR
+    from orchestration.resources import Warehouse
+
+    monkeypatch.setenv(CHANGED_SINCE_ENV, "2026-01-01 00:00:00")
+    monkeypatch.delenv(DB_ENV_VAR, raising=False)
+    warehouse = Warehouse(db_path=str(tmp_path / "wh.duckdb"))
+    with warehouse.dbt_env():
+        assert os.environ[CHANGED_SINCE_ENV] == ""
+        assert os.environ[DB_ENV_VAR] == str(warehouse.path)
+    assert os.environ[CHANGED_SINCE_ENV] == "2026-01-01 00:00:00"
+    assert DB_ENV_VAR not in os.environ
