@@ -133,18 +133,16 @@ def _free_bytes(db: Path) -> int:
 def keep_state(db: Path, into: Path) -> None:
     """Copy the warehouse and its serving copies to `into` (same file names), so that a
     refresh can be replayed model by model, or its publish alone, from the same state."""
+    from engram.build import unit_tests_record
     from engram.query.serving import serving_root
 
     into.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(db, into / db.name)
     shutil.copytree(serving_root(db), serving_root(into / db.name), symlinks=True)
-    from engram.build import UNIT_TESTS_RECORD
-    from engram.project import dbt_state_dir
-
-    record = dbt_state_dir(db) / UNIT_TESTS_RECORD  # so a replay skips them as the refresh did
+    record = unit_tests_record(db)  # so a replay skips them as the refresh did
     if record.exists():
-        dbt_state_dir(into / db.name).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(record, dbt_state_dir(into / db.name) / UNIT_TESTS_RECORD)
+        unit_tests_record(into / db.name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, unit_tests_record(into / db.name))
 
 
 def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) -> dict[str, Any]:
@@ -152,7 +150,7 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
     (engram.build.build_plan: after a first build, the watermark that scopes the data tests,
     and no unit tests while the code is the one they passed with), then the publish; wall
     seconds, the child's peak RSS, per-model seconds and the tests' total seconds."""
-    from engram.build import build_plan, dbt_command, dbt_env, record_unit_tests_passed
+    from engram.build import build_plan, dbt_command, dbt_env
     from engram.project import project_dir
     from engram.query.serving import publish
 
@@ -180,8 +178,7 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
     build_seconds = time.perf_counter() - started
     if exit_code != 0:
         raise SystemExit(f"dbt build ({name}) failed with exit {exit_code}: see {work / name}.log")
-    if plan.passed_digest is not None:
-        record_unit_tests_passed(db, plan.passed_digest)
+    plan.succeeded(db)
     results = json.loads((work / f"target_{name}" / "run_results.json").read_text())
     models: dict[str, float] = {}
     tests = 0.0

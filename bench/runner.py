@@ -702,12 +702,12 @@ def engram_dbt_build(db: Path, work: Path, log_name: str) -> dict[str, Any]:
     build: the previous build's watermark in $ENGRAM_CHANGED_SINCE, so the expensive
     data tests check only the rows loaded since, and no unit tests while the code is the
     one they passed with (issue 18 item 1 times that build, not one testing every row)."""
-    from engram.build import build_plan, record_unit_tests_passed
+    from engram.build import build_plan
 
     plan = build_plan(db)
     result = _run_dbt(plan.args, db, work, log_name, plan.env)
-    if plan.passed_digest is not None and result["exit_code"] == 0:
-        record_unit_tests_passed(db, plan.passed_digest)
+    if result["exit_code"] == 0:
+        plan.succeeded(db)
     return result
 
 

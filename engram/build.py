@@ -148,7 +148,8 @@ def code_digest(project: Path) -> str:
     return digest.hexdigest()
 
 
-def _unit_tests_record(db_path: Path) -> Path:
+def unit_tests_record(db_path: Path) -> Path:
+    """The file beside the warehouse naming the code whose unit tests all passed."""
     return dbt_state_dir(db_path) / UNIT_TESTS_RECORD
 
 
@@ -156,13 +157,13 @@ def unit_tests_passed_for(db_path: Path, digest: str) -> bool:
     """Whether a build of this warehouse ran every unit test, and they passed, with the code
     whose code_digest is `digest`."""
     try:
-        return json.loads(_unit_tests_record(db_path).read_text()).get("code_digest") == digest
+        return json.loads(unit_tests_record(db_path).read_text()).get("code_digest") == digest
     except (OSError, ValueError, AttributeError):
         return False
 
 
 def record_unit_tests_passed(db_path: Path, digest: str) -> None:
-    record = _unit_tests_record(db_path)
+    record = unit_tests_record(db_path)
     record.parent.mkdir(parents=True, exist_ok=True)
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps({"code_digest": digest}) + "\n")
@@ -226,6 +227,11 @@ class BuildPlan:
     env: dict[str, str]
     passed_digest: str | None
 
+    def succeeded(self, db_path: Path) -> None:
+        """Call once the build succeeded: records the unit tests' pass when it ran them all."""
+        if self.passed_digest is not None:
+            record_unit_tests_passed(db_path, self.passed_digest)
+
 
 def build_plan(
     db_path: Path, *, select: str | None = None, full_refresh: bool = False
@@ -288,8 +294,7 @@ def build(
     ensure_embeddings(db_path, progress)
     plan = build_plan(db_path, select=select, full_refresh=full_refresh)
     result = run_dbt(plan.args, db_path, capture=capture, env=plan.env)
-    if plan.passed_digest is not None:
-        record_unit_tests_passed(db_path, plan.passed_digest)
+    plan.succeeded(db_path)
     if publish:
         from engram.query.serving import ServingError
         from engram.query.serving import publish as publish_serving_copy

@@ -155,15 +155,15 @@ def test_a_refresh_skips_the_unit_tests_its_code_already_passed(
 ) -> None:
     """Unit tests run the models' SQL on fixed rows: a refresh with the code they passed
     with skips them (the data tests still run); a first build and a build after the code
-    changed run them all, and only a build that ran them all records the code."""
-    from engram.build import UNIT_TESTS_RECORD, code_digest
-    from engram.project import dbt_state_dir, project_dir
+    changed run them all and record the code they passed with."""
+    from engram.build import code_digest, unit_tests_record
+    from engram.project import project_dir
 
     target = tmp_path / "target"
     monkeypatch.setenv("DBT_TARGET_PATH", str(target))
     db = tmp_path / "wh.duckdb"
     ingest_paths([small_fixture(tmp_path / "in")], db, embedder=embedder)
-    record = dbt_state_dir(db) / UNIT_TESTS_RECORD
+    record = unit_tests_record(db)
 
     build(db, capture=True, publish=False)
     first = _kinds_run(target)
