@@ -8,11 +8,15 @@
   and the test checks every row. dbt does not
   let a custom macro fill a test's config, so the placeholder is replaced here, in dbt's
   own hook for the `where` config. A scoped unique test can miss a duplicate between an old
-  and a new row; the full runs catch it.
+  and a new row; the full runs catch it. `where: "__engram_refreshed_rows__"` scopes a
+  model that stamps the rows it rewrites instead (refreshed_rows() below).
 #}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
     {%- if where -%}
+        {%- if '__engram_refreshed_rows__' in where -%}
+            {%- set where = where | replace('__engram_refreshed_rows__', refreshed_rows()) -%}
+        {%- endif -%}
         {%- if '__engram_changed_since__' in where -%}
             {%- set since = engram_changed_since() -%}
             {%- if since and not flags.FULL_REFRESH -%}
@@ -69,4 +73,22 @@
 {% macro engram_changed_since() -%}
     {%- set since = var('engram_changed_since', none) or env_var('ENGRAM_CHANGED_SINCE', '') -%}
     {{ return(since if since else none) }}
+{%- endmacro %}
+
+
+{#
+  The rows the running build rewrote in a model that stamps them (`refreshed_after`: the
+  watermark of the refresh that wrote the row, null from a build that checked every row;
+  pattern_similar_pairs), as a condition: on an incremental build with a watermark, the
+  rows stamped with it (or a later one); otherwise `true`, every row. Rows a refresh left
+  alone were checked by the build that wrote them. A test's `where:
+  "__engram_refreshed_rows__"` is filled in with it (get_where_subquery above); a singular
+  test calls it.
+#}
+{% macro refreshed_rows(column='refreshed_after') -%}
+    {%- set since = engram_changed_since() -%}
+    {%- if since and not flags.FULL_REFRESH -%}
+        {{ return(column ~ " >= timestamp '" ~ since ~ "'") }}
+    {%- endif -%}
+    {{ return('true') }}
 {%- endmacro %}

@@ -331,9 +331,10 @@ def flat(value: object) -> object:
 
 
 def comparable(frame: pd.DataFrame, names: dict, ctx: dict) -> pd.DataFrame:
-    """The frame with ids replaced by membership names and the helper column dropped,
+    """The frame with ids replaced by membership names and the helper columns dropped
+    (placed_by, and refreshed_after: which build wrote a similar-pairs list),
     rows in a fixed order (floats rounded for the sort only)."""
-    frame = frame.drop(columns=[c for c in ("placed_by",) if c in frame]).copy()
+    frame = frame.drop(columns=[c for c in ("placed_by", "refreshed_after") if c in frame]).copy()
     for column, mapping in names.items():
         if column in frame:
             frame[column] = frame[column].map(mapping)
@@ -366,6 +367,49 @@ def test_incremental_build_keeps_the_ids_of_existing_groups_and_themes(builds: d
     ctx_old = before["int_contexts__clustered"].set_index("context_hash")
     kept = ctx_now.loc[ctx_old.index, "context_cluster_id"]
     assert (kept == ctx_old["context_cluster_id"]).all()
+
+
+@pytest.mark.slow
+def test_an_incremental_build_stamps_the_similar_pairs_lists_it_wrote(builds: dict) -> None:
+    """The refresh's rewritten lists carry its watermark (the first build's newest event),
+    so its data tests check those alone (macros/changed_rows.sql); the first build's and
+    the full refresh's lists carry none. Lists are written whole: one stamp per list."""
+    from engram.build import changed_since
+
+    watermark = pd.Timestamp(changed_since(builds["root"] / "before.duckdb"))
+    inc = table(builds["inc"], "pattern_similar_pairs")
+    stamps = inc.groupby("pattern_id")["refreshed_after"].agg(["nunique", "count", "size"])
+    assert (stamps["nunique"] <= 1).all() and stamps["count"].isin([0]).sum() > 0
+    assert ((stamps["count"] == 0) | (stamps["count"] == stamps["size"])).all()
+    stamped = inc.dropna(subset=["refreshed_after"])
+    assert (stamped["refreshed_after"] == watermark).all()
+    # every new pattern's list is new, so written by the refresh
+    held = set(builds["held"]) & set(inc["pattern_id"])
+    assert held and held <= set(stamped["pattern_id"])
+    assert table(builds["full"], "pattern_similar_pairs")["refreshed_after"].isna().all()
+
+
+@pytest.mark.slow
+def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
+    builds: dict, embedder: Embedder, tmp_path: Path
+) -> None:
+    """A warehouse built before pattern_similar_pairs had `refreshed_after` refreshes
+    without a --full-refresh: the column is appended (null on the old lists, which its
+    earlier builds checked) and the lists the refresh writes carry the watermark."""
+    from engram.build import changed_since
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copy(builds["root"] / "before.duckdb", db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("alter table marts.pattern_similar_pairs drop column refreshed_after")
+    watermark = pd.Timestamp(changed_since(db))
+    ingest_paths([builds["root"] / "second"], db, embedder=embedder)
+    build(db, capture=True, publish=False)
+    now = table(db, "pattern_similar_pairs")
+    stamped = now.dropna(subset=["refreshed_after"])
+    assert (stamped["refreshed_after"] == watermark).all()
+    assert set(builds["held"]) & set(now["pattern_id"]) <= set(stamped["pattern_id"])
+    assert 0 < len(stamped) < len(now)
 
 
 def same_members(x: pd.DataFrame, y: pd.DataFrame) -> pd.Series:

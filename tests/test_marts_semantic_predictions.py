@@ -658,3 +658,62 @@ def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
     run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: since.isoformat(sep=" ")})
     with pytest.raises(BuildError, match="FAIL"):
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+
+
+def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
+    sample_warehouse: Path, tmp_path: Path
+) -> None:
+    """pattern_similar_pairs' data tests are per list, and a refresh stamps the lists it
+    writes with its watermark (`refreshed_after`). With the watermark set, a broken list
+    that carries it fails them; the same break in a list an earlier build wrote (null
+    stamp) is left to the full runs (no watermark), which fail on it."""
+    import shutil
+
+    from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(sample_warehouse, db)
+    pairs = "marts.pattern_similar_pairs"
+
+    def break_list(con: duckdb.DuckDBPyConnection, pattern_id: str) -> str:
+        """The list's rank 2 renumbered 1 (two firsts); returns that row's neighbour."""
+        (other,) = con.execute(
+            f"update {pairs} set rank = 1 where pattern_id = ? and rank = 2 "
+            "returning similar_pattern_id",
+            [pattern_id],
+        ).fetchone()
+        return other
+
+    with duckdb.connect(str(db)) as con:
+        since = con.execute(
+            "select max(max_loaded_at) from intermediate.int_pattern_weeks__aggregated"
+        ).fetchone()[0]
+        # a build without a watermark stamps nothing
+        assert con.execute(f"select count(refreshed_after) from {pairs}").fetchone()[0] == 0
+        first, second = (
+            row[0]
+            for row in con.execute(
+                f"select pattern_id from {pairs} group by pattern_id having count(*) >= 3 "
+                "order by pattern_id limit 2"
+            ).fetchall()
+        )
+        # the first list as a refresh wrote it, broken
+        con.execute(f"update {pairs} set refreshed_after = ? where pattern_id = ?", [since, first])
+        moved = break_list(con, first)
+    watermark = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
+    check = ["test", "--select", "pattern_similar_pairs"]
+    with pytest.raises(BuildError, match="FAIL") as failed:
+        run_dbt(check, db, capture=True, env=watermark)
+    assert "ranks_are_consecutive" in str(failed.value)
+    assert "unique_combination_pattern_similar_pairs_pattern_id__rank" in str(failed.value)
+    with duckdb.connect(str(db)) as con:  # the same break, now in an unstamped list
+        con.execute(
+            f"update {pairs} set rank = 2 where pattern_id = ? and similar_pattern_id = ?",
+            [first, moved],
+        )
+        break_list(con, second)
+    run_dbt(check, db, capture=True, env=watermark)  # passes (a failing test raises)
+    with pytest.raises(BuildError, match="FAIL") as failed:
+        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+    assert "ranks_are_consecutive" in str(failed.value)
+    assert "unique_combination_pattern_similar_pairs_pattern_id__rank" in str(failed.value)

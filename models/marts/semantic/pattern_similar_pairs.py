@@ -12,8 +12,13 @@ enter the list of (similarity at or above that list's k-th, or the threshold whe
 not full: a new neighbour, or one more pattern with a neighbouring description) plus the
 patterns that listed a changed pattern, and recomputes the lists of those alone;
 delete+insert on pattern_id merges in the ones that came out different. Up to 20k
-distinct descriptions that is the full build's exact answer.
+distinct descriptions that is the full build's exact answer. The lists such a refresh
+writes carry its watermark in `refreshed_after`, so that its data tests check them alone
+(macros/changed_rows.sql, refreshed_rows()).
 """
+
+import os
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -30,8 +35,20 @@ SCHEMA = pa.schema(
         ("similar_pattern_id", pa.string()),
         ("similarity", pa.float64()),
         ("rank", pa.int64()),
+        ("refreshed_after", pa.timestamp("us")),
     ]
 )
+
+
+def refresh_watermark(dbt) -> datetime | None:
+    """The watermark a scoped refresh checks from, as macros/changed_rows.sql's
+    engram_changed_since() reads it: var('engram_changed_since') (through this model's
+    config), else $ENGRAM_CHANGED_SINCE. Naive UTC, as loaded_at is. None without one."""
+    text = dbt.config.get("engram_changed_since") or os.environ.get("ENGRAM_CHANGED_SINCE", "")
+    if not text:
+        return None
+    stamp = datetime.fromisoformat(str(text))
+    return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
 
 
 def changed_patterns(dbt, session):
@@ -94,12 +111,18 @@ def list_floors(dbt, session, ids, key_of_row, n_keys, k):
 
 def model(dbt, session):
     dbt.config(
-        materialized="incremental", incremental_strategy="delete+insert", unique_key="pattern_id"
+        materialized="incremental",
+        incremental_strategy="delete+insert",
+        unique_key="pattern_id",
+        on_schema_change="append_new_columns",  # refreshed_after, new in older warehouses
     )
     k = int(dbt.config.get("similar_pairs_k"))
     threshold = float(dbt.config.get("similarity_threshold"))
     changed = changed_patterns(dbt, session) if dbt.is_incremental else None
-    found = pairs(dbt, session, changed, k, threshold)
+    # rows written by a refresh that scopes its tests carry its watermark; a build that
+    # checks every row (the first, --full-refresh, Dagster's, no watermark) writes null
+    stamp = refresh_watermark(dbt) if changed is not None else None
+    found = pairs(dbt, session, changed, k, threshold, stamp)
     return found if changed is None else lists_that_differ(dbt, session, found)
 
 
@@ -140,8 +163,9 @@ def lists_that_differ(dbt, session, found):
     return found.filter(pc.is_in(found.column("pattern_id"), value_set=differ.column(0)))
 
 
-def pairs(dbt, session, changed, k, threshold):
-    """Every pattern's list (changed None), or only the lists a change can touch."""
+def pairs(dbt, session, changed, k, threshold, stamp):
+    """Every pattern's list (changed None), or only the lists a change can touch; each row
+    with `stamp` (refreshed_after)."""
     if changed is not None and not changed:
         return SCHEMA.empty_table()
     embedded = dbt.ref("stg_patterns").filter("embedding is not null")
@@ -201,6 +225,11 @@ def pairs(dbt, session, changed, k, threshold):
             "similar_pattern_id": ids.take(pa.array(other[keep])),
             "similarity": pa.array(np.minimum(similarity[keep], 1.0), type=pa.float64()),
             "rank": pa.array(rank[keep], type=pa.int64()),
+            "refreshed_after": pa.array(
+                np.full(int(keep.sum()), np.datetime64(stamp, "us")),
+                type=pa.timestamp("us"),
+                mask=np.full(int(keep.sum()), stamp is None),
+            ),
         },
         schema=SCHEMA,
     )
