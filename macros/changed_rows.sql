@@ -69,6 +69,8 @@
   --vars change, and the watermark changes with every build (8.5 s against 3.8 s with
   partial parsing here). Read only when tests run, never while parsing, so a new value
   makes dbt re-parse nothing. None (an empty string counts as none) when neither is set.
+  pattern_similar_pairs (a Python model) reads the watermark in the same order, in its
+  refresh_watermark(), to stamp the lists it writes; change both together.
 #}
 {% macro engram_changed_since() -%}
     {%- set since = var('engram_changed_since', none) or env_var('ENGRAM_CHANGED_SINCE', '') -%}
