@@ -139,10 +139,10 @@ def keep_state(db: Path, into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(db, into / db.name)
     shutil.copytree(serving_root(db), serving_root(into / db.name), symlinks=True)
-    record = unit_tests_record(db)  # so a replay skips them as the refresh did
-    if record.exists():
-        unit_tests_record(into / db.name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(record, unit_tests_record(into / db.name))
+    record, copy = unit_tests_record(db), unit_tests_record(into / db.name)
+    if record.exists():  # so a replay skips them as the refresh did
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, copy)
 
 
 def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) -> dict[str, Any]:

@@ -379,7 +379,7 @@ def test_an_incremental_build_stamps_the_similar_pairs_lists_it_wrote(builds: di
     watermark = pd.Timestamp(changed_since(builds["root"] / "before.duckdb"))
     inc = table(builds["inc"], "pattern_similar_pairs")
     stamps = inc.groupby("pattern_id")["refreshed_after"].agg(["nunique", "count", "size"])
-    assert (stamps["nunique"] <= 1).all() and stamps["count"].isin([0]).sum() > 0
+    assert (stamps["nunique"] <= 1).all() and (stamps["count"] == 0).any()
     assert ((stamps["count"] == 0) | (stamps["count"] == stamps["size"])).all()
     stamped = inc.dropna(subset=["refreshed_after"])
     assert (stamped["refreshed_after"] == watermark).all()
