@@ -273,6 +273,29 @@ def _file_digests(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
 
 
+def test_a_failing_index_fails_the_publish_and_leaves_the_previous_copy(
+    warehouse_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vector indexes are written on a thread beside the tables' syncs: its failure is
+    the publish's, raised to the caller, and like any failed publish it leaves no partial
+    folder and CURRENT on the previous build, which readers keep answering from."""
+    import engram.query.index as index_module
+
+    first = publish(warehouse_copy)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full while writing the index")
+
+    monkeypatch.setattr(index_module, "build_index", broken)
+    with pytest.raises(OSError, match="disk full"):
+        publish(warehouse_copy, incremental=False)
+    assert current(warehouse_copy).build_id == first.build_id  # type: ignore[union-attr]
+    assert not list(serving_root(warehouse_copy).glob(".*partial"))
+    assert [p.name for p in serving_root(warehouse_copy).glob("build-*")] == [first.directory.name]
+    with Memory(warehouse_copy) as memory:
+        assert memory.copy is not None and memory.copy.build_id == first.build_id
+
+
 def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     warehouse_copy: Path, tmp_path: Path, embedder: Embedder
 ) -> None:
