@@ -660,6 +660,63 @@ def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
 
 
+def test_on_a_refresh_the_slope_check_reads_only_the_changed_patterns(
+    sample_warehouse: Path, tmp_path: Path
+) -> None:
+    """pattern_trend_summary_slope_matches_regr_slope, with the watermark set, recomputes
+    regr_slope only for the patterns whose weekly sums the build recomputed: a wrong slope
+    there fails it; the same error in a pattern the build did not touch is left to the full
+    run (no watermark), which fails on it."""
+    import shutil
+
+    from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(sample_warehouse, db)
+    summary = "marts.pattern_trend_summary"
+    with duckdb.connect(str(db)) as con:
+        since = con.execute(
+            "select max(max_loaded_at) from intermediate.int_pattern_weeks__aggregated"
+        ).fetchone()[0]
+        touched, untouched = (
+            row[0]
+            for row in con.execute(
+                f"select pattern_id from {summary} where quality_slope_per_week is not null "
+                "order by pattern_id limit 2"
+            ).fetchall()
+        )
+        # the touched pattern's sums as this build recomputed them (newer than the
+        # watermark), its slope wrong
+        con.execute(
+            "update intermediate.int_pattern_weeks__aggregated "
+            "set max_loaded_at = max_loaded_at + interval 1 day where pattern_id = ?",
+            [touched],
+        )
+        con.execute(
+            f"update {summary} set quality_slope_per_week = quality_slope_per_week + 0.5 "
+            "where pattern_id = ?",
+            [touched],
+        )
+    check = ["test", "--select", "pattern_trend_summary_slope_matches_regr_slope"]
+    scoped = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env=scoped)
+    with duckdb.connect(str(db)) as con:  # the same error, now in the untouched pattern
+        con.execute(
+            f"update {summary} set quality_slope_per_week = quality_slope_per_week - 0.5 "
+            "where pattern_id = ?",
+            [touched],
+        )
+        con.execute(
+            f"update {summary} set quality_slope_per_week = quality_slope_per_week + 0.5 "
+            "where pattern_id = ?",
+            [untouched],
+        )
+    run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+
+
 def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
