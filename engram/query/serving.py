@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -730,11 +731,16 @@ def _publish_indexes(
     build_id: str,
     ann: bool,
     result: PublishResult,
+    tables_done: threading.Event,
 ) -> dict[str, Manifest]:
     """Write the vector indexes of the copy in `partial`, from its already synced tables
     (`con` is a cursor of its own: publish runs this on a thread beside the other tables'
     syncs): updated from the `previous` copy's where it can (update_index), else built.
-    Records each index's seconds and what it took in `result`; returns the manifests."""
+    An update (memory-mapped files, a few new vectors) runs beside the syncs; a build from
+    scratch (the whole matrix in memory and k-means: 1.5 GB and more at 1M patterns) first
+    waits for `tables_done` (every other table synced), so that DuckDB's buffers and
+    k-means do not add up in one process. Records each index's seconds and what it took in
+    `result`; returns the manifests."""
     from engram.query.index import build_index, update_index
 
     manifests: dict[str, Manifest] = {}
@@ -765,6 +771,9 @@ def _publish_indexes(
                     f"{update.removed} removed"
                 )
             else:
+                waiting = time.perf_counter()
+                tables_done.wait()
+                indexed += time.perf_counter() - waiting  # the step's own seconds
                 ids, vectors = read_vectors(con, sql)
                 manifest = build_index(
                     partial,
@@ -855,10 +864,12 @@ def publish(
         # tables sync. Writing the index (a 1.5 GB vectors file at 1M patterns, mostly
         # memory copies and disk writes) and DuckDB's syncs (many of them single-threaded:
         # updates, index builds, checkpoints) then share the machine's cores instead of
-        # taking turns: about 10 s of a 10M-event refresh's publish ran alone before.
+        # taking turns: about 10 s of a 10M-event refresh's publish ran alone before. An
+        # index built from scratch waits for the syncs (_publish_indexes: memory).
         index_sources = {relation for _, _, relation in _INDEXES if relation in relations}
         ordered = sorted(targets, key=lambda name: name not in index_sources)
         indexing: Future[dict[str, Manifest]] | None = None
+        tables_done = threading.Event()  # set once every table is synced
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="engram-index") as pool:
 
             def start_indexes() -> Future[dict[str, Manifest]]:
@@ -871,6 +882,7 @@ def publish(
                     build_id,
                     ann,
                     result,
+                    tables_done,
                 )
 
             try:
@@ -891,6 +903,7 @@ def publish(
                         indexing = start_indexes()
                 if indexing is None:  # no table to sync at all
                     indexing = start_indexes()
+                tables_done.set()
                 for name, text in views.items():
                     synced = time.perf_counter()
                     result.table_changes[name] = _sync_view(con, name, text)
@@ -913,6 +926,7 @@ def publish(
                         _drop_view(con, f"{schema}.{view}")
                         result.table_changes[f"{schema}.{view}"] = "dropped"
             except BaseException:
+                tables_done.set()
                 if indexing is not None:  # let it stop before the partial folder goes
                     wait([indexing])
                 raise
