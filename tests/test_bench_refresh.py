@@ -58,7 +58,7 @@ def test_a_small_run_times_both_builds_and_reports_each_publish_step(tmp_path: P
     the refresh runs the arguments `engram build` would (no unit tests: the same code)."""
     from bench.refresh import report, run
 
-    result = run(300, 3000, 0.05, 0, "synthetic", tmp_path / "work")
+    result = run(300, 3000, 0.05, 0, "synthetic", tmp_path / "work", keep=True)
     full, refresh = result["full"], result["refresh"]
     # the refresh runs every data test (scoped) and, with the same code, no unit test
     assert full["n_unit_tests"] > 0 and refresh["n_unit_tests"] == 0
@@ -70,3 +70,22 @@ def test_a_small_run_times_both_builds_and_reports_each_publish_step(tmp_path: P
     text = report(result)
     assert "build + publish" in text and "publish, slowest steps" in text
     assert "int_patterns__clustered" in text
+
+    # --keep-before-refresh: the state the refresh started from, to replay it: the
+    # appended rows loaded, the full build's serving copy, and the unit-test record, so a
+    # replayed refresh plans what the timed one ran (no unit tests)
+    import duckdb
+
+    from engram.build import build_plan, unit_tests_record
+    from engram.query.serving import current, serving_root
+
+    kept = tmp_path / "work" / "before_refresh" / "engram.duckdb"
+    with duckdb.connect(str(kept), read_only=True) as con:
+        (n_events,) = con.execute("select count(*) from raw.usage_events").fetchone()
+    assert n_events == result["sizes"]["events"]
+    copy = current(kept)
+    assert copy is not None and copy.database.exists()
+    assert copy.directory.is_relative_to(serving_root(kept))  # its own copy, not the live one
+    timed = unit_tests_record(tmp_path / "work" / "engram.duckdb")
+    assert unit_tests_record(kept).read_bytes() == timed.read_bytes()
+    assert "unit_test" in build_plan(kept).args
