@@ -379,8 +379,8 @@ def full_fp(copy: object, name: str) -> str:
 def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(tmp_path: Path) -> None:
     """sync_table reads its source once (a view re-runs its query per read) and decides from
     the row hashes: equal count and hash sums -> unchanged, a few rows differ -> only
-    those deleted/appended, most differ or duplicate rows -> rewritten; the copy always
-    ends with exactly the source's rows."""
+    those deleted/appended, most differ or duplicate rows among changes -> rewritten; the
+    copy always ends with exactly the source's rows."""
     from engram.query.serving import _ALIAS, sync_table
 
     con = duckdb.connect(str(tmp_path / "source.duckdb"))
@@ -408,6 +408,9 @@ def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(tmp_path: Pa
     con.execute("insert into base select * from base where k = 1")  # a duplicate row
     assert sync_table(con, "marts.t", target) == "rewritten"
     assert rows(f"{_ALIAS}.marts.t") == rows("source_view")
+    # the same rows, duplicate included: nothing to write (the distinct count is taken
+    # only where rows would be deleted and appended one by one)
+    assert sync_table(con, "marts.t", target) == "unchanged"
     con.execute("delete from base where k >= 500")
     assert sync_table(con, "marts.t", target) in ("updated", "rewritten")
     assert rows(f"{_ALIAS}.marts.t") == rows("source_view")

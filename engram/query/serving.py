@@ -303,17 +303,14 @@ def sync_table(con: duckdb.DuckDBPyConnection, name: str, target: _Target) -> st
             f"select {_ROW}.rowid as row_id, hash({_ROW}) as {_ROW_HASH} "
             f"from {qualified} as {_ROW}"
         )
-        n_source, n_distinct, xor_source, sum_source = con.execute(
-            f"select count(*), count(distinct {_ROW_HASH}), coalesce(bit_xor({_ROW_HASH}), 0), "
+        n_source, xor_source, sum_source = con.execute(
+            f"select count(*), coalesce(bit_xor({_ROW_HASH}), 0), "
             f"coalesce(sum({_ROW_HASH}::hugeint), 0) from temp.serving_source"
         ).fetchone()  # type: ignore[misc]
         n_copy, xor_copy, sum_copy = con.execute(
             f"select count(*), coalesce(bit_xor({_ROW_HASH}), 0), "
             f"coalesce(sum({_ROW_HASH}::hugeint), 0) from temp.serving_copy_hashes"
         ).fetchone()  # type: ignore[misc]
-        if n_source != n_distinct:
-            _create(con, qualified, staged, target)
-            return "rewritten"
         if (n_source, xor_source, sum_source) == (n_copy, xor_copy, sum_copy):
             return "unchanged"
         con.execute(
@@ -324,6 +321,14 @@ def sync_table(con: duckdb.DuckDBPyConnection, name: str, target: _Target) -> st
         if gone > REWRITE_SHARE * max(n_copy, 1):
             # most rows changed (a global term in every row): deleting them row by row
             # and appending costs more than writing the table again
+            _create(con, qualified, staged, target)
+            return "rewritten"
+        # only the row-by-row path needs distinct rows (a hash set cannot count copies),
+        # so the count of distinct hashes (2 s over pattern_predictions' 4M) is taken here
+        (n_distinct,) = con.execute(
+            f"select count(distinct {_ROW_HASH}) from temp.serving_source"
+        ).fetchone()  # type: ignore[misc]
+        if n_source != n_distinct:
             _create(con, qualified, staged, target)
             return "rewritten"
         deleted = 0
@@ -538,9 +543,12 @@ def sync_scoped(con: duckdb.DuckDBPyConnection, name: str, target: _Target, scop
                 "and key not in (select key from temp.serving_digests)",
                 [name],
             )
+            # the changed keys' digests only (~5% of them after a 1% append): joining all
+            # 1M against the stored ones took 2 s for dim_patterns alone
             con.execute(
                 f"update {_ALIAS}.{_DIGESTS} as stored set digest = now.digest "
-                "from temp.serving_digests as now "
+                "from (select key, digest from temp.serving_digests "
+                "where key in (select key from temp.serving_changed_keys)) as now "
                 "where stored.table_name = ? and stored.key = now.key "
                 "and stored.digest is distinct from now.digest",
                 [name],
