@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -599,6 +600,20 @@ def test_a_refresh_recomputes_the_backtest_from_the_first_week_whose_input_chang
     assert (frame(db, backtest)["brier_model"] >= 0).all(), "a var change left a week"
 
 
+def refresh_copy(sample_warehouse: Path, tmp_path: Path) -> tuple[Path, datetime]:
+    """A private copy of the sample warehouse and the watermark a refresh of it would pass
+    (engram.build.changed_since: the newest loaded_at its weekly sums hold)."""
+    import shutil
+
+    from engram.build import changed_since
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(sample_warehouse, db)
+    since = changed_since(db)
+    assert since is not None
+    return db, datetime.fromisoformat(since)
+
+
 def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
@@ -609,16 +624,11 @@ def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
     pattern the build did not touch is left to the full run (plain `dbt build`, the daily
     schedule), which fails on it."""
     import json
-    import shutil
 
     from engram.build import BuildError, run_dbt
 
-    db = tmp_path / "engram.duckdb"
-    shutil.copyfile(sample_warehouse, db)
+    db, since = refresh_copy(sample_warehouse, tmp_path)
     with duckdb.connect(str(db)) as con:
-        since = con.execute(
-            "select max(max_loaded_at) from intermediate.int_pattern_weeks__aggregated"
-        ).fetchone()[0]
         touched, untouched = (
             row[0]
             for row in con.execute(
@@ -667,17 +677,11 @@ def test_on_a_refresh_the_slope_check_reads_only_the_changed_patterns(
     regr_slope only for the patterns whose weekly sums the build recomputed: a wrong slope
     there fails it; the same error in a pattern the build did not touch is left to the full
     run (no watermark), which fails on it."""
-    import shutil
-
     from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
 
-    db = tmp_path / "engram.duckdb"
-    shutil.copyfile(sample_warehouse, db)
+    db, since = refresh_copy(sample_warehouse, tmp_path)
     summary = "marts.pattern_trend_summary"
     with duckdb.connect(str(db)) as con:
-        since = con.execute(
-            "select max(max_loaded_at) from intermediate.int_pattern_weeks__aggregated"
-        ).fetchone()[0]
         touched, untouched = (
             row[0]
             for row in con.execute(
@@ -724,12 +728,10 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     writes with its watermark (`refreshed_after`). With the watermark set, a broken list
     that carries it fails them; the same break in a list an earlier build wrote (null
     stamp) is left to the full runs (no watermark), which fail on it."""
-    import shutil
 
     from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
 
-    db = tmp_path / "engram.duckdb"
-    shutil.copyfile(sample_warehouse, db)
+    db, since = refresh_copy(sample_warehouse, tmp_path)
     pairs = "marts.pattern_similar_pairs"
 
     def break_list(con: duckdb.DuckDBPyConnection, pattern_id: str) -> str:
@@ -742,9 +744,6 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
         return other
 
     with duckdb.connect(str(db)) as con:
-        since = con.execute(
-            "select max(max_loaded_at) from intermediate.int_pattern_weeks__aggregated"
-        ).fetchone()[0]
         # a build without a watermark stamps nothing
         assert con.execute(f"select count(refreshed_after) from {pairs}").fetchone()[0] == 0
         first, second = (
