@@ -275,9 +275,9 @@ def sync_table(con: duckdb.DuckDBPyConnection, name: str, target: _Target) -> st
     sums of the row hashes (xor, and the sum as a 128-bit integer) equal the copy's, the
     table is unchanged and nothing else is read. Otherwise rows of the copy whose hash the
     source lacks are deleted and source rows whose hash the copy lacks are appended. When
-    the columns differ, the source has duplicate rows (a hash set cannot count them), or
-    more than REWRITE_SHARE of the rows changed, the table is rewritten whole instead. The
-    result is checked by row count; a mismatch also rewrites it.
+    the columns differ, more than REWRITE_SHARE of the rows changed, or the changed source
+    has duplicate rows (a hash set cannot count them), the table is rewritten whole
+    instead. The result is checked by row count; a mismatch also rewrites it.
     """
     source_relation, _, _ = target
     source = f"({source_relation})" if " " in source_relation else source_relation
@@ -324,7 +324,7 @@ def sync_table(con: duckdb.DuckDBPyConnection, name: str, target: _Target) -> st
             _create(con, qualified, staged, target)
             return "rewritten"
         # only the row-by-row path needs distinct rows (a hash set cannot count copies),
-        # so the count of distinct hashes (2 s over pattern_predictions' 4M) is taken here
+        # so the count of distinct hashes (seconds over millions of rows) is taken here
         (n_distinct,) = con.execute(
             f"select count(distinct {_ROW_HASH}) from temp.serving_source"
         ).fetchone()  # type: ignore[misc]
