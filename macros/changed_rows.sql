@@ -9,13 +9,20 @@
   let a custom macro fill a test's config, so the placeholder is replaced here, in dbt's
   own hook for the `where` config. A scoped unique test can miss a duplicate between an old
   and a new row; the full runs catch it. `where: "__engram_refreshed_rows__"` scopes a
-  model that stamps the rows it rewrites instead (refreshed_rows() below).
+  model that stamps the rows it rewrites instead (refreshed_rows() below), and
+  `where: "__engram_changed_patterns__"` a pattern-keyed model rewritten per changed pattern
+  (the rows of changed_patterns() below; every row when that is none).
 #}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
     {%- if where -%}
         {%- if '__engram_refreshed_rows__' in where -%}
             {%- set where = where | replace('__engram_refreshed_rows__', refreshed_rows()) -%}
+        {%- endif -%}
+        {%- if '__engram_changed_patterns__' in where -%}
+            {%- set changed = changed_patterns(beside=relation) -%}
+            {%- set where = where | replace('__engram_changed_patterns__',
+                'pattern_id in ' ~ changed if changed else 'true') -%}
         {%- endif -%}
         {%- if '__engram_changed_since__' in where -%}
             {%- set since = engram_changed_since() -%}
@@ -44,21 +51,32 @@
   than the previous build's watermark (engram.build.changed_since); a merge recomputes
   groups from events loaded long ago, hence no scope then.
 #}
-{% macro changed_patterns() -%}
+{% macro changed_patterns(beside=none) -%}
+    {#- beside: a relation in the intermediate schema (a generic test's model, which cannot
+        declare `-- depends_on`): int_pattern_weeks__aggregated is named beside it instead
+        of through ref(), which dbt would reject there as an undeclared dependency. -#}
     {%- set since = engram_changed_since() -%}
     {%- if not since or flags.FULL_REFRESH -%}
         {{ return(none) }}
     {%- endif -%}
+    {%- if beside is none -%}
+        {%- set weeks = ref('int_pattern_weeks__aggregated') -%}
+        {%- set supersessions = source('raw', 'pattern_supersessions') -%}
+    {%- else -%}
+        {%- set weeks = beside.incorporate(path={"identifier": "int_pattern_weeks__aggregated"}) -%}
+        {%- set supersessions = beside.incorporate(
+            path={"schema": "raw", "identifier": "pattern_supersessions"}) -%}
+    {%- endif -%}
     {%- if execute -%}
         {%- set merges -%}
-            select count(*) from {{ source('raw', 'pattern_supersessions') }}
+            select count(*) from {{ supersessions }}
             where greatest(recorded_at, coalesce(revoked_at, recorded_at)) > timestamp '{{ since }}'
         {%- endset -%}
         {%- if run_query(merges).columns[0].values()[0] > 0 -%}
             {{ return(none) }}
         {%- endif -%}
     {%- endif -%}
-    {{ return("(select distinct pattern_id from " ~ ref('int_pattern_weeks__aggregated')
+    {{ return("(select distinct pattern_id from " ~ weeks
         ~ " where max_loaded_at > timestamp '" ~ since ~ "')") }}
 {%- endmacro %}
 

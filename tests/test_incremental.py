@@ -545,3 +545,151 @@ def test_passing_the_drift_bound_reclusters_and_carries_ids_over(
     for column in ("theme_id", "paraphrase_group_id"):
         kept = set(drift[column]) & set(old[column])
         assert len(kept) >= 0.9 * old[column].nunique(), column
+
+
+def independent_context_weeks(db: Path) -> pd.DataFrame:
+    """int_pattern_context_weeks__aggregated recomputed in pandas from staging: the events
+    of known patterns summed per (project, context cluster, pattern, week), a task text
+    without a cluster in -1."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        events = con.sql(
+            "select project_id, pattern_id, context_hash, event_week as week, outcome_quality "
+            "from staging.stg_usage_events "
+            "where pattern_id in (select pattern_id from staging.stg_patterns)"
+        ).df()
+        contexts = con.sql(
+            "select context_hash, context_cluster_id from intermediate.int_contexts__clustered"
+        ).df()
+    located = events.merge(contexts, on="context_hash", how="left")
+    located["context_cluster_id"] = located["context_cluster_id"].fillna(-1).astype("int64")
+    located["sq"] = located["outcome_quality"] ** 2
+    return ordered_cells(
+        located.groupby(["project_id", "context_cluster_id", "pattern_id", "week"])
+        .agg(
+            n_events=("outcome_quality", "size"),
+            sum_quality=("outcome_quality", "sum"),
+            sum_sq_quality=("sq", "sum"),
+        )
+        .reset_index()
+    )
+
+
+def ordered_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    keys = ["project_id", "context_cluster_id", "pattern_id", "week"]
+    frame = frame.astype({"context_cluster_id": "int64", "n_events": "int64"})
+    frame["week"] = pd.to_datetime(frame["week"])
+    return frame.sort_values(keys).reset_index(drop=True)[[*keys, *VALUES]]
+
+
+VALUES = ["n_events", "sum_quality", "sum_sq_quality"]
+
+
+def assert_context_weeks_are_right(db: Path) -> None:
+    built = ordered_cells(table(db, "int_pattern_context_weeks__aggregated"))
+    expected = independent_context_weeks(db)
+    pd.testing.assert_frame_equal(built, expected, check_exact=False, rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_context_weeks_are_refreshed_per_changed_pattern_and_whole_when_a_counted_text_moves(
+    builds: dict, embedder: Embedder, tmp_path: Path
+) -> None:
+    """int_pattern_context_weeks__aggregated on a refresh recomputes only the (pattern,
+    week) groups with new events (a planted wrong sum in an untouched group survives the
+    refresh, and every other row equals an independent recomputation); a task text it had
+    counted that is now in another context cluster recomputes every row (the planted
+    sum is gone); events loaded before their pattern are counted once the pattern is."""
+    db = tmp_path / "engram.duckdb"
+    shutil.copy(builds["root"] / "before.duckdb", db)
+    second = pd.read_json(builds["root"] / "second" / "events.jsonl", lines=True)
+    touched = set(second["pattern_id"])
+    with duckdb.connect(str(db)) as con:
+        canary = con.execute(
+            "select pattern_id, week from intermediate.int_pattern_context_weeks__aggregated "
+            "where pattern_id not in (select unnest(?)) order by all limit 1",
+            [sorted(touched)],
+        ).fetchone()
+        assert canary is not None
+        con.execute(
+            "update intermediate.int_pattern_context_weeks__aggregated "
+            "set sum_sq_quality = sum_sq_quality + 1000 where pattern_id = ? and week = ?",
+            list(canary),
+        )
+    ingest_paths([builds["root"] / "second"], db, embedder=embedder)
+    build(db, capture=True, publish=False)
+
+    def canary_count() -> float:
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute(
+                "select max(sum_sq_quality) "
+                "from intermediate.int_pattern_context_weeks__aggregated "
+                "where pattern_id = ? and week = ?",
+                list(canary),
+            ).fetchone()[0]  # type: ignore[index]
+
+    assert canary_count() > 1000  # left alone: its pattern had no new events
+    built = ordered_cells(table(db, "int_pattern_context_weeks__aggregated"))
+    expected = independent_context_weeks(db)
+
+    def planted(frame: pd.DataFrame) -> pd.Series:
+        return (frame["pattern_id"] == canary[0]) & (frame["week"] == pd.Timestamp(canary[1]))
+
+    assert planted(built).any()
+    pd.testing.assert_frame_equal(
+        built[~planted(built)].reset_index(drop=True),
+        expected[~planted(expected)].reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-9,
+    )
+    assert set(built["pattern_id"]) & builds["held"]  # the new patterns' cells are there
+
+    # a counted task text moves to another cluster (as a re-clustering may move it)
+    with duckdb.connect(str(db)) as con:
+        target = con.execute(
+            "select context_cluster_id, any_value(context_cluster_label) "
+            "from intermediate.int_contexts__clustered group by 1 order by 1 desc limit 1"
+        ).fetchone()
+        moved = con.execute(
+            "select context_hash from intermediate.int_contexts__clustered "
+            "where context_hash in (select context_hash from staging.stg_usage_events) "
+            "and context_cluster_id <> ? order by 1 limit 1",
+            [target[0]],  # type: ignore[index]
+        ).fetchone()
+        assert target is not None and moved is not None
+        con.execute(
+            "update intermediate.int_contexts__clustered "
+            "set context_cluster_id = ?, context_cluster_label = ? where context_hash = ?",
+            [target[0], target[1], moved[0]],
+        )
+    build(db, capture=True, publish=False)
+    assert canary_count() < 1000  # every row recomputed
+    assert_context_weeks_are_right(db)
+
+    # events of a pattern not recorded yet are left out, then counted once it is
+    late = tmp_path / "late"
+    late.mkdir()
+    event = second.iloc[0].to_dict()
+    events = [
+        {**event, "event_id": f"late-{i}", "pattern_id": "p-late", "timestamp": event["timestamp"]}
+        for i in range(3)
+    ]
+    for row in events:
+        row["timestamp"] = pd.Timestamp(row["timestamp"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (late / "events.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in events))
+    ingest_paths([late], db, embedder=embedder)
+    build(db, capture=True, publish=False)
+    assert "p-late" not in set(table(db, "int_pattern_context_weeks__aggregated")["pattern_id"])
+    (late / "events.jsonl").unlink()
+    pattern = {
+        "pattern_id": "p-late",
+        "description": "Retry the flaky network call with exponential backoff.",
+        "pattern_type": "fix",
+        "first_seen": "2024-01-01T00:00:00Z",
+        "metadata": {},
+    }
+    (late / "patterns.jsonl").write_bytes(orjson.dumps(pattern) + b"\n")
+    ingest_paths([late], db, embedder=embedder)
+    build(db, capture=True, publish=False)
+    cells = table(db, "int_pattern_context_weeks__aggregated")
+    assert cells.loc[cells["pattern_id"] == "p-late", "n_events"].sum() == 3
+    assert_context_weeks_are_right(db)

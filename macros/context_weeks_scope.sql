@@ -1,0 +1,97 @@
+{#
+  int_pattern_context_weeks__aggregated's incremental scope (issue 18). The model is a
+  sum per (project, context cluster, pattern, week); a refresh recomputes only the
+  (pattern, week) groups that gained events since the model's own watermark (the newest
+  loaded_at it had processed, kept in <model>__state beside the context map it used), from
+  all of those groups' events, and delete+insert on [pattern_id, week] replaces them. Rows
+  of other groups can change only when
+    - a merge was recorded or undone (events then count toward another pattern),
+    - a task text already counted moved to another context cluster (a re-clustering, or
+      a text whose events were loaded before it was clustered), or
+    - a pattern became known whose events were loaded before it (they were left out);
+  the first two recompute every row (context_weeks_recompute_all), the third adds the
+  pattern's every week to the scope. The state tables are written by the model's
+  post-hook, inside its transaction, so a run killed before its commit leaves the
+  previous rows and the previous state together.
+#}
+
+{% macro context_weeks_state(suffix) -%}
+    {{ return(adapter.quote(this.schema) ~ "." ~ adapter.quote(this.identifier ~ "__" ~ suffix)) }}
+{%- endmacro %}
+
+{#- The previous run's watermark as a SQL literal, or none: not incremental, DuckDB only,
+    no state yet (the first run with this code). -#}
+{% macro context_weeks_watermark() -%}
+    {%- if not execute or not is_incremental() or target.type != 'duckdb' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set exists_sql -%}
+        select count(*) from information_schema.tables
+        where table_schema = '{{ this.schema }}'
+            and table_name in ('{{ this.identifier }}__watermark', '{{ this.identifier }}__contexts')
+    {%- endset -%}
+    {%- if run_query(exists_sql).columns[0].values()[0] < 2 -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set sql -%}
+        select strftime(processed_through, '%Y-%m-%d %H:%M:%S.%f') from {{ context_weeks_state('watermark') }}
+    {%- endset -%}
+    {%- set rows = run_query(sql).columns[0].values() -%}
+    {%- if rows | length != 1 or rows[0] is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return("timestamp '" ~ rows[0] ~ "'") }}
+{%- endmacro %}
+
+{#- True when this run must recompute every row (see above); also when there is no
+    watermark. Only called on incremental runs. -#}
+{% macro context_weeks_recompute_all() -%}
+    {%- set since = context_weeks_watermark() -%}
+    {%- if since is none -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set sql -%}
+        select
+            (
+                select count(*) from {{ source('raw', 'pattern_supersessions') }}
+                where greatest(recorded_at, coalesce(revoked_at, recorded_at)) > {{ since }}
+            )
+            + (
+                -- a text counted before, now in another cluster or none
+                select count(*)
+                from {{ context_weeks_state('contexts') }} as saved
+                left join {{ ref('int_contexts__clustered') }} as now
+                    on now.context_hash = saved.context_hash
+                where now.context_cluster_id is distinct from saved.context_cluster_id
+            )
+            + (
+                -- a text clustered since, whose events include some counted before (in -1)
+                select count(*) from (
+                    select 1
+                    from {{ ref('stg_usage_events') }} as events
+                    where events.loaded_at <= {{ since }}
+                        and events.context_hash in (
+                            select context_hash from {{ ref('int_contexts__clustered') }}
+                            except
+                            select context_hash from {{ context_weeks_state('contexts') }}
+                        )
+                    limit 1
+                )
+            )
+    {%- endset -%}
+    {{ return(run_query(sql).columns[0].values()[0] > 0) }}
+{%- endmacro %}
+
+{#- The post-hooks: the watermark and the context map this run used, each replaced. -#}
+{% macro save_context_weeks_state(part) -%}
+    {%- if target.type != 'duckdb' -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- if part == 'watermark' -%}
+    create or replace table {{ context_weeks_state('watermark') }} as
+    select max(max_loaded_at) as processed_through from {{ ref('int_pattern_weeks__aggregated') }}
+    {%- else -%}
+    create or replace table {{ context_weeks_state('contexts') }} as
+    select context_hash, context_cluster_id from {{ ref('int_contexts__clustered') }}
+    {%- endif -%}
+{%- endmacro %}
