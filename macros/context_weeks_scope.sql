@@ -44,7 +44,8 @@
 {%- endmacro %}
 
 {#- True when this run must recompute every row (see above); also when there is no
-    watermark. Only called on incremental runs. -#}
+    watermark. Only called on incremental runs (by the pre-hook and by the model). The
+    events are read only when some clustered task text is new to the saved map. -#}
 {% macro context_weeks_recompute_all() -%}
     {%- set since = context_weeks_watermark() -%}
     {%- if since is none -%}
@@ -64,22 +65,27 @@
                     on now.context_hash = saved.context_hash
                 where now.context_cluster_id is distinct from saved.context_cluster_id
             )
-            + (
-                -- a text clustered since, whose events include some counted before (in -1)
-                select count(*) from (
-                    select 1
-                    from {{ ref('stg_usage_events') }} as events
-                    where events.loaded_at <= {{ since }}
-                        and events.context_hash in (
-                            select context_hash from {{ ref('int_contexts__clustered') }}
-                            except
-                            select context_hash from {{ context_weeks_state('contexts') }}
-                        )
-                    limit 1
-                )
-            )
     {%- endset -%}
-    {{ return(run_query(sql).columns[0].values()[0] > 0) }}
+    {%- if run_query(sql).columns[0].values()[0] > 0 -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set new_texts -%}
+        select context_hash from {{ ref('int_contexts__clustered') }}
+        except
+        select context_hash from {{ context_weeks_state('contexts') }}
+    {%- endset -%}
+    {%- if run_query("select count(*) from (" ~ new_texts ~ ")").columns[0].values()[0] == 0 -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {#- a text clustered since, whose events include some counted before (in -1) -#}
+    {%- set late -%}
+        select count(*) from (
+            select 1 from {{ ref('stg_usage_events') }}
+            where loaded_at <= {{ since }} and context_hash in ({{ new_texts }})
+            limit 1
+        )
+    {%- endset -%}
+    {{ return(run_query(late).columns[0].values()[0] > 0) }}
 {%- endmacro %}
 
 {#- The post-hooks: the watermark and the context map this run used, each replaced. -#}
