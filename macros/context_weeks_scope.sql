@@ -2,7 +2,8 @@
   int_pattern_context_weeks__aggregated's incremental scope (issue 18). The model is a
   sum per (project, context cluster, pattern, week); a refresh recomputes only the
   (pattern, week) groups that gained events since the model's own watermark (the newest
-  loaded_at it had processed, kept in <model>__state beside the context map it used), from
+  loaded_at it had processed, kept in <model>__watermark; the context map it used is in
+  <model>__contexts), from
   all of those groups' events, and delete+insert on [pattern_id, week] replaces them. Rows
   of other groups can change only when
     - a merge was recorded or undone (events then count toward another pattern),
@@ -10,8 +11,8 @@
       a text whose events were loaded before it was clustered), or
     - a pattern became known whose events were loaded before it (they were left out);
   the first two recompute every row (context_weeks_recompute_all), the third adds the
-  pattern's every week to the scope. The state tables are written by the model's
-  post-hook, inside its transaction, so a run killed before its commit leaves the
+  pattern's every week to the scope. The two state tables are written by the model's
+  post-hooks, inside its transaction, so a run killed before its commit leaves the
   previous rows and the previous state together.
 #}
 
@@ -27,7 +28,7 @@
     {%- endif -%}
     {%- set exists_sql -%}
         select count(*) from information_schema.tables
-        where table_schema = '{{ this.schema }}'
+        where table_catalog = '{{ this.database }}' and table_schema = '{{ this.schema }}'
             and table_name in ('{{ this.identifier }}__watermark', '{{ this.identifier }}__contexts')
     {%- endset -%}
     {%- if run_query(exists_sql).columns[0].values()[0] < 2 -%}
