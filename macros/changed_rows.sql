@@ -70,7 +70,7 @@
     {%- if execute -%}
         {%- set merges -%}
             select count(*) from {{ supersessions }}
-            where greatest(recorded_at, coalesce(revoked_at, recorded_at)) > timestamp '{{ since }}'
+            where {{ merge_changed_after("timestamp '" ~ since ~ "'") }}
         {%- endset -%}
         {%- if run_query(merges).columns[0].values()[0] > 0 -%}
             {{ return(none) }}

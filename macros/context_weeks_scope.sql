@@ -56,7 +56,7 @@
         select
             (
                 select count(*) from {{ source('raw', 'pattern_supersessions') }}
-                where greatest(recorded_at, coalesce(revoked_at, recorded_at)) > {{ since }}
+                where {{ merge_changed_after(since) }}
             )
             + (
                 -- a text counted before, now in another cluster or none
