@@ -20,7 +20,7 @@
             {%- set where = where | replace('__engram_refreshed_rows__', refreshed_rows()) -%}
         {%- endif -%}
         {%- if '__engram_changed_patterns__' in where -%}
-            {%- set changed = changed_patterns(beside=relation) -%}
+            {%- set changed = changed_patterns(from_graph=true) -%}
             {%- set where = where | replace('__engram_changed_patterns__',
                 'pattern_id in ' ~ changed if changed else 'true') -%}
         {%- endif -%}
@@ -51,21 +51,23 @@
   than the previous build's watermark (engram.build.changed_since); a merge recomputes
   groups from events loaded long ago, hence no scope then.
 #}
-{% macro changed_patterns(beside=none) -%}
-    {#- beside: a relation in the intermediate schema (a generic test's model, which cannot
-        declare `-- depends_on`): int_pattern_weeks__aggregated is named beside it instead
-        of through ref(), which dbt would reject there as an undeclared dependency. -#}
+{% macro changed_patterns(from_graph=false) -%}
+    {#- from_graph: for a generic test (the `where` placeholder), which cannot declare
+        `-- depends_on`, so ref() would be rejected there as an undeclared dependency: the
+        two relations are then looked up in the project's graph by name instead
+        (graph_relation below), wherever the project's schemas put them. -#}
     {%- set since = engram_changed_since() -%}
     {%- if not since or flags.FULL_REFRESH -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- if beside is none -%}
+    {%- if not from_graph -%}
         {%- set weeks = ref('int_pattern_weeks__aggregated') -%}
         {%- set supersessions = source('raw', 'pattern_supersessions') -%}
+    {%- elif not execute -%}
+        {{ return(none) }}  {#- parsing: the graph is not there yet, and nothing runs -#}
     {%- else -%}
-        {%- set weeks = beside.incorporate(path={"identifier": "int_pattern_weeks__aggregated"}) -%}
-        {%- set supersessions = beside.incorporate(
-            path={"schema": "raw", "identifier": "pattern_supersessions"}) -%}
+        {%- set weeks = graph_relation('model', 'int_pattern_weeks__aggregated') -%}
+        {%- set supersessions = graph_relation('source', 'pattern_supersessions', 'raw') -%}
     {%- endif -%}
     {%- if execute -%}
         {%- set merges -%}
@@ -78,6 +80,24 @@
     {%- endif -%}
     {{ return("(select distinct pattern_id from " ~ weeks
         ~ " where max_loaded_at > timestamp '" ~ since ~ "')") }}
+{%- endmacro %}
+
+{#
+  The relation of a model or source of this project, by name, from dbt's `graph` (its
+  relation_name: database, schema and identifier as the build names them), for macros
+  that run where ref() and source() would be rejected (generic tests' `where`). A
+  compilation error names what is missing.
+#}
+{% macro graph_relation(resource_type, name, source_name=none) -%}
+    {%- set nodes = graph.sources.values() if resource_type == 'source' else graph.nodes.values() -%}
+    {%- for node in nodes -%}
+        {%- if node.resource_type == resource_type and node.name == name
+              and (source_name is none or node.source_name == source_name) -%}
+            {{ return(node.relation_name) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ exceptions.raise_compiler_error(
+        "engram: no " ~ resource_type ~ " named " ~ name ~ " in this project's graph") }}
 {%- endmacro %}
 
 {#

@@ -721,6 +721,59 @@ def test_on_a_refresh_the_slope_check_reads_only_the_changed_patterns(
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
 
 
+def test_on_a_refresh_the_context_weeks_key_test_checks_only_the_changed_patterns(
+    sample_warehouse: Path, tmp_path: Path
+) -> None:
+    """int_pattern_context_weeks__aggregated's unique-key test is a generic test scoped by
+    `where: "__engram_changed_patterns__"`, whose relations come from dbt's graph (a
+    generic test cannot ref() what it does not declare). With the watermark set, a
+    duplicate cell of a pattern the build recomputed fails it; the same duplicate in a
+    pattern the build did not touch is left to the full run (no watermark), which fails on
+    it."""
+    from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
+
+    db, since = refresh_copy(sample_warehouse, tmp_path)
+    cells = "intermediate.int_pattern_context_weeks__aggregated"
+    with duckdb.connect(str(db)) as con:
+        touched, untouched = (
+            row[0]
+            for row in con.execute(
+                f"select distinct pattern_id from {cells} order by pattern_id limit 2"
+            ).fetchall()
+        )
+        # the touched pattern's weekly sums as this build recomputed them
+        con.execute(
+            "update intermediate.int_pattern_weeks__aggregated "
+            "set max_loaded_at = max_loaded_at + interval 1 day where pattern_id = ?",
+            [touched],
+        )
+        con.execute(
+            f"insert into {cells} select * from {cells} where pattern_id = ? limit 1",
+            [touched],
+        )
+    check = [
+        "test",
+        "--select",
+        "unique_combination_int_pattern_context_weeks__aggregated_project_id__context_cluster_id__pattern_id__week",
+    ]
+    scoped = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env=scoped)
+    with duckdb.connect(str(db)) as con:  # the duplicate moved to the untouched pattern
+        con.execute(
+            f"delete from {cells} where pattern_id = ? and rowid = (select max(rowid) from "
+            f"{cells} where pattern_id = ?)",
+            [touched, touched],
+        )
+        con.execute(
+            f"insert into {cells} select * from {cells} where pattern_id = ? limit 1",
+            [untouched],
+        )
+    run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+
+
 def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
