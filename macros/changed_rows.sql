@@ -21,6 +21,9 @@
         {%- endif -%}
         {%- if '__engram_changed_patterns__' in where -%}
             {%- set changed = changed_patterns(from_graph=true) -%}
+            {%- if changed and recomputed_whole(relation) -%}
+                {%- set changed = none -%}
+            {%- endif -%}
             {%- set where = where | replace('__engram_changed_patterns__',
                 'pattern_id in ' ~ changed if changed else 'true') -%}
         {%- endif -%}
@@ -80,6 +83,33 @@
     {%- endif -%}
     {{ return("(select distinct pattern_id from " ~ weeks
         ~ " where max_loaded_at > timestamp '" ~ since ~ "')") }}
+{%- endmacro %}
+
+{#
+  Whether the tested model's last run recomputed every row, as it records in its
+  `<model>__watermark` side table (`recomputed_all`; int_pattern_context_weeks__aggregated:
+  macros/context_weeks_scope.sql): after a merge or a re-clustering an incremental run
+  rewrites every row, so its `__engram_changed_patterns__` tests check every row too. A
+  model without that table counts as recomputed whole (every row checked).
+#}
+{% macro recomputed_whole(relation) -%}
+    {%- if not execute or target.type != 'duckdb' -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set side = relation.identifier ~ '__watermark' -%}
+    {%- set exists_sql -%}
+        select count(*) from information_schema.columns
+        where table_catalog = '{{ relation.database }}' and table_schema = '{{ relation.schema }}'
+            and table_name = '{{ side }}' and column_name = 'recomputed_all'
+    {%- endset -%}
+    {%- if run_query(exists_sql).columns[0].values()[0] == 0 -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set flag_sql -%}
+        select coalesce(bool_or(recomputed_all), true)
+        from {{ adapter.quote(relation.schema) }}.{{ adapter.quote(side) }}
+    {%- endset -%}
+    {{ return(run_query(flag_sql).columns[0].values()[0]) }}
 {%- endmacro %}
 
 {#

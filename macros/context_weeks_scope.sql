@@ -89,14 +89,22 @@
     {{ return(run_query(late).columns[0].values()[0] > 0) }}
 {%- endmacro %}
 
-{#- The post-hooks: the watermark and the context map this run used, each replaced. -#}
+{#- The post-hooks: the watermark and the context map this run used, each replaced; the
+    watermark's row also says whether this run recomputed every row (recomputed_all), so
+    that the model's scoped tests check every row then (macros/changed_rows.sql,
+    recomputed_whole). -#}
 {% macro save_context_weeks_state(part) -%}
     {%- if target.type != 'duckdb' -%}
         {{ return('') }}
     {%- endif -%}
     {%- if part == 'watermark' -%}
+    {#- rendered after the model's query ran and before the contexts hook: the saved state
+        is still the previous run's, so this asks what the pre-hook asked -#}
+    {%- set whole = not is_incremental() or context_weeks_recompute_all() -%}
     create or replace table {{ context_weeks_state('watermark') }} as
-    select max(max_loaded_at) as processed_through from {{ ref('int_pattern_weeks__aggregated') }}
+    select max(max_loaded_at) as processed_through,
+        {{ 'true' if whole else 'false' }} as recomputed_all
+    from {{ ref('int_pattern_weeks__aggregated') }}
     {%- else -%}
     create or replace table {{ context_weeks_state('contexts') }} as
     select context_hash, context_cluster_id from {{ ref('int_contexts__clustered') }}

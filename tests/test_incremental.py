@@ -627,7 +627,16 @@ def test_context_weeks_are_refreshed_per_changed_pattern_and_whole_when_a_counte
                 list(canary),
             ).fetchone()[0]  # type: ignore[index]
 
+    def recomputed_all() -> bool:
+        """What the run recorded for its scoped tests (macros/changed_rows.sql)."""
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute(
+                "select bool_and(recomputed_all) "
+                "from intermediate.int_pattern_context_weeks__aggregated__watermark"
+            ).fetchone()[0]  # type: ignore[index]
+
     assert canary_count() > 1000  # left alone: its pattern had no new events
+    assert recomputed_all() is False  # its tests checked the changed patterns' rows
     built = ordered_cells(table(db, "int_pattern_context_weeks__aggregated"))
     expected = independent_context_weeks(db)
 
@@ -663,6 +672,7 @@ def test_context_weeks_are_refreshed_per_changed_pattern_and_whole_when_a_counte
         )
     build(db, capture=True, publish=False)
     assert canary_count() < 1000  # every row recomputed
+    assert recomputed_all() is True  # and its tests checked every row
     assert_context_weeks_are_right(db)
 
     # a task text clustered after some of its events were counted (then in -1, as when
@@ -678,6 +688,7 @@ def test_context_weeks_are_refreshed_per_changed_pattern_and_whole_when_a_counte
             con.execute(f"delete from intermediate.{state} where context_hash = ?", [moved[0]])
     build(db, capture=True, publish=False)
     assert canary_count() < 1000
+    assert recomputed_all() is True
     assert_context_weeks_are_right(db)
 
     # events of a pattern not recorded yet are left out, then counted once it is

@@ -729,12 +729,18 @@ def test_on_a_refresh_the_context_weeks_key_test_checks_only_the_changed_pattern
     generic test cannot ref() what it does not declare). With the watermark set, a
     duplicate cell of a pattern the build recomputed fails it; the same duplicate in a
     pattern the build did not touch is left to the full run (no watermark), which fails on
-    it."""
+    it. A run that recomputed every row (its side table says so) has every row checked
+    even with the watermark set."""
     from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
 
     db, since = refresh_copy(sample_warehouse, tmp_path)
     cells = "intermediate.int_pattern_context_weeks__aggregated"
+    flag = f"update {cells}__watermark set recomputed_all = ?"
     with duckdb.connect(str(db)) as con:
+        # the sample's last build was its first: it recomputed every row; say a refresh
+        # that recomputed some patterns ran instead
+        assert con.execute(f"select bool_and(recomputed_all) from {cells}__watermark").fetchone()[0]
+        con.execute(flag, [False])
         touched, untouched = (
             row[0]
             for row in con.execute(
@@ -772,6 +778,10 @@ def test_on_a_refresh_the_context_weeks_key_test_checks_only_the_changed_pattern
     run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
     with pytest.raises(BuildError, match="FAIL"):
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+    with duckdb.connect(str(db)) as con:
+        con.execute(flag, [True])
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env=scoped)
 
 
 def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
