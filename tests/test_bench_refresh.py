@@ -67,8 +67,17 @@ def test_a_small_run_times_both_builds_and_reports_each_publish_step(tmp_path: P
     assert refresh["publish_steps"]["copy previous"][0] >= 0
     trends_seconds, trends_how = refresh["publish_steps"]["marts.pattern_trends"]
     assert trends_how.startswith("scoped: ") and trends_seconds >= 0
+    # the floor line: the every-row models' nodes and tests found, and taken off
+    from bench.refresh import floor_without_every_row
+
+    times = refresh["node_times"]
+    assert 0 < times["every_row"] < times["busy"] and 0 < times["span"] <= refresh["build_seconds"]
+    build, publish = floor_without_every_row(refresh)
+    assert refresh["build_seconds"] - times["span"] < build < refresh["build_seconds"]
+    assert 0 <= publish < refresh["publish_seconds"]  # pattern_predictions' sync and others
     text = report(result)
     assert "build + publish" in text and "publish, slowest steps" in text
+    assert "refresh without pattern_predictions" in text
     assert "int_patterns__clustered" in text
 
     # --keep-before-refresh: the state the refresh started from, to replay it: the
