@@ -614,6 +614,16 @@ def refresh_copy(sample_warehouse: Path, tmp_path: Path) -> tuple[Path, datetime
     return db, datetime.fromisoformat(since)
 
 
+def mark_recomputed(con: duckdb.DuckDBPyConnection, pattern_id: str) -> None:
+    """Make a pattern's weekly sums look recomputed by the refresh (newer than its
+    watermark), so changed_patterns() scopes the checks to it."""
+    con.execute(
+        "update intermediate.int_pattern_weeks__aggregated "
+        "set max_loaded_at = max_loaded_at + interval 1 day where pattern_id = ?",
+        [pattern_id],
+    )
+
+
 def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
@@ -689,13 +699,8 @@ def test_on_a_refresh_the_slope_check_reads_only_the_changed_patterns(
                 "order by pattern_id limit 2"
             ).fetchall()
         )
-        # the touched pattern's sums as this build recomputed them (newer than the
-        # watermark), its slope wrong
-        con.execute(
-            "update intermediate.int_pattern_weeks__aggregated "
-            "set max_loaded_at = max_loaded_at + interval 1 day where pattern_id = ?",
-            [touched],
-        )
+        # the touched pattern's sums as this build recomputed them, its slope wrong
+        mark_recomputed(con, touched)
         con.execute(
             f"update {summary} set quality_slope_per_week = quality_slope_per_week + 0.5 "
             "where pattern_id = ?",
@@ -747,12 +752,7 @@ def test_on_a_refresh_the_context_weeks_key_test_checks_only_the_changed_pattern
                 f"select distinct pattern_id from {cells} order by pattern_id limit 2"
             ).fetchall()
         )
-        # the touched pattern's weekly sums as this build recomputed them
-        con.execute(
-            "update intermediate.int_pattern_weeks__aggregated "
-            "set max_loaded_at = max_loaded_at + interval 1 day where pattern_id = ?",
-            [touched],
-        )
+        mark_recomputed(con, touched)  # its weekly sums as this build recomputed them
         con.execute(
             f"insert into {cells} select * from {cells} where pattern_id = ? limit 1",
             [touched],
