@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from bench.memory import RssSampler, peak_by_node, wait_with_peak_rss
+from bench.memory import RssSampler, _unix, peak_by_node, wait_with_peak_rss
 from bench.paths import PROJECT_ROOT
 
 SPLITS = ("recent", "scattered")
@@ -58,8 +58,6 @@ def node_times(results: dict[str, Any], manifest: dict[str, Any]) -> dict[str, f
     """From a dbt run's run_results and manifest: the span of its nodes (first start to
     last end), their summed seconds (`busy`: both threads' work), and the seconds of the
     EVERY_ROW_MODELS and of the tests that read one of them (`every_row`)."""
-    from datetime import datetime
-
     every_row = {
         f"model.{manifest['metadata'].get('project_name', 'engram')}.{m}" for m in EVERY_ROW_MODELS
     }
@@ -70,9 +68,9 @@ def node_times(results: dict[str, Any], manifest: dict[str, Any]) -> dict[str, f
         timing = [t for t in result.get("timing", []) if t.get("started_at")]
         if not timing:
             continue
-        start = min(datetime.fromisoformat(t["started_at"].replace("Z", "+00:00")) for t in timing)
-        end = max(datetime.fromisoformat(t["completed_at"].replace("Z", "+00:00")) for t in timing)
-        seconds = (end - start).total_seconds()
+        start = min(_unix(t["started_at"]) for t in timing)
+        end = max(_unix(t["completed_at"]) for t in timing)
+        seconds = end - start
         starts.append(start)
         ends.append(end)
         busy += seconds
@@ -80,7 +78,7 @@ def node_times(results: dict[str, Any], manifest: dict[str, Any]) -> dict[str, f
         reads = set(nodes.get(uid, {}).get("depends_on", {}).get("nodes", []))
         if uid in every_row or (uid.startswith("test.") and reads & every_row):
             attached += seconds
-    span = (max(ends) - min(starts)).total_seconds() if starts else 0.0
+    span = max(ends) - min(starts) if starts else 0.0
     return {"span": span, "busy": busy, "every_row": attached}
 
 
