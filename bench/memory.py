@@ -145,7 +145,8 @@ class RssSampler(threading.Thread):
         self.join(timeout=5)
 
 
-def _unix(stamp: str) -> float:
+def unix_seconds(stamp: str) -> float:
+    """Seconds since the epoch of one of dbt's run_results timestamps (ISO, maybe 'Z')."""
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
@@ -159,7 +160,8 @@ def peak_by_node(
         windows = [t for t in result.get("timing", []) if t.get("name") == "execute"]
         if not windows or not windows[0].get("started_at") or not windows[0].get("completed_at"):
             continue
-        start, end = _unix(windows[0]["started_at"]), _unix(windows[0]["completed_at"])
+        window = windows[0]
+        start, end = unix_seconds(window["started_at"]), unix_seconds(window["completed_at"])
         inside = [rss for at, rss in samples if start <= at <= end]
         if inside:
             peaks[result["unique_id"].split(".")[-1]] = max(inside)

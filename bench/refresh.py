@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from bench.memory import RssSampler, _unix, peak_by_node, wait_with_peak_rss
+from bench.memory import RssSampler, peak_by_node, unix_seconds, wait_with_peak_rss
 from bench.paths import PROJECT_ROOT
 
 SPLITS = ("recent", "scattered")
@@ -68,8 +68,8 @@ def node_times(results: dict[str, Any], manifest: dict[str, Any]) -> dict[str, f
         timing = [t for t in result.get("timing", []) if t.get("started_at")]
         if not timing:
             continue
-        start = min(_unix(t["started_at"]) for t in timing)
-        end = max(_unix(t["completed_at"]) for t in timing)
+        start = min(unix_seconds(t["started_at"]) for t in timing)
+        end = max(unix_seconds(t["completed_at"]) for t in timing)
         seconds = end - start
         starts.append(start)
         ends.append(end)
