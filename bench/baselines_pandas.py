@@ -206,7 +206,8 @@ def pattern_predictions(
     by_pattern = located.groupby("pattern_id")["outcome_quality"].agg(
         pattern_n_events="size", pattern_sum="sum"
     )
-    global_mean = located["outcome_quality"].sum() / len(located)
+    steps = int(v["prior_mean_steps"])  # the global mean on the prior's grid
+    global_mean = np.floor(located["outcome_quality"].sum() / len(located) * steps + 0.5) / steps
     by_pattern["pattern_mean_quality"] = by_pattern["pattern_sum"] / by_pattern["pattern_n_events"]
     by_pattern["pattern_mean_shrunk"] = (by_pattern["pattern_sum"] + k * global_mean) / (
         by_pattern["pattern_n_events"] + k

@@ -259,7 +259,8 @@ def pattern_predictions_posterior(
     by_context = located.group_by("context_cluster_id", "pattern_id").agg(
         n_events=pl.len().cast(pl.Int64), sum_quality=q.sum()
     )
-    global_mean = located.select(g=q.sum() / pl.len())
+    steps = int(v["prior_mean_steps"])  # the global mean on the prior's grid
+    global_mean = located.select(g=((q.sum() / pl.len()) * steps + 0.5).floor() / steps)
     by_pattern = (
         located.group_by("pattern_id")
         .agg(pattern_n_events=pl.len().cast(pl.Int64), pattern_sum=q.sum())

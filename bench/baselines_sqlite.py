@@ -162,7 +162,13 @@ by_context as (
     from located group by context_cluster_id, pattern_id
 ),
 by_pattern as (select pattern_id, count(*) as n, sum(q) as s from located group by pattern_id),
-overall as (select sum(q) / count(*) as g from located),
+-- the global mean on the prior's grid: floor(g * steps + 0.5) / steps (g >= 0, so the
+-- cast's truncation is the floor; SQLite may lack floor())
+overall as (
+    select cast(sum(q) / count(*) * :prior_mean_steps + 0.5 as integer)
+           / (:prior_mean_steps * 1.0) as g
+    from located
+),
 pattern_means as (
     select pattern_id, n as pattern_n_events, s / n as pattern_mean_quality,
            (s + :prediction_prior_strength * g) / (n + :prediction_prior_strength)
@@ -336,4 +342,5 @@ _PARAMS = (
     "cooccurrence_min_support",
     "cooccurrence_max_files",
     "prediction_prior_strength",
+    "prior_mean_steps",
 )

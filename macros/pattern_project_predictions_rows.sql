@@ -175,15 +175,19 @@ global_weights as (
     cross join settings
 ),
 
--- the project's global mean: its own events plus w(N own) x the others' (shifted)
+-- the project's global mean: its own events plus w(N own) x the others' (shifted),
+-- rounded to the prior's grid
 final as (
     select
         global_weights.project_id,
         global_weights.baseline_shift,
-        (global_weights.own_sum + global_weights.lam * least(greatest(
-            global_weights.other_sum + global_weights.baseline_shift * global_weights.other_n,
-            0), global_weights.other_n))
-        / (global_weights.own_n + global_weights.lam * global_weights.other_n) as global_mean,
+        -- on the prior's grid (macros/shrinkage.sql), as the pooled prior is
+        {{ prior_mean(
+            '(global_weights.own_sum + global_weights.lam * least(greatest('
+            ~ 'global_weights.other_sum + global_weights.baseline_shift * global_weights.other_n,'
+            ~ ' 0), global_weights.other_n))'
+            ~ ' / (global_weights.own_n + global_weights.lam * global_weights.other_n)') }}
+            as global_mean,
         settings.prior_strength,
         settings.share_weight,
         settings.share_fade

@@ -172,8 +172,10 @@ pattern_baselines as (
                 then pattern_history.sum_before / pattern_history.n_before
             else scored_weeks.global_mean
         end as pattern_mean,
+        -- shrunk toward the global mean on its grid, as pattern_predictions is; the
+        -- global-mean baseline (p_global_mean) stays exact
         {{ shrunk_mean('pattern_history.sum_before', 'pattern_history.n_before',
-                       'scored_weeks.global_mean', 'prior.prior_strength') }}
+                       prior_mean('scored_weeks.global_mean'), 'prior.prior_strength') }}
             as pattern_mean_shrunk
     from pattern_history
     inner join scored_weeks on scored_weeks.week = pattern_history.week

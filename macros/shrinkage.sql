@@ -4,6 +4,20 @@
   pseudo-trials. One definition for pattern_predictions and prediction_backtest, so the
   backtest scores exactly the formula the marts serve.
 #}
+{#
+  The prior of last resort, the global mean quality, on a grid of 1 / var('prior_mean_steps')
+  (0.01): half-way up rounds up, floor(g * steps + 0.5) / steps, the same double arithmetic
+  in DuckDB, Spark and Python (engram.numeric.ranking.prior_mean). Why a grid: every
+  prediction is shrunk toward it, so an exact mean would move with every new event and
+  make a refresh recompute all 4M pattern_predictions rows at 10M events; on the grid it
+  moves only when the mean crosses a step, and a refresh recomputes the patterns whose
+  events changed (issue 18). Exact on either side: a full rebuild rounds the same way.
+#}
+{% macro prior_mean(global_mean) -%}
+    (floor(cast(({{ global_mean }}) as double) * {{ var('prior_mean_steps') }} + 0.5)
+     / {{ var('prior_mean_steps') }})
+{%- endmacro %}
+
 {% macro shrunk_mean(total, n, prior_mean, prior_strength) -%}
     (({{ total }}) + ({{ prior_strength }}) * ({{ prior_mean }}))
     / (({{ n }}) + ({{ prior_strength }}))

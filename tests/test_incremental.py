@@ -36,6 +36,7 @@ from engram.numeric.incremental import (
     two_level_refresh_texts,
 )
 from engram.numeric.neighbors import nearest_neighbors, neighbors_of
+from engram.project import dbt_vars
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
 
@@ -387,6 +388,56 @@ def test_an_incremental_build_stamps_the_similar_pairs_lists_it_wrote(builds: di
     held = set(builds["held"]) & set(inc["pattern_id"])
     assert held and held <= set(stamped["pattern_id"])
     assert table(builds["full"], "pattern_similar_pairs")["refreshed_after"].isna().all()
+
+
+@pytest.mark.slow
+def test_a_refresh_rewrites_the_predictions_of_the_patterns_whose_rows_changed(
+    builds: dict,
+) -> None:
+    """pattern_predictions after a refresh: the patterns it rewrote (stamped with the
+    watermark) are exactly those whose rows differ from the first build's, every pattern
+    with a new event among them, and the rest of the table untouched. That is a small part
+    of it only because the global mean, the prior every row shrinks toward, stayed on the
+    same step of its grid (macros/shrinkage.sql, prior_mean), checked here from the
+    events."""
+    from engram.build import changed_since
+
+    watermark = pd.Timestamp(changed_since(builds["root"] / "before.duckdb"))
+    before = table(builds["root"] / "before.duckdb", "pattern_predictions")
+    after = table(builds["inc"], "pattern_predictions")
+    with duckdb.connect(str(builds["inc"]), read_only=True) as con:
+        events = con.sql(
+            "select e.pattern_id, e.outcome_quality, e.loaded_at > ? as new "
+            "from staging.stg_usage_events as e semi join staging.stg_patterns using (pattern_id)",
+            params=[watermark.to_pydatetime()],
+        ).df()
+    steps = int(dbt_vars()["prior_mean_steps"])
+    old_mean = events.loc[~events["new"], "outcome_quality"].mean()
+    new_mean = events["outcome_quality"].mean()
+    assert np.floor(old_mean * steps + 0.5) == np.floor(new_mean * steps + 0.5), (
+        "this data moves the prior a step: every row is rewritten and the test proves little"
+    )
+    value_columns = [c for c in after.columns if c not in ("refreshed_after",)]
+
+    def rows_of(frame: pd.DataFrame) -> dict[str, set[tuple]]:
+        keyed = frame[value_columns].map(lambda v: round(v, 12) if isinstance(v, float) else v)
+        return {
+            pid: set(map(tuple, group.to_numpy().tolist()))
+            for pid, group in keyed.groupby("pattern_id")
+        }
+
+    old_rows, new_rows = rows_of(before), rows_of(after)
+    differ = {
+        pid for pid in set(old_rows) | set(new_rows) if old_rows.get(pid) != new_rows.get(pid)
+    }
+    stamped = after.dropna(subset=["refreshed_after"])
+    assert (stamped["refreshed_after"] == watermark).all()
+    per_pattern = after.groupby("pattern_id")["refreshed_after"].agg(["count", "size"])
+    assert ((per_pattern["count"] == 0) | (per_pattern["count"] == per_pattern["size"])).all()
+    assert set(stamped["pattern_id"]) == differ & set(after["pattern_id"])
+    assert set(events.loc[events["new"], "pattern_id"]) <= differ
+    assert 0 < stamped["pattern_id"].nunique() < after["pattern_id"].nunique()
+    assert table(builds["full"], "pattern_predictions")["refreshed_after"].isna().all()
 
 
 @pytest.mark.slow

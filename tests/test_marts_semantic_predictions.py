@@ -324,6 +324,8 @@ def test_backtest_week_matches_an_independent_recomputation(planted_warehouse: P
     before = events[events["event_week"] < row["week"]]
     now = events[events["event_week"] == row["week"]]
     g = before["q"].mean()
+    steps = dbt_var("prior_mean_steps")
+    prior = np.floor(g * steps + 0.5) / steps  # the model's prior; g stays the baseline
     by_pattern = before.groupby("pattern_id")["q"].agg(["sum", "count"])
     by_cell = before.groupby(["cluster", "pattern_id"])["q"].agg(["sum", "count"])
     model, pattern_mean = [], []
@@ -333,7 +335,7 @@ def test_backtest_week_matches_an_independent_recomputation(planted_warehouse: P
         )
         key = (event.cluster, event.pattern_id)
         cs, cn = by_cell.loc[key] if key in by_cell.index else (0, 0)
-        shrunk = (ps + m * g) / (pn + m)
+        shrunk = (ps + m * prior) / (pn + m)
         model.append((cs + m * shrunk) / (cn + m))
         pattern_mean.append(ps / pn if pn else g)
     q = now["q"].to_numpy()

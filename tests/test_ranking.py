@@ -21,12 +21,15 @@ import pytest
 from engram.build import run_dbt
 from engram.numeric.ranking import (
     DEFAULT_PARAMS,
+    PRIOR_MEAN_STEPS,
     SPARSE_ABOVE,
     RankingParams,
     full_scores,
+    prior_mean,
     rank,
     usage_stats,
 )
+from engram.project import dbt_vars
 from engram.query.evaluate import evaluate
 from engram.query.memory import Memory
 from engram.query.predict import ranking_params, usage
@@ -230,6 +233,7 @@ def _by_hand(db: Path, embedder: Embedder, params: RankingParams, holdout: float
         params.prior_strength, params.cluster_weight, params.base_weight,
         params.exponent, params.bandwidth,
     )  # fmt: skip
+    steps = int(dbt_vars()["prior_mean_steps"])
     n_held = math.ceil(holdout * len(ev))
     ranks: dict[str, list[float]] = {m: [] for m in ("engram", "nearest_10_vote", "most_used")}
     se = {"engram": [], "global": []}
@@ -239,7 +243,8 @@ def _by_hand(db: Path, embedder: Embedder, params: RankingParams, holdout: float
         n_p = {p: float((past["pattern_id"] == p).sum()) for p in pats}
         s_p = {p: float(past.loc[past["pattern_id"] == p, "outcome_quality"].sum()) for p in pats}
         g = sum(s_p.values()) / sum(n_p.values())
-        m = {p: (s_p[p] + s * g) / (n_p[p] + s) for p in pats}
+        prior = math.floor(g * steps + 0.5) / steps  # the prior's grid; g stays the baseline
+        m = {p: (s_p[p] + s * prior) / (n_p[p] + s) for p in pats}
         base = {p: (n_p[p] + 1) / (sum(n_p.values()) + len(pats)) for p in pats}
         # the nearest distinct past texts; each votes for the patterns used with it
         texts = list(dict.fromkeys(past["context"]))
@@ -331,3 +336,12 @@ def test_evaluate_cli_json_and_usage_errors(tiny: Path) -> None:
     table = _engram("evaluate", "--db", str(tiny), "--holdout", "0.34")
     assert table.returncode == 0 and "nearest_10_vote" in table.stdout
     pd.Series(methods)  # plain JSON strings
+
+
+def test_the_query_time_prior_grid_is_the_marts() -> None:
+    """ranking.prior_mean's default grid is dbt var prior_mean_steps (the marts' grid), and
+    it rounds half-way up like macros/shrinkage.sql (0.125 -> 0.13, not Python's 0.12)."""
+    assert int(dbt_vars()["prior_mean_steps"]) == PRIOR_MEAN_STEPS
+    assert prior_mean(0.125) == 0.13
+    assert prior_mean(0.54565) == 0.55
+    assert prior_mean(0.5449) == 0.54

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,7 @@ __all__ = [
     "drift_exceeded",
     "extend_labels",
     "founding_ids",
+    "refresh_watermark",
 ]
 
 DEFAULT_DRIFT_SHARE = 0.2
@@ -394,6 +397,19 @@ def one_level_refresh(
 
 def _to_ints(values: np.ndarray) -> np.ndarray:
     return np.asarray([int(v) if v != "" else None for v in values.tolist()], dtype=object)
+
+
+def refresh_watermark(dbt: Any) -> datetime | None:
+    """The watermark a scoped refresh checks from, as macros/changed_rows.sql's
+    engram_changed_since() reads it: var('engram_changed_since') (through the model's
+    config `engram_changed_since`), else $ENGRAM_CHANGED_SINCE. Naive UTC, as loaded_at
+    is. None without one. The Python models that stamp the rows they rewrite
+    (`refreshed_after`) write it there, so their data tests check those rows alone."""
+    text = dbt.config.get("engram_changed_since") or os.environ.get("ENGRAM_CHANGED_SINCE", "")
+    if not text:
+        return None
+    stamp = datetime.fromisoformat(str(text))
+    return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
 
 
 def changed_rows(session: Any, table: Any, this: object, name: str) -> Any:

@@ -67,6 +67,7 @@ evaluation reports describe exactly the model that answers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,19 @@ class RankingParams:
 DEFAULT_PARAMS = RankingParams()
 
 
+# the global mean as a prior is rounded to 1 / PRIOR_MEAN_STEPS: dbt var prior_mean_steps
+# (tests/test_ranking.py checks they agree)
+PRIOR_MEAN_STEPS = 100
+
+
+def prior_mean(global_mean: float, steps: int = PRIOR_MEAN_STEPS) -> float:
+    """The global mean on the prior's grid, floor(g * steps + 0.5) / steps: the same double
+    arithmetic as macros/shrinkage.sql's prior_mean, so query-time scores equal the marts'.
+    Why a grid: an exact mean moves with every event and would make a refresh recompute
+    every pattern_predictions row (issue 18)."""
+    return math.floor(global_mean * steps + 0.5) / steps
+
+
 @dataclass
 class UsageStats:
     """Past usage, indexed by pattern position 0..P-1: the success model's counts.
@@ -124,11 +138,18 @@ class UsageStats:
     cell_pattern: np.ndarray  # pattern position of each cell
     cell_n: np.ndarray  # n_cp
     cell_sum: np.ndarray  # S_cp
-    global_mean: float  # g
+    global_mean: float  # the exact event-weighted mean (the Brier reference baseline)
+    # the success prior shrinks toward global_mean on a grid of 1 / prior_steps (prior_mean)
+    prior_steps: int = PRIOR_MEAN_STEPS
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # per-stats constants
     # every project's usage (this one's included) when these are one project's: the
     # success shrinkage then borrows from the other projects (module docstring)
     shared: UsageStats | None = field(default=None, repr=False)
+
+    @property
+    def prior_mean(self) -> float:
+        """g of the module docstring: global_mean on the prior's grid."""
+        return prior_mean(self.global_mean, self.prior_steps)
 
     @property
     def n_patterns(self) -> int:
@@ -147,7 +168,7 @@ class UsageStats:
         key = f"order:{params.exponent}:{params.prior_strength}"
         if key not in self.memo:
             s = params.prior_strength
-            m_p = (self.sum_quality + s * self.global_mean) / (self.n_events + s)
+            m_p = (self.sum_quality + s * self.prior_mean) / (self.n_events + s)
             value = (self.n_events + 1.0) * np.power(m_p, params.exponent)
             self.memo[key] = np.lexsort((np.arange(self.n_patterns), -value))
         return self.memo[key]
@@ -164,6 +185,7 @@ def usage_stats(
     cluster: np.ndarray,
     quality: np.ndarray,
     global_default: float = 0.5,
+    prior_steps: int = PRIOR_MEAN_STEPS,
 ) -> UsageStats:
     """UsageStats from one row per event (pattern position, context cluster, quality)."""
     pattern = np.asarray(pattern, dtype=np.int64)
@@ -177,7 +199,9 @@ def usage_stats(
     cell_s = np.bincount(inverse, weights=quality, minlength=len(uniq))
     total = float(n.sum())
     g = float(s.sum() / total) if total > 0 else global_default
-    return UsageStats(n, s, uniq // n_patterns, uniq % n_patterns, cell_n, cell_s, g)
+    return UsageStats(
+        n, s, uniq // n_patterns, uniq % n_patterns, cell_n, cell_s, g, prior_steps=prior_steps
+    )
 
 
 def kernel(similarity: np.ndarray, bandwidth: float) -> np.ndarray:
@@ -235,7 +259,7 @@ def _dense(
     positions in `subset` only (then every array is indexed like subset)."""
     P = stats.n_patterns
     s = params.prior_strength
-    g = stats.global_mean
+    g = stats.prior_mean
     vp = np.asarray(vote_pattern, dtype=np.int64)
     vw = np.asarray(vote_weight, dtype=np.float64)
     v_total = float(vw.sum())
@@ -332,7 +356,7 @@ def _shared_posterior(
     lam_g = float(fade(np.float64(own_total)))
     total = own_total + lam_g * other_total
     g_sum = own_sum + lam_g * min(max(other_sum + shift * other_total, 0.0), other_total)
-    g = g_sum / total if total > 0 else shared.global_mean
+    g = prior_mean(g_sum / total, stats.prior_steps) if total > 0 else shared.prior_mean
     size = len(n_own)
     lam_p = fade(n_own)
     if not len(clusters):

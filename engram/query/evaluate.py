@@ -336,7 +336,7 @@ def score_cases(
     for count, case in enumerate(cases):
         i, stats, hood = case.event, case.stats, case.hood
         used = int(history.pattern[i])
-        m_p = (stats.sum_quality + s * stats.global_mean) / (stats.n_events + s)
+        m_p = (stats.sum_quality + s * stats.prior_mean) / (stats.n_events + s)
         seen = bool(stats.n_events[used] > 0)
         row: dict[str, Any] = {
             "event": i,

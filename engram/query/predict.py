@@ -31,6 +31,7 @@ from engram.numeric.ranking import (
     cluster_mix,
     kernel,
     neighbour_votes,
+    prior_mean,
     rank,
 )
 from engram.project import dbt_vars
@@ -47,6 +48,11 @@ NEAREST_TASKS_SHOWN = 3  # past task texts listed per row as what it drew on
 def prior_strength() -> float:
     """Pseudo-events added to a prior's own events: dbt var prediction_prior_strength."""
     return float(dbt_vars()["prediction_prior_strength"])
+
+
+def prior_mean_steps() -> int:
+    """The global mean as a prior is rounded to 1 / this: dbt var prior_mean_steps."""
+    return int(dbt_vars()["prior_mean_steps"])
 
 
 def credible_mass() -> float:
@@ -77,7 +83,9 @@ class Prediction:
 
 
 def global_mean(reader: Reader) -> float:
-    """Event-weighted mean outcome quality over all patterns: the prior of last resort."""
+    """Event-weighted mean outcome quality over all patterns, on the prior's grid
+    (ranking.prior_mean, as pattern_predictions shrinks toward it): the prior of last
+    resort."""
     if reader.cache.get("global_mean") is None:
         value = None
         if reader.has("marts.dim_patterns"):
@@ -85,7 +93,8 @@ def global_mean(reader: Reader) -> float:
                 "select sum(success_rate * usage_count) / nullif(sum(usage_count), 0) "
                 "from marts.dim_patterns where success_rate is not null"
             ).fetchone()[0]  # type: ignore[index]
-        reader.cache["global_mean"] = float(value) if value is not None else 0.5
+        exact = float(value) if value is not None else 0.5
+        reader.cache["global_mean"] = prior_mean(exact, prior_mean_steps())
     return reader.cache["global_mean"]
 
 
@@ -229,6 +238,7 @@ def _stats(cells: pd.DataFrame, index: pd.Index) -> UsageStats:
         cell_n=n,
         cell_sum=s,
         global_mean=float(s_p.sum() / total) if total > 0 else 0.5,
+        prior_steps=prior_mean_steps(),
     )
 
 
@@ -448,7 +458,7 @@ def rows(
     """One row per ranked pattern: the numbers behind its place and what it drew on."""
     pattern_ids = [str(p) for p in ids[ranked.pattern]]
     s = prior_strength()
-    m_p = (stats.sum_quality + s * stats.global_mean) / (stats.n_events + s)
+    m_p = (stats.sum_quality + s * stats.prior_mean) / (stats.n_events + s)
     raw_cell = np.zeros(len(ranked.pattern))
     where = {int(p): i for i, p in enumerate(ranked.pattern)}
     for c in cids:

@@ -1,7 +1,8 @@
 -- Beta-binomial posterior of each pattern's success in each context cluster, shrunk in
 -- two levels: the cell's outcomes toward the pattern's (shrunk) overall mean, and the
--- pattern's outcomes toward the global mean, each with var('prediction_prior_strength')
--- pseudo-events. Quality in [0, 1] counts as fractional successes.
+-- pattern's outcomes toward the global mean (on a grid of 1 / var('prior_mean_steps')),
+-- each with var('prediction_prior_strength') pseudo-events. Quality in [0, 1] counts as
+-- fractional successes.
 
 with
 
@@ -44,8 +45,11 @@ by_pattern as (
     group by pattern_id
 ),
 
+-- the global mean on its grid (macros/shrinkage.sql, prior_mean): a refresh then leaves
+-- the rows of patterns without new events exactly as they were
 overall as (
-    select sum(sum_quality) / sum(n_events) as global_mean_quality from cells
+    select {{ prior_mean('sum(sum_quality) / sum(n_events)') }} as global_mean_quality
+    from cells
 ),
 
 pattern_means as (

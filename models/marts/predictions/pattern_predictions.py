@@ -3,10 +3,23 @@
 The posterior (shrinkage formula, tested by dbt unit tests) is SQL in
 int_pattern_predictions__posterior; this model only adds the Beta quantiles, which DuckDB
 cannot compute (engram/posterior.py).
+
+Incremental (README "Incremental builds"; issue 18): a build compares the posterior's
+rows with the stored ones and rewrites, whole, only the patterns with a row that is new,
+gone or different (delete+insert on pattern_id); the quantiles are computed for those
+rows alone. The posterior shrinks toward the global mean on a grid of 0.01
+(macros/shrinkage.sql, prior_mean), so after +1% events only the patterns with new
+events differ; when the mean crosses a step, every pattern does, and the build rewrites
+them all. The comparison is of values, not of what was loaded when: a rewrite is never
+missed, and a table left short by a killed build is made whole by the next one. The rows
+a refresh writes carry its watermark in `refreshed_after`, so its data tests check them
+alone (macros/changed_rows.sql, refreshed_rows()).
 """
 
+import numpy as np
 import pyarrow as pa
 
+from engram.numeric.incremental import refresh_watermark
 from engram.numeric.posterior import beta_interval
 
 COLUMNS = (
@@ -23,17 +36,13 @@ COLUMNS = (
     "posterior_alpha",
     "posterior_beta",
 )
+KEYS = ("context_cluster_id", "context_cluster_label", "pattern_id")
+ORDER = "context_cluster_id, predicted_success desc, pattern_id"
 
 
-def model(dbt, session):
-    dbt.config(materialized="table")
-    mass = float(dbt.config.get("prediction_interval"))
-    posterior = (
-        dbt.ref("int_pattern_predictions__posterior")
-        .project(", ".join(COLUMNS))
-        .order("context_cluster_id, predicted_success desc, pattern_id")
-        .to_arrow_table()
-    )
+def with_intervals(posterior: pa.Table, mass: float, stamp) -> pa.Table:
+    """The posterior rows with ci_low / ci_high after predicted_success, and
+    refreshed_after (`stamp`, null for a build that checks every row) last."""
     low, high = beta_interval(
         posterior.column("posterior_alpha").to_numpy(),
         posterior.column("posterior_beta").to_numpy(),
@@ -41,4 +50,72 @@ def model(dbt, session):
     )
     at = posterior.schema.get_field_index("predicted_success") + 1
     posterior = posterior.add_column(at, "ci_low", pa.array(low, type=pa.float64()))
-    return posterior.add_column(at + 1, "ci_high", pa.array(high, type=pa.float64()))
+    posterior = posterior.add_column(at + 1, "ci_high", pa.array(high, type=pa.float64()))
+    n = posterior.num_rows
+    if stamp is None:
+        stamped = pa.nulls(n, pa.timestamp("us"))
+    else:
+        stamped = pa.array(np.full(n, np.datetime64(stamp, "us")), type=pa.timestamp("us"))
+    return posterior.append_column("refreshed_after", stamped)
+
+
+def changed_patterns(session, this: str) -> None:
+    """Fill temp table engram_predictions_changed with the patterns whose rows in the
+    posterior (view engram_predictions_now) differ from the stored table's: a row new,
+    gone or with any value different (compared as one hash per row, numbers as doubles,
+    as the table stores them)."""
+    numbers = [c for c in COLUMNS if c not in KEYS]
+    row = (
+        "hash(cast(context_cluster_id as bigint), context_cluster_label, "
+        + ", ".join(f"cast({c} as double)" for c in numbers)
+        + ")"
+    )
+    session.execute(
+        f"""
+        create or replace temp table engram_predictions_changed as
+        select distinct pattern_id from (
+            (select pattern_id, {row} as h from engram_predictions_now
+             except all
+             select pattern_id, {row} as h from {this})
+            union all
+            (select pattern_id, {row} as h from {this}
+             except all
+             select pattern_id, {row} as h from engram_predictions_now)
+        )
+        """
+    )
+
+
+def model(dbt, session):
+    dbt.config(
+        materialized="incremental",
+        incremental_strategy="delete+insert",
+        unique_key="pattern_id",
+        on_schema_change="append_new_columns",  # refreshed_after, new in older warehouses
+    )
+    mass = float(dbt.config.get("prediction_interval"))
+    posterior = dbt.ref("int_pattern_predictions__posterior").project(", ".join(COLUMNS))
+    columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
+    if "refreshed_after" not in columns:
+        # the first build, --full-refresh, or a table from before this model was
+        # incremental: every row, in the order readers scan it by
+        return with_intervals(posterior.order(ORDER).to_arrow_table(), mass, None)
+    posterior.create_view("engram_predictions_now", replace=True)
+    try:
+        changed_patterns(session, str(dbt.this))
+        # a pattern with stored rows and none now (merged away): its rows go here, since
+        # delete+insert deletes only the patterns it inserts
+        session.execute(
+            f"delete from {dbt.this} where pattern_id in ("
+            "select pattern_id from engram_predictions_changed except "
+            "select pattern_id from engram_predictions_now)"
+        )
+        rows = session.sql(
+            "select * from engram_predictions_now "
+            "where pattern_id in (select pattern_id from engram_predictions_changed) "
+            f"order by {ORDER}"
+        ).to_arrow_table()
+    finally:
+        session.execute("drop view if exists engram_predictions_now")
+        session.execute("drop table if exists engram_predictions_changed")
+    return with_intervals(rows, mass, refresh_watermark(dbt))

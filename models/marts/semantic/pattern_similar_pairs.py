@@ -17,14 +17,12 @@ writes carry its watermark in `refreshed_after`, so that its data tests check th
 (macros/changed_rows.sql, refreshed_rows()).
 """
 
-import os
-from datetime import UTC, datetime
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engram.numeric.clustering import embedding_matrix, vectors_by_description
+from engram.numeric.incremental import refresh_watermark
 from engram.numeric.neighbors import Neighbors, expand_duplicates, nearest_neighbors, neighbors_of
 
 FLOOR_SLACK = 1e-5  # float32 rounding between two builds' products, with margin
@@ -38,17 +36,6 @@ SCHEMA = pa.schema(
         ("refreshed_after", pa.timestamp("us")),
     ]
 )
-
-
-def refresh_watermark(dbt) -> datetime | None:
-    """The watermark a scoped refresh checks from, as macros/changed_rows.sql's
-    engram_changed_since() reads it: var('engram_changed_since') (through this model's
-    config), else $ENGRAM_CHANGED_SINCE. Naive UTC, as loaded_at is. None without one."""
-    text = dbt.config.get("engram_changed_since") or os.environ.get("ENGRAM_CHANGED_SINCE", "")
-    if not text:
-        return None
-    stamp = datetime.fromisoformat(str(text))
-    return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
 
 
 def changed_patterns(dbt, session):
