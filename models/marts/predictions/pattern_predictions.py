@@ -61,27 +61,30 @@ def with_intervals(posterior: pa.Table, mass: float, stamp) -> pa.Table:
 
 def changed_patterns(session, this: str) -> None:
     """Fill temp table engram_predictions_changed with the patterns whose rows in the
-    posterior (view engram_predictions_now) differ from the stored table's: a row new,
-    gone or with any value different (compared as one hash per row, numbers as doubles,
-    as the table stores them)."""
+    posterior (temp table engram_predictions_now) differ from the stored table's: a row
+    new, gone or with any value different. Compared per pattern by row count and an
+    order-free sum of row hashes (numbers as doubles, as the table stores them): at 10M
+    events an EXCEPT ALL of the 4M rows each way took 7 s, the two digests 1 s."""
     numbers = [c for c in COLUMNS if c not in KEYS]
     row = (
         "hash(cast(context_cluster_id as bigint), context_cluster_label, "
         + ", ".join(f"cast({c} as double)" for c in numbers)
         + ")"
     )
+
+    def digest(relation: str) -> str:
+        return (
+            f"select pattern_id, count(*) as n, sum({row}) as d from {relation} group by pattern_id"
+        )
+
     session.execute(
         f"""
         create or replace temp table engram_predictions_changed as
-        select distinct pattern_id from (
-            (select pattern_id, {row} as h from engram_predictions_now
-             except all
-             select pattern_id, {row} as h from {this})
-            union all
-            (select pattern_id, {row} as h from {this}
-             except all
-             select pattern_id, {row} as h from engram_predictions_now)
-        )
+        select coalesce(now.pattern_id, stored.pattern_id) as pattern_id
+        from ({digest("engram_predictions_now")}) as now
+        full outer join ({digest(this)}) as stored on stored.pattern_id = now.pattern_id
+        where now.pattern_id is null or stored.pattern_id is null
+            or now.n <> stored.n or now.d <> stored.d
         """
     )
 
@@ -100,7 +103,14 @@ def model(dbt, session):
         # the first build, --full-refresh, or a table from before this model was
         # incremental: every row, in the order readers scan it by
         return with_intervals(posterior.order(ORDER).to_arrow_table(), mass, None)
-    posterior.create_view("engram_predictions_now", replace=True)
+    # the view once: it aggregates every cell (2.4 s at 10M events), and the comparison,
+    # the deletion and the rows written all read it
+    posterior.create_view("engram_predictions_posterior", replace=True)
+    session.execute(
+        "create or replace temp table engram_predictions_now as "
+        "select * from engram_predictions_posterior"
+    )
+    session.execute("drop view if exists engram_predictions_posterior")
     try:
         changed_patterns(session, str(dbt.this))
         # a pattern with stored rows and none now (merged away): its rows go here, since
@@ -111,11 +121,11 @@ def model(dbt, session):
             "select pattern_id from engram_predictions_now)"
         )
         rows = session.sql(
-            "select * from engram_predictions_now "
-            "where pattern_id in (select pattern_id from engram_predictions_changed) "
+            "select now.* from engram_predictions_now as now "
+            "semi join engram_predictions_changed using (pattern_id) "
             f"order by {ORDER}"
         ).to_arrow_table()
     finally:
-        session.execute("drop view if exists engram_predictions_now")
+        session.execute("drop table if exists engram_predictions_now")
         session.execute("drop table if exists engram_predictions_changed")
     return with_intervals(rows, mass, refresh_watermark(dbt))
