@@ -446,13 +446,16 @@ def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
 ) -> None:
     """A warehouse built before pattern_similar_pairs had `refreshed_after` refreshes
     without a --full-refresh: the column is appended (null on the old lists, which its
-    earlier builds checked) and the lists the refresh writes carry the watermark."""
+    earlier builds checked) and the lists the refresh writes carry the watermark.
+    pattern_predictions from before it was incremental (a plain table, no stamp) is
+    written whole once, each row stamped, and equals the incremental build's."""
     from engram.build import changed_since
 
     db = tmp_path / "engram.duckdb"
     shutil.copy(builds["root"] / "before.duckdb", db)
     with duckdb.connect(str(db)) as con:
         con.execute("alter table marts.pattern_similar_pairs drop column refreshed_after")
+        con.execute("alter table marts.pattern_predictions drop column refreshed_after")
     watermark = pd.Timestamp(changed_since(db))
     ingest_paths([builds["root"] / "second"], db, embedder=embedder)
     build(db, capture=True, publish=False)
@@ -461,6 +464,16 @@ def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
     assert (stamped["refreshed_after"] == watermark).all()
     assert set(builds["held"]) & set(now["pattern_id"]) <= set(stamped["pattern_id"])
     assert 0 < len(stamped) < len(now)
+    predictions = table(db, "pattern_predictions")
+    assert (predictions["refreshed_after"] == watermark).all()
+    key = ["context_cluster_id", "pattern_id"]
+    expected = table(builds["inc"], "pattern_predictions").drop(columns="refreshed_after")
+    pd.testing.assert_frame_equal(
+        predictions.drop(columns="refreshed_after").sort_values(key).reset_index(drop=True),
+        expected.sort_values(key).reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-12,
+    )
 
 
 def same_members(x: pd.DataFrame, y: pd.DataFrame) -> pd.Series:

@@ -101,8 +101,10 @@ def model(dbt, session):
     columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
     if "refreshed_after" not in columns:
         # the first build, --full-refresh, or a table from before this model was
-        # incremental: every row, in the order readers scan it by
-        return with_intervals(posterior.order(ORDER).to_arrow_table(), mass, None)
+        # incremental: every row, in the order readers scan it by. The last is a refresh
+        # writing every row, so they carry its watermark: its scoped tests check them all
+        stamp = refresh_watermark(dbt) if dbt.is_incremental else None
+        return with_intervals(posterior.order(ORDER).to_arrow_table(), mass, stamp)
     # the view once: it aggregates every cell (2.4 s at 10M events), and the comparison,
     # the deletion and the rows written all read it
     posterior.create_view("engram_predictions_posterior", replace=True)
