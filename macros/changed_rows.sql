@@ -17,7 +17,7 @@
     {%- set where = config.get('where') -%}
     {%- if where -%}
         {%- if '__engram_refreshed_rows__' in where -%}
-            {%- set where = where | replace('__engram_refreshed_rows__', refreshed_rows()) -%}
+            {%- set where = where | replace('__engram_refreshed_rows__', refreshed_rows(relation)) -%}
         {%- endif -%}
         {%- if '__engram_changed_patterns__' in where -%}
             {%- set changed = changed_patterns(from_graph=true) -%}
@@ -137,8 +137,6 @@
   --vars change, and the watermark changes with every build (8.5 s against 3.8 s with
   partial parsing here). Read only when tests run, never while parsing, so a new value
   makes dbt re-parse nothing. None (an empty string counts as none) when neither is set.
-  pattern_similar_pairs (a Python model) reads the watermark in the same order, in its
-  refresh_watermark(), to stamp the lists it writes; change both together.
 #}
 {% macro engram_changed_since() -%}
     {%- set since = var('engram_changed_since', none) or env_var('ENGRAM_CHANGED_SINCE', '') -%}
@@ -147,18 +145,19 @@
 
 
 {#
-  The rows the running build rewrote in a model that stamps them (`refreshed_after`: the
-  watermark of the refresh that wrote the row, null from a build that checked every row;
-  pattern_similar_pairs), as a condition: on an incremental build with a watermark, the
-  rows stamped with it (or a later one); otherwise `true`, every row. Rows a refresh left
-  alone were checked by the build that wrote them. A test's `where:
+  The rows the running build wrote in a model that stamps its writes (`written_at`, unique
+  to each write and growing: engram.numeric.incremental.write_stamp; pattern_similar_pairs,
+  pattern_predictions), as a condition on `relation`: on an incremental build with a
+  watermark, the rows of the newest stamp (those of this build's write; when it wrote none,
+  those of the previous one, checked again); otherwise `true`, every row. Rows a refresh
+  left alone were checked by the build that wrote them. A test's `where:
   "__engram_refreshed_rows__"` is filled in with it (get_where_subquery above); a singular
-  test calls it.
+  test calls it with the model's ref.
 #}
-{% macro refreshed_rows(column='refreshed_after') -%}
+{% macro refreshed_rows(relation, column='written_at') -%}
     {%- set since = engram_changed_since() -%}
     {%- if since and not flags.FULL_REFRESH -%}
-        {{ return(column ~ " >= timestamp '" ~ since ~ "'") }}
+        {{ return(column ~ " = (select max(" ~ column ~ ") from " ~ relation ~ ")") }}
     {%- endif -%}
     {{ return('true') }}
 {%- endmacro %}

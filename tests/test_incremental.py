@@ -333,9 +333,9 @@ def flat(value: object) -> object:
 
 def comparable(frame: pd.DataFrame, names: dict, ctx: dict) -> pd.DataFrame:
     """The frame with ids replaced by membership names and the helper columns dropped
-    (placed_by, and refreshed_after: which build wrote a similar-pairs list),
+    (placed_by, and written_at: which write wrote a similar-pairs list or a prediction),
     rows in a fixed order (floats rounded for the sort only)."""
-    frame = frame.drop(columns=[c for c in ("placed_by", "refreshed_after") if c in frame]).copy()
+    frame = frame.drop(columns=[c for c in ("placed_by", "written_at") if c in frame]).copy()
     for column, mapping in names.items():
         if column in frame:
             frame[column] = frame[column].map(mapping)
@@ -370,36 +370,59 @@ def test_incremental_build_keeps_the_ids_of_existing_groups_and_themes(builds: d
     assert (kept == ctx_old["context_cluster_id"]).all()
 
 
+def rows_per_pattern(frame: pd.DataFrame) -> dict[str, set[tuple]]:
+    """Each pattern's rows without the stamp, as a set (floats rounded to 1e-12)."""
+    values = frame.drop(columns="written_at")
+    keyed = values.map(lambda v: round(v, 12) if isinstance(v, float) else v)
+    groups = keyed.groupby("pattern_id")
+    return {pid: set(map(tuple, group.to_numpy().tolist())) for pid, group in groups}
+
+
+def check_refresh_stamps(before: pd.DataFrame, after: pd.DataFrame) -> set[str]:
+    """The stamps of a table a refresh rewrote per pattern (written_at): the first build
+    wrote every row with one stamp; after the refresh each pattern's rows share one, the
+    first build's or a newer one, and the patterns with the newer one are exactly those
+    whose rows differ from the first build's (new ones included). Returns them."""
+    assert before["written_at"].notna().all() and before["written_at"].nunique() == 1
+    assert after["written_at"].notna().all()
+    (first,) = before["written_at"].unique()
+    stamps = after.groupby("pattern_id")["written_at"].nunique()
+    assert (stamps == 1).all(), "a pattern's rows are written whole, with one stamp"
+    assert set(after["written_at"].unique()) <= {first, after["written_at"].max()}
+    assert after["written_at"].max() > first
+    rewritten = set(after.loc[after["written_at"] > first, "pattern_id"])
+    old_rows, new_rows = rows_per_pattern(before), rows_per_pattern(after)
+    differ = {p for p in set(old_rows) | set(new_rows) if old_rows.get(p) != new_rows.get(p)}
+    assert rewritten == differ & set(new_rows)
+    assert 0 < len(rewritten) < len(new_rows)
+    return rewritten
+
+
 @pytest.mark.slow
 def test_an_incremental_build_stamps_the_similar_pairs_lists_it_wrote(builds: dict) -> None:
-    """The refresh's rewritten lists carry its watermark (the first build's newest event),
-    so its data tests check those alone (macros/changed_rows.sql); the first build's and
-    the full refresh's lists carry none. Lists are written whole: one stamp per list."""
-    from engram.build import changed_since
-
-    watermark = pd.Timestamp(changed_since(builds["root"] / "before.duckdb"))
+    """The refresh writes only the lists that came out different, with a stamp newer than
+    the first build's (so its data tests check those alone: macros/changed_rows.sql, and
+    the serving copy syncs those alone); a list is written whole, with one stamp. The
+    full refresh writes every list with one stamp."""
+    before = table(builds["root"] / "before.duckdb", "pattern_similar_pairs")
     inc = table(builds["inc"], "pattern_similar_pairs")
-    stamps = inc.groupby("pattern_id")["refreshed_after"].agg(["nunique", "count", "size"])
-    assert (stamps["nunique"] <= 1).all() and (stamps["count"] == 0).any()
-    assert ((stamps["count"] == 0) | (stamps["count"] == stamps["size"])).all()
-    stamped = inc.dropna(subset=["refreshed_after"])
-    assert (stamped["refreshed_after"] == watermark).all()
+    rewritten = check_refresh_stamps(before, inc)
     # every new pattern's list is new, so written by the refresh
     held = set(builds["held"]) & set(inc["pattern_id"])
-    assert held and held <= set(stamped["pattern_id"])
-    assert table(builds["full"], "pattern_similar_pairs")["refreshed_after"].isna().all()
+    assert held and held <= rewritten
+    full = table(builds["full"], "pattern_similar_pairs")
+    assert full["written_at"].notna().all() and full["written_at"].nunique() == 1
 
 
 @pytest.mark.slow
 def test_a_refresh_rewrites_the_predictions_of_the_patterns_whose_rows_changed(
     builds: dict,
 ) -> None:
-    """pattern_predictions after a refresh: the patterns it rewrote (stamped with the
-    watermark) are exactly those whose rows differ from the first build's, every pattern
-    with a new event among them, and the rest of the table untouched. That is a small part
-    of it only because the global mean, the prior every row shrinks toward, stayed on the
-    same step of its grid (macros/shrinkage.sql, prior_mean), checked here from the
-    events."""
+    """pattern_predictions after a refresh: the patterns it rewrote (a newer stamp) are
+    exactly those whose rows differ from the first build's, every pattern with a new event
+    among them, and the rest of the table untouched. That is a small part of it only
+    because the global mean, the prior every row shrinks toward, stayed on the same step
+    of its grid (macros/shrinkage.sql, prior_mean), checked here from the events."""
     from engram.build import changed_since
 
     watermark = pd.Timestamp(changed_since(builds["root"] / "before.duckdb"))
@@ -417,63 +440,45 @@ def test_a_refresh_rewrites_the_predictions_of_the_patterns_whose_rows_changed(
     assert np.floor(old_mean * steps + 0.5) == np.floor(new_mean * steps + 0.5), (
         "this data moves the prior a step: every row is rewritten and the test proves little"
     )
-    value_columns = [c for c in after.columns if c not in ("refreshed_after",)]
-
-    def rows_of(frame: pd.DataFrame) -> dict[str, set[tuple]]:
-        keyed = frame[value_columns].map(lambda v: round(v, 12) if isinstance(v, float) else v)
-        return {
-            pid: set(map(tuple, group.to_numpy().tolist()))
-            for pid, group in keyed.groupby("pattern_id")
-        }
-
-    old_rows, new_rows = rows_of(before), rows_of(after)
-    differ = {
-        pid for pid in set(old_rows) | set(new_rows) if old_rows.get(pid) != new_rows.get(pid)
-    }
-    stamped = after.dropna(subset=["refreshed_after"])
-    assert (stamped["refreshed_after"] == watermark).all()
-    per_pattern = after.groupby("pattern_id")["refreshed_after"].agg(["count", "size"])
-    assert ((per_pattern["count"] == 0) | (per_pattern["count"] == per_pattern["size"])).all()
-    assert set(stamped["pattern_id"]) == differ & set(after["pattern_id"])
-    assert set(events.loc[events["new"], "pattern_id"]) <= differ
-    assert 0 < stamped["pattern_id"].nunique() < after["pattern_id"].nunique()
-    assert table(builds["full"], "pattern_predictions")["refreshed_after"].isna().all()
+    rewritten = check_refresh_stamps(before, after)
+    assert set(events.loc[events["new"], "pattern_id"]) <= rewritten
+    full = table(builds["full"], "pattern_predictions")
+    assert full["written_at"].notna().all() and full["written_at"].nunique() == 1
 
 
 @pytest.mark.slow
 def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
     builds: dict, embedder: Embedder, tmp_path: Path
 ) -> None:
-    """A warehouse built before pattern_similar_pairs had `refreshed_after` refreshes
-    without a --full-refresh: the column is appended (null on the old lists, which its
-    earlier builds checked) and the lists the refresh writes carry the watermark.
-    pattern_predictions from before it was incremental (a plain table, no stamp) is
-    written whole once, each row stamped, and equals the incremental build's."""
-    from engram.build import changed_since
-
+    """A warehouse built before the stamps (pattern_similar_pairs and pattern_predictions
+    with `refreshed_after`, a refresh's watermark or null, and no `written_at`) refreshes
+    without a --full-refresh: both tables are written whole once, every row with the new
+    stamp, the old column gone, and they equal the incremental build's. (Left as they
+    were, their rows would have no stamp for the serving copy to sync by.)"""
     db = tmp_path / "engram.duckdb"
     shutil.copy(builds["root"] / "before.duckdb", db)
     with duckdb.connect(str(db)) as con:
-        con.execute("alter table marts.pattern_similar_pairs drop column refreshed_after")
-        con.execute("alter table marts.pattern_predictions drop column refreshed_after")
-    watermark = pd.Timestamp(changed_since(db))
+        for mart in ("pattern_similar_pairs", "pattern_predictions"):
+            con.execute(f"alter table marts.{mart} rename column written_at to refreshed_after")
+            con.execute(f"update marts.{mart} set refreshed_after = null")
     ingest_paths([builds["root"] / "second"], db, embedder=embedder)
     build(db, capture=True, publish=False)
-    now = table(db, "pattern_similar_pairs")
-    stamped = now.dropna(subset=["refreshed_after"])
-    assert (stamped["refreshed_after"] == watermark).all()
-    assert set(builds["held"]) & set(now["pattern_id"]) <= set(stamped["pattern_id"])
-    assert 0 < len(stamped) < len(now)
-    predictions = table(db, "pattern_predictions")
-    assert (predictions["refreshed_after"] == watermark).all()
-    key = ["context_cluster_id", "pattern_id"]
-    expected = table(builds["inc"], "pattern_predictions").drop(columns="refreshed_after")
-    pd.testing.assert_frame_equal(
-        predictions.drop(columns="refreshed_after").sort_values(key).reset_index(drop=True),
-        expected.sort_values(key).reset_index(drop=True),
-        check_exact=False,
-        rtol=1e-12,
-    )
+    for mart, key, rtol in (
+        # similarities are float32 products: a full search and a refresh's differ in the
+        # last bits (pattern_similar_pairs.FLOOR_SLACK)
+        ("pattern_similar_pairs", ["pattern_id", "rank"], 1e-6),
+        ("pattern_predictions", ["context_cluster_id", "pattern_id"], 1e-12),
+    ):
+        now = table(db, mart)
+        assert "refreshed_after" not in now.columns
+        assert now["written_at"].notna().all() and now["written_at"].nunique() == 1, mart
+        expected = table(builds["inc"], mart).drop(columns="written_at")
+        pd.testing.assert_frame_equal(
+            now.drop(columns="written_at").sort_values(key).reset_index(drop=True),
+            expected.sort_values(key).reset_index(drop=True),
+            check_exact=False,
+            rtol=rtol,
+        )
 
 
 def same_members(x: pd.DataFrame, y: pd.DataFrame) -> pd.Series:

@@ -789,10 +789,10 @@ def test_on_a_refresh_the_context_weeks_key_test_checks_only_the_changed_pattern
 def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
-    """pattern_similar_pairs' data tests are per list, and a refresh stamps the lists it
-    writes with its watermark (`refreshed_after`). With the watermark set, a broken list
-    that carries it fails them; the same break in a list an earlier build wrote (null
-    stamp) is left to the full runs (no watermark), which fail on it."""
+    """pattern_similar_pairs' data tests are per list, and every write stamps the lists it
+    writes (`written_at`). With a watermark set (a refresh), a broken list with the
+    newest stamp fails them; the same break in a list an earlier write stamped is left
+    to the full runs (no watermark), which fail on it."""
 
     from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
 
@@ -809,8 +809,10 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
         return other
 
     with duckdb.connect(str(db)) as con:
-        # a build without a watermark stamps nothing
-        assert con.execute(f"select count(refreshed_after) from {pairs}").fetchone()[0] == 0
+        # the build wrote every list with one stamp
+        assert con.execute(
+            f"select count(distinct written_at), count(*) - count(written_at) from {pairs}"
+        ).fetchone() == (1, 0)
         first, second = (
             row[0]
             for row in con.execute(
@@ -818,8 +820,11 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
                 "order by pattern_id limit 2"
             ).fetchall()
         )
-        # the first list as a refresh wrote it, broken
-        con.execute(f"update {pairs} set refreshed_after = ? where pattern_id = ?", [since, first])
+        # the first list as a later write wrote it, broken
+        con.execute(
+            f"update {pairs} set written_at = written_at + interval 1 second where pattern_id = ?",
+            [first],
+        )
         moved = break_list(con, first)
     watermark = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
     check = ["test", "--select", "pattern_similar_pairs"]

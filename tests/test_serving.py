@@ -296,6 +296,9 @@ def test_a_failing_index_fails_the_publish_and_leaves_the_previous_copy(
         assert memory.copy is not None and memory.copy.build_id == first.build_id
 
 
+STAMPED_MARTS = ("marts.pattern_similar_pairs", "marts.pattern_predictions")
+
+
 def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     warehouse_copy: Path, tmp_path: Path, embedder: Embedder
 ) -> None:
@@ -324,6 +327,11 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     }
     (new / "patterns.jsonl").write_text(json.dumps(pattern) + "\n")
     (new / "events.jsonl").write_text(json.dumps(event) + "\n")
+    with duckdb.connect(str(warehouse_copy), read_only=True) as con:
+        stamps_before = {
+            mart: con.execute(f"select max(written_at) from {mart}").fetchone()[0]
+            for mart in STAMPED_MARTS
+        }
     ingest_paths([new], warehouse_copy, embedder=embedder)
     build(warehouse_copy, capture=True, publish=False)
 
@@ -349,6 +357,20 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     # written) and the project priors (a few rows): no row of the mart itself is written
     assert updated.table_changes["intermediate.int_pattern_project_cells"] == "scoped: 1 keys"
     assert updated.table_changes["marts.pattern_project_predictions"] == "unchanged"
+    # the marts a refresh rewrites per pattern: the patterns it rewrote (their rows
+    # stamped by its write, written_at), and no other, were written; the new pattern has
+    # no similar pattern, so no list changed
+    with duckdb.connect(str(warehouse_copy), read_only=True) as con:
+        rewritten = {
+            mart: con.execute(
+                f"select count(distinct pattern_id) from {mart} where written_at > ?",
+                [stamps_before[mart]],
+            ).fetchone()[0]
+            for mart in STAMPED_MARTS
+        }
+    assert rewritten == {"marts.pattern_similar_pairs": 0, "marts.pattern_predictions": 1}
+    assert updated.table_changes["marts.pattern_similar_pairs"] == "unchanged"
+    assert updated.table_changes["marts.pattern_predictions"] == "scoped: 1 keys"
     assert "unchanged" in updated.table_changes.values()  # not everything was rewritten
     assert updated.index_changes["patterns"].startswith("updated:")
     assert ", 1 added, 0 removed" in updated.index_changes["patterns"]
@@ -515,6 +537,49 @@ def test_a_scoped_table_rewrites_only_the_keys_whose_input_changed(tmp_path: Pat
     assert rows(f"{_ALIAS}.marts.trends") == rows("marts.trends")
     assert sync() == "unchanged"
     assert digests_match_input()
+    con.close()
+
+
+def test_a_stamped_table_is_synced_by_its_stamps_and_a_new_column_syncs_it_whole(
+    tmp_path: Path,
+) -> None:
+    """The stamped marts' scope (SCOPED["marts.pattern_predictions"], as a publish uses
+    it): a pattern whose rows were rewritten with a new stamp, a new one and one deleted
+    are synced, and no other; a value changed without a new stamp (which no build does)
+    is not seen, which is what the scope trusts the stamps for; a column added to the
+    table, which changes no stamp, syncs it whole. The copy ends equal to the source."""
+    from engram.query.serving import _ALIAS, SCOPED, sync_scoped
+
+    con = scoped_source_and_copy(tmp_path)
+    mart = "marts.pattern_predictions"
+    con.execute(
+        f"create table {mart} as select 'p' || (i % 50) as pattern_id, i // 50 as cell, "
+        "i * 0.5 as predicted_success, timestamp '2026-01-01 00:00:00' as written_at "
+        "from range(500) t(i)"
+    )
+    target = (mart, "pattern_id, cell", None)
+    scope = SCOPED[mart]
+
+    def rows(relation: str) -> list[tuple]:
+        return con.execute(f"select * from {relation} order by all").fetchall()
+
+    assert sync_scoped(con, mart, target, scope) == "created"
+    assert sync_scoped(con, mart, target, scope) == "unchanged"
+    write = "timestamp '2026-01-02 00:00:00'"
+    con.execute(  # p3 rewritten whole by a later write, with a new row
+        f"update {mart} set predicted_success = -1, written_at = {write} where pattern_id = 'p3'"
+    )
+    con.execute(f"insert into {mart} values ('p3', 99, 0.0, {write}), ('p-new', 0, 1.0, {write})")
+    con.execute(f"delete from {mart} where pattern_id = 'p9'")  # merged away
+    assert sync_scoped(con, mart, target, scope) == "scoped: 3 keys"
+    assert rows(f"{_ALIAS}.{mart}") == rows(mart)
+    con.execute(f"update {mart} set predicted_success = 7 where pattern_id = 'p4'")
+    assert sync_scoped(con, mart, target, scope) == "unchanged"  # trusted: no new stamp
+    assert rows(f"{_ALIAS}.{mart}") != rows(mart)
+    con.execute(f"alter table {mart} add column ci_low double default 0.0")
+    assert sync_scoped(con, mart, target, scope) == "rewritten"
+    assert rows(f"{_ALIAS}.{mart}") == rows(mart)
+    assert sync_scoped(con, mart, target, scope) == "unchanged"
     con.close()
 
 

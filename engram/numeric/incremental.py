@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -52,12 +51,13 @@ __all__ = [
     "DEFAULT_DRIFT_SHARE",
     "PLACED_BY_CLUSTERING",
     "PLACED_BY_JOIN",
+    "WRITE_STAMP",
     "Extension",
     "carry_ids",
     "drift_exceeded",
     "extend_labels",
     "founding_ids",
-    "refresh_watermark",
+    "write_stamp",
 ]
 
 DEFAULT_DRIFT_SHARE = 0.2
@@ -399,17 +399,28 @@ def _to_ints(values: np.ndarray) -> np.ndarray:
     return np.asarray([int(v) if v != "" else None for v in values.tolist()], dtype=object)
 
 
-def refresh_watermark(dbt: Any) -> datetime | None:
-    """The watermark a scoped refresh checks from, as macros/changed_rows.sql's
-    engram_changed_since() reads it: var('engram_changed_since') (through the model's
-    config `engram_changed_since`), else $ENGRAM_CHANGED_SINCE. Naive UTC, as loaded_at
-    is. None without one. The Python models that stamp the rows they rewrite
-    (`refreshed_after`) write it there, so their data tests check those rows alone."""
-    text = dbt.config.get("engram_changed_since") or os.environ.get("ENGRAM_CHANGED_SINCE", "")
-    if not text:
-        return None
-    stamp = datetime.fromisoformat(str(text))
-    return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+WRITE_STAMP = "written_at"
+
+
+def write_stamp(session: Any, this: object | None, column: str = WRITE_STAMP) -> datetime:
+    """The stamp of the rows a model writes now: the wall clock (naive UTC, to the
+    microsecond), moved just past the newest stamp already in `this` (the model's table;
+    None on its first build) should the clock be behind it, so that stamps only grow.
+
+    The models that rewrite some keys and keep the rest (pattern_similar_pairs,
+    pattern_predictions) write every key's rows whole, each write with a stamp of its own,
+    on every build, full or not. So a key's rows changed exactly when its (row count,
+    newest stamp) did, which two readers rely on instead of comparing every value: the
+    serving copy syncs only those keys (engram.query.serving.SCOPED), and a refresh's
+    data tests check only the rows of the newest stamp (macros/changed_rows.sql,
+    refreshed_rows()). The stamp is never null: a build that wrote every row (the first,
+    `--full-refresh`) is a write like any other."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    if this is not None:
+        (newest,) = session.sql(f"select max({column}) from {this}").fetchall()[0]
+        if newest is not None and newest >= now:
+            now = newest + timedelta(microseconds=1)
+    return now
 
 
 def changed_rows(session: Any, table: Any, this: object, name: str) -> Any:

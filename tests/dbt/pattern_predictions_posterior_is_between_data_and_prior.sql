@@ -11,7 +11,7 @@ predictions as (
 ),
 
 rewritten as (
-    select * from predictions where {{ refreshed_rows() }}
+    select * from predictions where {{ refreshed_rows(ref('pattern_predictions')) }}
 ),
 
 outside as (

@@ -11,7 +11,7 @@ pairs as (
         row_number() over (partition by pattern_id order by rank) as position,
         lag(similarity) over (partition by pattern_id order by rank) as previous_similarity
     from {{ ref('pattern_similar_pairs') }}
-    where {{ refreshed_rows() }}
+    where {{ refreshed_rows(ref('pattern_similar_pairs')) }}
 )
 
 select *

@@ -11,15 +11,16 @@ rows alone. The posterior shrinks toward the global mean on a grid of 0.01
 (macros/shrinkage.sql, prior_mean), so after +1% events only the patterns with new
 events differ; when the mean crosses a step, every pattern does, and the build rewrites
 them all. The comparison is of values, not of what was loaded when: a rewrite is never
-missed, and a table left short by a killed build is made whole by the next one. The rows
-a refresh writes carry its watermark in `refreshed_after`, so its data tests check them
-alone (macros/changed_rows.sql, refreshed_rows()).
+missed, and a table left short by a killed build is made whole by the next one. Every
+row carries the stamp of the write that wrote it (`written_at`, engram.numeric.incremental.
+write_stamp): a refresh's data tests check the rows it wrote alone (macros/changed_rows.sql,
+refreshed_rows()), and the serving copy syncs the patterns whose stamps changed.
 """
 
 import numpy as np
 import pyarrow as pa
 
-from engram.numeric.incremental import refresh_watermark
+from engram.numeric.incremental import WRITE_STAMP, write_stamp
 from engram.numeric.posterior import beta_interval
 
 COLUMNS = (
@@ -41,8 +42,8 @@ ORDER = "context_cluster_id, predicted_success desc, pattern_id"
 
 
 def with_intervals(posterior: pa.Table, mass: float, stamp) -> pa.Table:
-    """The posterior rows with ci_low / ci_high after predicted_success, and
-    refreshed_after (`stamp`, null for a build that checks every row) last."""
+    """The posterior rows with ci_low / ci_high after predicted_success, and written_at
+    (`stamp`) last."""
     low, high = beta_interval(
         posterior.column("posterior_alpha").to_numpy(),
         posterior.column("posterior_beta").to_numpy(),
@@ -51,12 +52,8 @@ def with_intervals(posterior: pa.Table, mass: float, stamp) -> pa.Table:
     at = posterior.schema.get_field_index("predicted_success") + 1
     posterior = posterior.add_column(at, "ci_low", pa.array(low, type=pa.float64()))
     posterior = posterior.add_column(at + 1, "ci_high", pa.array(high, type=pa.float64()))
-    n = posterior.num_rows
-    if stamp is None:
-        stamped = pa.nulls(n, pa.timestamp("us"))
-    else:
-        stamped = pa.array(np.full(n, np.datetime64(stamp, "us")), type=pa.timestamp("us"))
-    return posterior.append_column("refreshed_after", stamped)
+    stamped = np.full(posterior.num_rows, np.datetime64(stamp, "us"))
+    return posterior.append_column(WRITE_STAMP, pa.array(stamped, type=pa.timestamp("us")))
 
 
 def changed_patterns(session, this: str) -> None:
@@ -94,17 +91,21 @@ def model(dbt, session):
         materialized="incremental",
         incremental_strategy="delete+insert",
         unique_key="pattern_id",
-        on_schema_change="append_new_columns",  # refreshed_after, new in older warehouses
+        # written_at, new in older warehouses, replaced refreshed_after (a watermark)
+        on_schema_change="sync_all_columns",
     )
     mass = float(dbt.config.get("prediction_interval"))
     posterior = dbt.ref("int_pattern_predictions__posterior").project(", ".join(COLUMNS))
     columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
-    if "refreshed_after" not in columns:
-        # the first build, --full-refresh, or a table from before this model was
-        # incremental: every row, in the order readers scan it by. The last is a refresh
-        # writing every row, so they carry its watermark: its scoped tests check them all
-        stamp = refresh_watermark(dbt) if dbt.is_incremental else None
+    if WRITE_STAMP not in columns:
+        # the first build, --full-refresh, or a table from before its rows were stamped
+        # (emptied: delete+insert alone would keep the rows of vanished patterns): every
+        # row, in the order readers scan it by, with one stamp
+        if dbt.is_incremental:
+            session.execute(f"delete from {dbt.this}")
+        stamp = write_stamp(session, None)
         return with_intervals(posterior.order(ORDER).to_arrow_table(), mass, stamp)
+    stamp = write_stamp(session, dbt.this)
     # the view once: it aggregates every cell (2.4 s at 10M events), and the comparison,
     # the deletion and the rows written all read it
     posterior.create_view("engram_predictions_posterior", replace=True)
@@ -130,4 +131,4 @@ def model(dbt, session):
     finally:
         session.execute("drop table if exists engram_predictions_now")
         session.execute("drop table if exists engram_predictions_changed")
-    return with_intervals(rows, mass, refresh_watermark(dbt))
+    return with_intervals(rows, mass, stamp)

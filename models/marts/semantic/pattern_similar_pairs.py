@@ -12,9 +12,10 @@ enter the list of (similarity at or above that list's k-th, or the threshold whe
 not full: a new neighbour, or one more pattern with a neighbouring description) plus the
 patterns that listed a changed pattern, and recomputes the lists of those alone;
 delete+insert on pattern_id merges in the ones that came out different. Up to 20k
-distinct descriptions that is the full build's exact answer. The lists such a refresh
-writes carry its watermark in `refreshed_after`, so that its data tests check them alone
-(macros/changed_rows.sql, refreshed_rows()).
+distinct descriptions that is the full build's exact answer. Every list carries the
+stamp of the write that wrote it (`written_at`, engram.numeric.incremental.write_stamp):
+a refresh's data tests check the lists it wrote alone (macros/changed_rows.sql,
+refreshed_rows()), and the serving copy syncs the patterns whose stamps changed.
 """
 
 import numpy as np
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engram.numeric.clustering import embedding_matrix, vectors_by_description
-from engram.numeric.incremental import refresh_watermark
+from engram.numeric.incremental import WRITE_STAMP, write_stamp
 from engram.numeric.neighbors import Neighbors, expand_duplicates, nearest_neighbors, neighbors_of
 
 FLOOR_SLACK = 1e-5  # float32 rounding between two builds' products, with margin
@@ -33,7 +34,7 @@ SCHEMA = pa.schema(
         ("similar_pattern_id", pa.string()),
         ("similarity", pa.float64()),
         ("rank", pa.int64()),
-        ("refreshed_after", pa.timestamp("us")),
+        (WRITE_STAMP, pa.timestamp("us")),
     ]
 )
 
@@ -101,14 +102,19 @@ def model(dbt, session):
         materialized="incremental",
         incremental_strategy="delete+insert",
         unique_key="pattern_id",
-        on_schema_change="append_new_columns",  # refreshed_after, new in older warehouses
+        # written_at, new in older warehouses, replaced refreshed_after (a watermark)
+        on_schema_change="sync_all_columns",
     )
     k = int(dbt.config.get("similar_pairs_k"))
     threshold = float(dbt.config.get("similarity_threshold"))
-    changed = changed_patterns(dbt, session) if dbt.is_incremental else None
-    # rows written by a refresh that scopes its tests carry its watermark; a build that
-    # checks every row (the first, --full-refresh, Dagster's, no watermark) writes null
-    stamp = refresh_watermark(dbt) if changed is not None else None
+    columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
+    stamped = WRITE_STAMP in columns
+    if dbt.is_incremental and not stamped:
+        # a table from before its rows were stamped: emptied and written whole, as on a
+        # first build (delete+insert alone would keep the lists of vanished patterns)
+        session.execute(f"delete from {dbt.this}")
+    changed = changed_patterns(dbt, session) if stamped else None
+    stamp = write_stamp(session, dbt.this if stamped else None)
     found = pairs(dbt, session, changed, k, threshold, stamp)
     return found if changed is None else lists_that_differ(dbt, session, found)
 
@@ -152,7 +158,7 @@ def lists_that_differ(dbt, session, found):
 
 def pairs(dbt, session, changed, k, threshold, stamp):
     """Every pattern's list (changed None), or only the lists a change can touch; each row
-    with `stamp` (refreshed_after)."""
+    with `stamp` (written_at)."""
     if changed is not None and not changed:
         return SCHEMA.empty_table()
     embedded = dbt.ref("stg_patterns").filter("embedding is not null")
@@ -212,10 +218,8 @@ def pairs(dbt, session, changed, k, threshold, stamp):
             "similar_pattern_id": ids.take(pa.array(other[keep])),
             "similarity": pa.array(np.minimum(similarity[keep], 1.0), type=pa.float64()),
             "rank": pa.array(rank[keep], type=pa.int64()),
-            "refreshed_after": pa.array(
-                np.full(int(keep.sum()), np.datetime64(stamp, "us")),
-                type=pa.timestamp("us"),
-                mask=np.full(int(keep.sum()), stamp is None),
+            WRITE_STAMP: pa.array(
+                np.full(int(keep.sum()), np.datetime64(stamp, "us")), type=pa.timestamp("us")
             ),
         },
         schema=SCHEMA,
