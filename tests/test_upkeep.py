@@ -420,6 +420,14 @@ def test_merge_counts_dropped_events_toward_the_kept_one_and_unmerge_restores(
     assert drop not in set(
         frame(warehouse, "select pattern_id from marts.pattern_alerts")["pattern_id"]
     )
+    # its predictions are gone (the incremental model deletes a pattern without rows now),
+    # the kept one's count its events
+    predicted = frame(
+        warehouse,
+        "select pattern_id, sum(n_events) as n from marts.pattern_predictions group by 1",
+    ).set_index("pattern_id")["n"]
+    assert drop not in predicted.index
+    assert predicted[keep] == after.loc[keep, "usage_count"]
     # clustering untouched by a merge: same memberships, same ids
     clusters_after = frame(
         warehouse, "select pattern_id, theme_id, paraphrase_group_id from marts.pattern_clusters"
@@ -449,6 +457,11 @@ def test_merge_counts_dropped_events_toward_the_kept_one_and_unmerge_restores(
     assert restored.loc[keep, "usage_count"] == before.loc[keep, "usage_count"]
     assert restored.loc[drop, "usage_count"] == before.loc[drop, "usage_count"]
     assert pd.isna(restored.loc[drop, "superseded_by"])
+    predicted = frame(
+        warehouse,
+        "select pattern_id, sum(n_events) as n from marts.pattern_predictions group by 1",
+    ).set_index("pattern_id")["n"]
+    assert predicted[drop] == before.loc[drop, "usage_count"]
     pd.testing.assert_frame_equal(
         weekly_from_mart(warehouse), weekly_from_raw(warehouse, {}), check_dtype=False
     )
