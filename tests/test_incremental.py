@@ -32,8 +32,10 @@ from engram.numeric.incremental import (
     drift_exceeded,
     extend_labels,
     founding_ids,
+    stamp_column,
     two_level_refresh,
     two_level_refresh_texts,
+    write_stamp,
 )
 from engram.numeric.neighbors import nearest_neighbors, neighbors_of
 from engram.project import dbt_vars
@@ -368,6 +370,24 @@ def test_incremental_build_keeps_the_ids_of_existing_groups_and_themes(builds: d
     ctx_old = before["int_contexts__clustered"].set_index("context_hash")
     kept = ctx_now.loc[ctx_old.index, "context_cluster_id"]
     assert (kept == ctx_old["context_cluster_id"]).all()
+
+
+def test_a_write_stamp_is_never_behind_the_newest_in_the_table() -> None:
+    """write_stamp is the wall clock, or just past the newest stamp already in the table
+    when the clock is behind it (a clock set back, a warehouse from another machine):
+    stamps only grow, so the newest stamp is always the last write's."""
+    from datetime import UTC, datetime, timedelta
+
+    con = duckdb.connect()
+    before = datetime.now(UTC).replace(tzinfo=None)
+    assert before <= write_stamp(con, None) <= datetime.now(UTC).replace(tzinfo=None)
+    ahead = before + timedelta(days=365)
+    con.execute("create table t as select ?::timestamp as written_at", [ahead])
+    assert write_stamp(con, "t") == ahead + timedelta(microseconds=1)
+    con.execute("update t set written_at = ?", [before - timedelta(days=1)])
+    assert write_stamp(con, "t") > before
+    column = stamp_column(3, ahead)
+    assert str(column.type) == "timestamp[us]" and column.to_pylist() == [ahead] * 3
 
 
 def rows_per_pattern(frame: pd.DataFrame) -> dict[str, set[tuple]]:

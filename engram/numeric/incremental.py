@@ -57,6 +57,7 @@ __all__ = [
     "drift_exceeded",
     "extend_labels",
     "founding_ids",
+    "stamp_column",
     "write_stamp",
 ]
 
@@ -421,6 +422,14 @@ def write_stamp(session: Any, this: object | None, column: str = WRITE_STAMP) ->
         if newest is not None and newest >= now:
             now = newest + timedelta(microseconds=1)
     return now
+
+
+def stamp_column(n: int, stamp: datetime) -> Any:
+    """`n` copies of `stamp` as the Arrow column written_at is written with
+    (timestamp[us], naive UTC): what write_stamp returned, on every row a model writes."""
+    import pyarrow as pa
+
+    return pa.array(np.full(n, np.datetime64(stamp, "us")), type=pa.timestamp("us"))
 
 
 def changed_rows(session: Any, table: Any, this: object, name: str) -> Any:

@@ -17,10 +17,9 @@ write_stamp): a refresh's data tests check the rows it wrote alone (macros/chang
 refreshed_rows()), and the serving copy syncs the patterns whose stamps changed.
 """
 
-import numpy as np
 import pyarrow as pa
 
-from engram.numeric.incremental import WRITE_STAMP, write_stamp
+from engram.numeric.incremental import WRITE_STAMP, stamp_column, write_stamp
 from engram.numeric.posterior import beta_interval
 
 COLUMNS = (
@@ -52,8 +51,7 @@ def with_intervals(posterior: pa.Table, mass: float, stamp) -> pa.Table:
     at = posterior.schema.get_field_index("predicted_success") + 1
     posterior = posterior.add_column(at, "ci_low", pa.array(low, type=pa.float64()))
     posterior = posterior.add_column(at + 1, "ci_high", pa.array(high, type=pa.float64()))
-    stamped = np.full(posterior.num_rows, np.datetime64(stamp, "us"))
-    return posterior.append_column(WRITE_STAMP, pa.array(stamped, type=pa.timestamp("us")))
+    return posterior.append_column(WRITE_STAMP, stamp_column(posterior.num_rows, stamp))
 
 
 def changed_patterns(session, this: str) -> None:

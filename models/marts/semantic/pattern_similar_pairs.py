@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engram.numeric.clustering import embedding_matrix, vectors_by_description
-from engram.numeric.incremental import WRITE_STAMP, write_stamp
+from engram.numeric.incremental import WRITE_STAMP, stamp_column, write_stamp
 from engram.numeric.neighbors import Neighbors, expand_duplicates, nearest_neighbors, neighbors_of
 
 FLOOR_SLACK = 1e-5  # float32 rounding between two builds' products, with margin
@@ -218,9 +218,7 @@ def pairs(dbt, session, changed, k, threshold, stamp):
             "similar_pattern_id": ids.take(pa.array(other[keep])),
             "similarity": pa.array(np.minimum(similarity[keep], 1.0), type=pa.float64()),
             "rank": pa.array(rank[keep], type=pa.int64()),
-            WRITE_STAMP: pa.array(
-                np.full(int(keep.sum()), np.datetime64(stamp, "us")), type=pa.timestamp("us")
-            ),
+            WRITE_STAMP: stamp_column(int(keep.sum()), stamp),
         },
         schema=SCHEMA,
     )
