@@ -23,6 +23,7 @@ import pytest
 from engram.build import build
 from engram.cli.main import main
 from engram.merges import merge_patterns
+from engram.numeric.incremental import BOOKKEEPING
 from ingest.bundle import (
     EMBEDDINGS,
     EVENTS,
@@ -126,11 +127,6 @@ def close_enough(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(close_enough(a[k], b[k]) for k in a)
     return bool(a == b)
-
-
-# bookkeeping, not an answer: when the write that wrote a row ran (two builds of the same
-# data differ in it and nothing else)
-BOOKKEEPING = ("written_at",)
 
 
 def table_rows(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[Any, ...]]:

@@ -25,6 +25,7 @@ from engram.build import build, run_dbt
 from engram.generate import generate
 from engram.numeric.clustering import two_level_table
 from engram.numeric.incremental import (
+    BOOKKEEPING,
     PLACED_BY_CLUSTERING,
     PLACED_BY_JOIN,
     DistinctTexts,
@@ -32,6 +33,7 @@ from engram.numeric.incremental import (
     drift_exceeded,
     extend_labels,
     founding_ids,
+    key_digests,
     stamp_column,
     two_level_refresh,
     two_level_refresh_texts,
@@ -337,7 +339,7 @@ def comparable(frame: pd.DataFrame, names: dict, ctx: dict) -> pd.DataFrame:
     """The frame with ids replaced by membership names and the helper columns dropped
     (placed_by, and written_at: which write wrote a similar-pairs list or a prediction),
     rows in a fixed order (floats rounded for the sort only)."""
-    frame = frame.drop(columns=[c for c in ("placed_by", "written_at") if c in frame]).copy()
+    frame = frame.drop(columns=[c for c in ("placed_by", *BOOKKEEPING) if c in frame]).copy()
     for column, mapping in names.items():
         if column in frame:
             frame[column] = frame[column].map(mapping)
@@ -388,6 +390,32 @@ def test_a_write_stamp_is_never_behind_the_newest_in_the_table() -> None:
     assert write_stamp(con, "t") > before
     column = stamp_column(3, ahead)
     assert str(column.type) == "timestamp[us]" and column.to_pylist() == [ahead] * 3
+
+
+def test_key_digests_tell_a_keys_rows_apart_in_any_order_and_only_those() -> None:
+    """key_digests, how the stamped models find the patterns whose rows they must
+    rewrite: the same rows in another order give the same (n, d); a changed value, a row
+    more and a row less each change their key's digest and no other key's."""
+    con = duckdb.connect()
+    con.execute(
+        "create table a as select 'p' || (i % 10) as pattern_id, i as rank, i * 0.5 as s "
+        "from range(100) t(i)"
+    )
+    con.execute("create table b as select * from a order by s desc")
+    row = "hash(rank, s)"
+
+    def digests(relation: str, where: str = "") -> dict[str, tuple[int, int]]:
+        sql = key_digests(relation, "pattern_id", row, where=where)
+        return {key: (n, d) for key, n, d in con.execute(sql).fetchall()}
+
+    assert digests("a") == digests("b") and len(digests("a")) == 10
+    con.execute("update b set s = s + 1 where pattern_id = 'p1' and rank = 11")
+    con.execute("insert into b values ('p2', 1000, 0.0)")
+    con.execute("delete from b where pattern_id = 'p3' and rank = 13")
+    before, after = digests("a"), digests("b")
+    assert {k for k in before if before[k] != after[k]} == {"p1", "p2", "p3"}
+    assert after["p2"][0] == before["p2"][0] + 1 and after["p3"][0] == before["p3"][0] - 1
+    assert set(digests("a", where="pattern_id in ('p1', 'p4')")) == {"p1", "p4"}
 
 
 def rows_per_pattern(frame: pd.DataFrame) -> dict[str, set[tuple]]:

@@ -580,6 +580,57 @@ def test_a_stamped_table_is_synced_by_its_stamps_and_a_new_column_syncs_it_whole
     assert sync_scoped(con, mart, target, scope) == "rewritten"
     assert rows(f"{_ALIAS}.{mart}") == rows(mart)
     assert sync_scoped(con, mart, target, scope) == "unchanged"
+    # a warehouse from before the stamps: synced whole (its input reads written_at), and
+    # whole once more when the stamps arrive; scoped from then on
+    con.execute(f"alter table {mart} drop column written_at")
+    con.execute(f"update {mart} set predicted_success = 8 where pattern_id = 'p5'")
+    assert sync_scoped(con, mart, target, scope) == "rewritten"
+    assert rows(f"{_ALIAS}.{mart}") == rows(mart)
+    con.execute(f"alter table {mart} add column written_at timestamp default {write}")
+    assert sync_scoped(con, mart, target, scope) == "rewritten"
+    assert rows(f"{_ALIAS}.{mart}") == rows(mart)
+    con.execute(
+        f"update {mart} set predicted_success = 9, written_at = written_at + interval 1 day "
+        "where pattern_id in ('p1', 'p2')"
+    )
+    assert sync_scoped(con, mart, target, scope) == "scoped: 2 keys"
+    assert rows(f"{_ALIAS}.{mart}") == rows(mart)
+    con.close()
+
+
+def test_a_scoped_view_whose_types_changed_upstream_is_synced_whole(tmp_path: Path) -> None:
+    """A scoped view whose own SQL and input are unchanged but which reads a view whose
+    output type changed (a cast upstream): no key's input digest moved, yet every row's
+    value type did. The view's columns are part of the definition, so the copy is synced
+    whole and ends with the new types and the view's rows."""
+    from engram.query.serving import _ALIAS, Scope, sync_scoped
+
+    con = scoped_source_and_copy(tmp_path)
+    con.execute(
+        "create table weekly as select 'p' || (i % 20) as pattern_id, i // 20 as week, "
+        "i * 0.25 as total from range(200) t(i)"
+    )
+    con.execute(
+        "create view typed as select pattern_id, week, total::decimal(9, 2) as total from weekly"
+    )
+    con.execute("create view marts.trends as select pattern_id, week, total from typed")
+    target = ("marts.trends", "pattern_id, week", None)
+    scope = Scope(key="pattern_id", input="weekly", needs=("weekly",), views=("marts.trends",))
+
+    def types(relation: str) -> list[str]:
+        return [row[1] for row in con.execute(f"describe select * from {relation}").fetchall()]
+
+    assert sync_scoped(con, "marts.trends", target, scope) == "created"
+    assert sync_scoped(con, "marts.trends", target, scope) == "unchanged"
+    assert types(f"{_ALIAS}.marts.trends")[2] == "DECIMAL(9,2)"
+    con.execute(
+        "create or replace view typed as "
+        "select pattern_id, week, total::double as total from weekly"
+    )
+    assert sync_scoped(con, "marts.trends", target, scope) == "rewritten"
+    assert types(f"{_ALIAS}.marts.trends") == types("marts.trends")
+    assert types(f"{_ALIAS}.marts.trends")[2] == "DOUBLE"
+    assert sync_scoped(con, "marts.trends", target, scope) == "unchanged"
     con.close()
 
 

@@ -33,6 +33,7 @@ pytest.importorskip(
     reason="dbt-spark is not installed: `make spark-test` installs requirements-spark.lock",
 )
 
+from engram.numeric.incremental import BOOKKEEPING  # noqa: E402
 from engram.spark import (  # noqa: E402
     Model,
     format_timings,
@@ -112,10 +113,6 @@ def _same(a: Any, b: Any, column: str = "") -> bool:
             return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
         return a == b
     return a == b
-
-
-# bookkeeping, not an answer: when the write that wrote a row ran (any two builds differ)
-BOOKKEEPING = ("written_at",)
 
 
 def table_differences(duck: Any, spark: Any, limit: int = 5) -> list[str]:

@@ -48,15 +48,18 @@ from engram.numeric.clustering import (
 )
 
 __all__ = [
+    "BOOKKEEPING",
     "DEFAULT_DRIFT_SHARE",
     "PLACED_BY_CLUSTERING",
     "PLACED_BY_JOIN",
     "WRITE_STAMP",
     "Extension",
+    "begin_stamped_write",
     "carry_ids",
     "drift_exceeded",
     "extend_labels",
     "founding_ids",
+    "key_digests",
     "stamp_column",
     "write_stamp",
 ]
@@ -401,6 +404,9 @@ def _to_ints(values: np.ndarray) -> np.ndarray:
 
 
 WRITE_STAMP = "written_at"
+# columns that say when a row was written, not what it answers: two builds of the same data
+# differ in them and in nothing else, so a comparison of builds leaves them out by name
+BOOKKEEPING: tuple[str, ...] = (WRITE_STAMP,)
 
 
 def write_stamp(session: Any, this: object | None, column: str = WRITE_STAMP) -> datetime:
@@ -422,6 +428,36 @@ def write_stamp(session: Any, this: object | None, column: str = WRITE_STAMP) ->
         if newest is not None and newest >= now:
             now = newest + timedelta(microseconds=1)
     return now
+
+
+def begin_stamped_write(dbt: Any, session: Any) -> tuple[bool, datetime]:
+    """What a stamped model (pattern_similar_pairs, pattern_predictions) does before it
+    writes: (stamped, stamp). `stamped` is True when the model's table exists and its rows
+    carry stamps, so the model may rewrite only the keys that changed; False on the first
+    build, on `--full-refresh`, and for a table from before its rows were stamped, which is
+    emptied here (delete+insert alone would keep the rows of keys that vanished since) and
+    then written whole, as on a first build. `stamp` is write_stamp's: the stamp of every
+    row this build writes."""
+    stamped = False
+    if dbt.is_incremental:
+        columns = session.sql(f"select * from {dbt.this} limit 0").columns
+        stamped = WRITE_STAMP in columns
+        if not stamped:
+            session.execute(f"delete from {dbt.this}")
+    return stamped, write_stamp(session, dbt.this if stamped else None)
+
+
+def key_digests(relation: str, key: str, row_hash: str, where: str = "") -> str:
+    """SQL: one row per `key` of `relation` with its row count `n` and `d`, an order-free
+    sum of `row_hash` over its rows. Two keys' rows are taken as equal when (n, d) are:
+    how the models that rewrite only the keys whose rows differ compare the rows they
+    computed with the stored ones (at 10M events an EXCEPT ALL of pattern_predictions' 4M
+    rows each way took 7 s, the two digests 1 s). `where` filters the rows first."""
+    condition = f" where {where}" if where else ""
+    return (
+        f"select {key}, count(*) as n, sum({row_hash}) as d "
+        f"from {relation}{condition} group by {key}"
+    )
 
 
 def stamp_column(n: int, stamp: datetime) -> Any:

@@ -497,12 +497,15 @@ def _catalog_text(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> str |
     return None if row is None else str(row[0])
 
 
-def _definition(con: duckdb.DuckDBPyConnection, name: str, scope: Scope) -> str | None:
+def _definition(
+    con: duckdb.DuckDBPyConnection, scope: Scope, columns: list[tuple[str, str]]
+) -> str | None:
     """What, besides the input's rows, decides a scoped table's rows: the views' SQL, the
-    input's columns, the settings' rows, the rows_for macro and the columns of the table
-    `name` itself (a column added to a stamped table changes no stamp). None when one of
-    the views is not a view of this warehouse (a table made some other way is synced
-    whole)."""
+    input's columns, the settings' rows, the rows_for macro and `columns`, those of the
+    synced table itself (a column added to a stamped table changes no stamp; a view whose
+    SQL is the same but whose output types changed upstream reads differently). None when
+    one of the views is not a view of this warehouse (a table made some other way is
+    synced whole)."""
     views = [_catalog_text(con, view, "view") for view in scope.views]
     if any(sql is None for sql in views):
         return None
@@ -513,35 +516,33 @@ def _definition(con: duckdb.DuckDBPyConnection, name: str, scope: Scope) -> str 
         else []
     )
     rows_for = _catalog_text(con, scope.rows_for, "table_macro")
-    return json.dumps([views, _columns(con, source), settings, rows_for, _columns(con, name)])
-
-
-def _scope_applies(
-    con: duckdb.DuckDBPyConnection, name: str, scope: Scope, relations: dict[str, str]
-) -> bool:
-    """Whether the warehouse has what `scope` reads: its relations, and the columns it
-    needs of the table `name` (a warehouse built before the column is synced whole)."""
-    if not all(need in relations for need in scope.needs):
-        return False
-    have = {column for column, _ in _columns(con, name)}
-    return all(column in have for column in scope.needs_columns)
+    return json.dumps([views, _columns(con, source), settings, rows_for, columns])
 
 
 def sync_scoped(con: duckdb.DuckDBPyConnection, name: str, target: _Target, scope: Scope) -> str:
     """sync_table for a SCOPED table: only the keys whose input digest changed since the
     copy was published are deleted and re-read from the source. Falls back to sync_table
     (every row compared) when the copy has no digests for it (its first publish with this
-    code), when the definition changed (see Scope), or when more than REWRITE_SHARE of the
-    keys changed. Returns sync_table's word, or "scoped: N keys" when only N keys were
-    rewritten. Either way the copy's digests end equal to the input's: only the changed
+    code), when the definition changed (see Scope), when the table lacks a column of
+    `scope.needs_columns`, or when more than REWRITE_SHARE of the keys changed. Returns
+    sync_table's word, or "scoped: N keys" when only N keys were rewritten. Once the
+    table has those columns, the copy's digests end equal to the input's: only the changed
     keys' digests are written after a scoped sync, all of them after a whole one."""
     qualified = f"{_ALIAS}.{name}"
-    definition = _definition(con, name, scope)
-    for table, columns in (
+    for table, layout in (
         (_DIGESTS, "table_name varchar, key varchar, digest hugeint"),
         (_DEFINITIONS, "table_name varchar, definition varchar"),
     ):
-        con.execute(f"create table if not exists {_ALIAS}.{table} ({columns})")
+        con.execute(f"create table if not exists {_ALIAS}.{table} ({layout})")
+    columns = _columns(con, name)
+    have = {column for column, _ in columns}
+    if not all(column in have for column in scope.needs_columns):
+        # a warehouse built before a column the input reads (written_at) is synced whole,
+        # its definition forgotten: once it has the column, one more whole sync, and the
+        # digests kept from then on
+        con.execute(f"delete from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name])
+        return sync_table(con, name, target)
+    definition = _definition(con, scope, columns)
     source = f"({scope.input})" if " " in scope.input else scope.input
     con.execute("drop table if exists temp.serving_digests")
     con.execute(
@@ -933,7 +934,7 @@ def publish(
                     synced = time.perf_counter()
                     _drop_view(con, name)  # a view before (its macro gone): a table now
                     scope = SCOPED.get(name)
-                    if scope is not None and _scope_applies(con, name, scope, relations):
+                    if scope is not None and all(need in relations for need in scope.needs):
                         how = sync_scoped(con, name, targets[name], scope)
                     else:
                         how = sync_table(con, name, targets[name])

@@ -19,7 +19,7 @@ refreshed_rows()), and the serving copy syncs the patterns whose stamps changed.
 
 import pyarrow as pa
 
-from engram.numeric.incremental import WRITE_STAMP, stamp_column, write_stamp
+from engram.numeric.incremental import WRITE_STAMP, begin_stamped_write, key_digests, stamp_column
 from engram.numeric.posterior import beta_interval
 
 COLUMNS = (
@@ -67,19 +67,14 @@ def changed_patterns(session, this: str) -> None:
         + ", ".join(f"cast({c} as double)" for c in numbers)
         + ")"
     )
-
-    def digest(relation: str) -> str:
-        return (
-            f"select pattern_id, count(*) as n, sum({row}) as d from {relation} group by pattern_id"
-        )
-
     session.execute(
         f"""
         create or replace temp table engram_predictions_changed as
         select coalesce(now.pattern_id, stored.pattern_id) as pattern_id,
             now.pattern_id is null as gone
-        from ({digest("engram_predictions_now")}) as now
-        full outer join ({digest(this)}) as stored on stored.pattern_id = now.pattern_id
+        from ({key_digests("engram_predictions_now", "pattern_id", row)}) as now
+        full outer join ({key_digests(this, "pattern_id", row)}) as stored
+            on stored.pattern_id = now.pattern_id
         where now.pattern_id is null or stored.pattern_id is null
             or now.n <> stored.n or now.d <> stored.d
         """
@@ -96,16 +91,11 @@ def model(dbt, session):
     )
     mass = float(dbt.config.get("prediction_interval"))
     posterior = dbt.ref("int_pattern_predictions__posterior").project(", ".join(COLUMNS))
-    columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
-    if WRITE_STAMP not in columns:
+    stamped, stamp = begin_stamped_write(dbt, session)
+    if not stamped:
         # the first build, --full-refresh, or a table from before its rows were stamped
-        # (emptied: delete+insert alone would keep the rows of vanished patterns): every
-        # row, in the order readers scan it by, with one stamp
-        if dbt.is_incremental:
-            session.execute(f"delete from {dbt.this}")
-        stamp = write_stamp(session, None)
+        # (emptied by begin_stamped_write): every row, in the order readers scan it by
         return with_intervals(posterior.order(ORDER).to_arrow_table(), mass, stamp)
-    stamp = write_stamp(session, dbt.this)
     # the view once: it aggregates every cell (2.4 s at 10M events), and the comparison,
     # the deletion and the rows written all read it
     posterior.create_view("engram_predictions_posterior", replace=True)

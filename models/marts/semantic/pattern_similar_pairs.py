@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engram.numeric.clustering import embedding_matrix, vectors_by_description
-from engram.numeric.incremental import WRITE_STAMP, stamp_column, write_stamp
+from engram.numeric.incremental import WRITE_STAMP, begin_stamped_write, key_digests, stamp_column
 from engram.numeric.neighbors import Neighbors, expand_duplicates, nearest_neighbors, neighbors_of
 
 FLOOR_SLACK = 1e-5  # float32 rounding between two builds' products, with margin
@@ -107,14 +107,8 @@ def model(dbt, session):
     )
     k = int(dbt.config.get("similar_pairs_k"))
     threshold = float(dbt.config.get("similarity_threshold"))
-    columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
-    stamped = WRITE_STAMP in columns
-    if dbt.is_incremental and not stamped:
-        # a table from before its rows were stamped: emptied and written whole, as on a
-        # first build (delete+insert alone would keep the lists of vanished patterns)
-        session.execute(f"delete from {dbt.this}")
+    stamped, stamp = begin_stamped_write(dbt, session)
     changed = changed_patterns(dbt, session) if stamped else None
-    stamp = write_stamp(session, dbt.this if stamped else None)
     found = pairs(dbt, session, changed, k, threshold, stamp)
     return found if changed is None else lists_that_differ(dbt, session, found)
 
@@ -128,27 +122,22 @@ def lists_that_differ(dbt, session, found):
     row hashes."""
     if found.num_rows == 0:
         return found
+    row = "hash(similar_pattern_id, similarity, rank)"
     session.register("engram_pairs_found", found)
     try:
+        found_digests = key_digests("engram_pairs_found", "pattern_id", row)
+        stored_digests = key_digests(
+            str(dbt.this),
+            "pattern_id",
+            row,
+            where="pattern_id in (select pattern_id from engram_pairs_found)",
+        )
         differ = session.sql(
             f"""
-            with
-            found as (
-                select pattern_id, count(*) as n,
-                    sum(hash(similar_pattern_id, similarity, rank)) as digest
-                from engram_pairs_found group by pattern_id
-            ),
-            stored as (
-                select pattern_id, count(*) as n,
-                    sum(hash(similar_pattern_id, similarity, rank)) as digest
-                from {dbt.this}
-                where pattern_id in (select pattern_id from found)
-                group by pattern_id
-            )
             select found.pattern_id
-            from found left join stored on stored.pattern_id = found.pattern_id
-            where stored.pattern_id is null or stored.n <> found.n
-                or stored.digest <> found.digest
+            from ({found_digests}) as found
+            left join ({stored_digests}) as stored on stored.pattern_id = found.pattern_id
+            where stored.pattern_id is null or stored.n <> found.n or stored.d <> found.d
             """
         ).to_arrow_table()
     finally:
