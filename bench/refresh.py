@@ -82,6 +82,31 @@ def node_times(results: dict[str, Any], manifest: dict[str, Any]) -> dict[str, f
     return {"span": span, "busy": busy, "every_row": attached}
 
 
+def tests_by_model(results: dict[str, Any], manifest: dict[str, Any]) -> dict[str, list[float]]:
+    """From a dbt run's run_results and manifest: per model, [seconds, count] of the data
+    tests attached to it (the model a test is declared on; the first model it reads for a
+    singular test; "source <table>" for a source's tests), so a report can say whose tests
+    a build spends its test time on."""
+    nodes = manifest.get("nodes", {})
+    out: dict[str, list[float]] = {}
+    for result in results["results"]:
+        uid = result["unique_id"]
+        if not uid.startswith("test."):
+            continue
+        node = nodes.get(uid, {})
+        reads = node.get("depends_on", {}).get("nodes", [])
+        attached = node.get("attached_node") or next(
+            (n for n in reads if n.startswith("model.")), reads[0] if reads else "(nothing)"
+        )
+        name = attached.split(".")[-1]
+        if attached.startswith("source."):
+            name = f"source {'.'.join(attached.split('.')[-2:])}"
+        entry = out.setdefault(name, [0.0, 0])
+        entry[0] += float(result.get("execution_time") or 0.0)
+        entry[1] += 1
+    return out
+
+
 def floor_without_every_row(run: dict[str, Any]) -> tuple[float, float]:
     """(build, publish) seconds of a run with EVERY_ROW_MODELS, their tests and their
     serving syncs at zero: arithmetic on the measured run, not a measurement. The build
@@ -276,6 +301,7 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
         "n_tests": n_tests,
         "n_unit_tests": n_unit_tests,
         "node_times": node_times(results, manifest),
+        "tests_by_model": tests_by_model(results, manifest),
     }
 
 
@@ -346,6 +372,14 @@ def report(result: dict[str, Any]) -> str:
             f"zero; arithmetic on this run, not measured): build {build:.1f} + publish "
             f"{publish:.1f} = {build + publish:.1f} s, {(build + publish) / total:.3f} of the full"
         )
+    if "tests_by_model" in refresh:
+        by_model = refresh["tests_by_model"]
+        slowest = sorted(by_model, key=lambda m: -by_model[m][0])[:10]
+        lines.append(
+            "data tests of the refresh by the model they test, most seconds first "
+            "(execution time summed over both threads; count):"
+        )
+        lines.extend(f"  {m:<44}{by_model[m][0]:>9.2f}{int(by_model[m][1]):>6}" for m in slowest)
     lines.append("publish, slowest steps (full s / refresh s, what the refresh's sync did):")
     steps_full, steps_refresh = full.get("publish_steps", {}), refresh.get("publish_steps", {})
     for step in sorted(steps_refresh, key=lambda n: -steps_refresh[n][0])[:10]:

@@ -75,8 +75,15 @@ def test_a_small_run_times_both_builds_and_reports_each_publish_step(tmp_path: P
     build, publish = floor_without_every_row(refresh)
     assert refresh["build_seconds"] - times["span"] < build < refresh["build_seconds"]
     assert 0 <= publish < refresh["publish_seconds"]  # pattern_predictions' sync and others
+    # the data tests' seconds, per model they test, add up to the tests' total
+    by_model = refresh["tests_by_model"]
+    assert sum(n for _, n in by_model.values()) == refresh["n_tests"]
+    assert sum(s for s, _ in by_model.values()) == pytest.approx(refresh["tests_seconds"])
+    assert "(nothing)" not in by_model and "pattern_predictions" in by_model
+    assert any(name.startswith("source raw.") for name in by_model)
     text = report(result)
     assert "build + publish" in text and "publish, slowest steps" in text
+    assert "data tests of the refresh by the model they test" in text
     assert "refresh without pattern_predictions" in text
     assert "int_patterns__clustered" in text
 
