@@ -420,7 +420,7 @@ def test_key_digests_tell_a_keys_rows_apart_in_any_order_and_only_those() -> Non
 
 def rows_per_pattern(frame: pd.DataFrame) -> dict[str, set[tuple]]:
     """Each pattern's rows without the stamp, as a set (floats rounded to 1e-12)."""
-    values = frame.drop(columns="written_at")
+    values = frame.drop(columns=list(BOOKKEEPING))
     keyed = values.map(lambda v: round(v, 12) if isinstance(v, float) else v)
     groups = keyed.groupby("pattern_id")
     return {pid: set(map(tuple, group.to_numpy().tolist())) for pid, group in groups}

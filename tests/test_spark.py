@@ -122,8 +122,8 @@ def table_differences(duck: Any, spark: Any, limit: int = 5) -> list[str]:
 
     if duck.column_names != spark.column_names:
         return [f"columns differ: duckdb {duck.column_names} vs spark {spark.column_names}"]
-    kept = [c for c in BOOKKEEPING if c in duck.column_names]
-    duck, spark = duck.drop_columns(kept), spark.drop_columns(kept)
+    bookkeeping = [c for c in BOOKKEEPING if c in duck.column_names]
+    duck, spark = duck.drop_columns(bookkeeping), spark.drop_columns(bookkeeping)
     if duck.num_rows != spark.num_rows:
         return [f"row count differs: duckdb {duck.num_rows} vs spark {spark.num_rows}"]
     floats = [
