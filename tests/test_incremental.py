@@ -274,8 +274,9 @@ def mart_names(db: Path) -> list[str]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         rows = con.execute(
+            # views too: pattern_clusters and dim_patterns are views of stored tables
             "select table_name from information_schema.tables where table_schema = 'marts' "
-            "and table_type = 'BASE TABLE' order by 1"
+            "and table_type in ('BASE TABLE', 'VIEW') order by 1"
         ).fetchall()
     finally:
         con.close()
@@ -836,3 +837,56 @@ def test_context_weeks_are_refreshed_per_changed_pattern_and_whole_when_a_counte
     cells = table(db, "int_pattern_context_weeks__aggregated")
     assert cells.loc[cells["pattern_id"] == "p-late", "n_events"].sum() == 3
     assert_context_weeks_are_right(db)
+
+
+@pytest.mark.slow
+def test_a_warehouse_from_before_the_split_refreshes_into_the_same_clusters(
+    builds: dict, embedder: Embedder
+) -> None:
+    """A warehouse built before issue 18's split stored every group fact on each pattern's
+    row of int_patterns__clustered and pattern_clusters as a table. Its next incremental
+    build must drop those columns (the group facts now live per description in
+    int_pattern_texts__described), turn pattern_clusters into the view, and give the
+    very rows a warehouse built after the split gives from the same data."""
+    root = builds["root"]
+    db = root / "before_split" / "engram.duckdb"
+    db.parent.mkdir()
+    shutil.copy(root / "before.duckdb", db)
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "create or replace table intermediate.int_patterns__clustered as "
+            "select c.*, p.cluster_size, p.cluster_label, p.theme_size, p.theme_label "
+            "from intermediate.int_patterns__clustered as c "
+            "join marts.pattern_clusters as p using (pattern_id)"
+        )
+        con.execute("create table marts.pattern_clusters_old as from marts.pattern_clusters")
+        con.execute("drop view marts.pattern_clusters")
+        con.execute("alter table marts.pattern_clusters_old rename to pattern_clusters")
+    ingest_paths([root / "second"], db, embedder=embedder)
+    build(db, capture=True, publish=False)
+    with duckdb.connect(str(db), read_only=True) as con:
+        columns = [
+            row[0]
+            for row in con.execute(
+                "select column_name from information_schema.columns where table_schema = "
+                "'intermediate' and table_name = 'int_patterns__clustered' "
+                "order by ordinal_position"
+            ).fetchall()
+        ]
+        (kind,) = con.execute(
+            "select table_type from information_schema.tables "
+            "where table_schema = 'marts' and table_name = 'pattern_clusters'"
+        ).fetchone()  # type: ignore[misc]
+    assert columns == [
+        "pattern_id",
+        "description_hash",
+        "cluster_id",
+        "theme_id",
+        "paraphrase_group_id",
+        "placed_by",
+    ]
+    assert kind == "VIEW"
+    for name in ("int_patterns__clustered", "pattern_clusters"):
+        got = table(db, name).sort_values("pattern_id").reset_index(drop=True)
+        want = table(builds["inc"], name).sort_values("pattern_id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, obj=name)

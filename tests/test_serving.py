@@ -17,7 +17,7 @@ import pytest
 from engram.query.errors import MissingMart, QueryError
 from engram.query.index import fingerprint
 from engram.query.memory import Memory
-from engram.query.serving import KEEP_BUILDS, current, publish, serving_root
+from engram.query.serving import KEEP_BUILDS, SERVED_VIEWS, current, publish, serving_root
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
 
@@ -79,31 +79,40 @@ def test_build_publishes_a_serving_copy_with_marts_and_index(planted_warehouse: 
     assert manifest["has_ann"] and (copy.directory / "patterns.ivf.npz").exists()
 
 
-def test_the_copys_project_predictions_is_a_view_giving_the_warehouses_rows(
-    planted_warehouse: Path,
+@pytest.mark.parametrize(
+    ("mart", "spread"),
+    [
+        ("pattern_project_predictions", "project_id"),
+        ("pattern_clusters", "theme_id"),
+    ],
+)
+def test_the_copys_served_views_give_the_warehouses_rows(
+    planted_warehouse: Path, mart: str, spread: str
 ) -> None:
-    """The copy keeps pattern_project_predictions as a view of two copied tables, the
-    per-pattern sums (int_pattern_project_cells, rewritten per changed pattern) and each
-    project's prior (int_project_priors, a few rows), so a publish after a drop does not
-    rewrite the whole mart, every row of which the priors move. The view must give exactly
-    the warehouse mart's rows, bit for bit, on a warehouse with several projects."""
+    """The copy keeps some marts as views of copied tables (SERVED_VIEWS), so a publish
+    after a drop does not rewrite a whole mart whose every row a few shared values move:
+    pattern_project_predictions over the per-pattern sums (int_pattern_project_cells) and
+    each project's prior (int_project_priors); pattern_clusters over each pattern's
+    assignment (int_patterns__clustered) and each description's group facts
+    (int_pattern_texts__described). Each view must give exactly the warehouse mart's
+    rows, bit for bit, on a warehouse with several projects and themes."""
     copy = current(planted_warehouse)
     assert copy is not None
-    query = "select * from marts.pattern_project_predictions"
+    assert f"marts.{mart}" in SERVED_VIEWS
+    query = f"select * from marts.{mart}"
     with duckdb.connect(str(copy.database), read_only=True) as con:
         kind = con.execute(
             "select table_type from information_schema.tables "
-            "where table_schema = 'marts' and table_name = 'pattern_project_predictions'"
+            "where table_schema = 'marts' and table_name = ?",
+            [mart],
         ).fetchone()
         served = sorted(map(repr, con.execute(query).fetchall()))
     with duckdb.connect(str(planted_warehouse), read_only=True) as con:
-        mart = sorted(map(repr, con.execute(query).fetchall()))
-        projects = con.execute(
-            "select count(distinct project_id) from marts.pattern_project_predictions"
-        ).fetchone()
+        rows = sorted(map(repr, con.execute(query).fetchall()))
+        (n_spread,) = con.execute(f"select count(distinct {spread}) from marts.{mart}").fetchone()  # type: ignore[misc]
     assert kind == ("VIEW",)
-    assert projects is not None and projects[0] > 1
-    assert len(served) > 100 and served == mart
+    assert n_spread > 1
+    assert len(served) > 100 and served == rows
 
 
 def test_republishing_switches_atomically_and_keeps_only_recent_builds(
@@ -357,6 +366,10 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     # written) and the project priors (a few rows): no row of the mart itself is written
     assert updated.table_changes["intermediate.int_pattern_project_cells"] == "scoped: 1 keys"
     assert updated.table_changes["marts.pattern_project_predictions"] == "unchanged"
+    # pattern_clusters is a view of each pattern's group and theme (the new pattern's row
+    # appended, no other written) and the per-description group facts
+    assert updated.table_changes["intermediate.int_patterns__clustered"] == "updated"
+    assert updated.table_changes["marts.pattern_clusters"] == "unchanged"
     # the marts a refresh rewrites per pattern: the patterns it rewrote (their rows
     # stamped by its write, written_at), and no other, were written; the new pattern has
     # no similar pattern, so no list changed

@@ -54,8 +54,11 @@ __all__ = [
     "partition",
     "stable_ids",
     "summarize",
+    "two_level_assignment",
     "two_level_columns",
     "two_level_table",
+    "vectors_by_description",
+    "vectors_in_order",
 ]
 
 DEFAULT_LEAF_SIZE = 2000  # rows per UPGMA leaf: 2000^2 pair distances is ~30 ms of work
@@ -463,6 +466,24 @@ def vectors_by_description(staged: object) -> object:
     )
 
 
+def vectors_in_order(staged: object, keys: np.ndarray, batch_rows: int = 50_000) -> np.ndarray:
+    """One raw vector per description hash in `keys`, in that order (zeros where a
+    description has none), streamed from vectors_by_description(staged) in batches of
+    `batch_rows`: 1M distinct descriptions' FLOAT[384] are 1.5 GB as Arrow."""
+    position = {key: i for i, key in enumerate(np.asarray(keys).tolist())}
+    x: np.ndarray | None = None
+    reader = vectors_by_description(staged).to_arrow_reader(batch_rows)  # type: ignore[attr-defined]
+    for batch in reader:
+        part = embedding_matrix(batch.column(1))
+        if x is None:
+            x = np.zeros((len(position), part.shape[1]), dtype=np.float32)
+        at = np.fromiter(
+            (position[k] for k in batch.column(0).to_pylist()), dtype=np.int64, count=len(part)
+        )
+        x[at] = part
+    return x if x is not None else np.zeros((len(position), 0), dtype=np.float32)
+
+
 class KeyedRows:
     """Row vectors held once per distinct text: row i's vector is `vectors[key_of_row[i]]`.
 
@@ -807,6 +828,43 @@ def two_level_table(
     theme = cluster_level(keys, hashes, texts, x, theme_threshold, "th_")
     group = cluster_level(keys, hashes, texts, x, paraphrase_threshold, "pg_")
     return two_level_columns(table, theme, group, group.number)
+
+
+def two_level_assignment(
+    table: object,
+    *,
+    theme_threshold: float,
+    paraphrase_threshold: float,
+    x: np.ndarray | KeyedRows,
+) -> object:
+    """int_patterns__clustered after a full clustering: per pattern (pattern_id,
+    description_hash; rows in pattern_id order) its cluster_id (the paraphrase group
+    numbered by first appearance), theme_id and paraphrase_group_id, the same partition
+    and ids as two_level_table, without describing the groups: what they look like is
+    int_pattern_texts__described's, computed once per distinct description."""
+    import pyarrow as pa
+
+    if not 0.0 < theme_threshold <= paraphrase_threshold <= 1.0:
+        raise ValueError(
+            "need 0 < theme threshold <= paraphrase threshold <= 1, got "
+            f"{theme_threshold} and {paraphrase_threshold}"
+        )
+    keys = np.asarray(table.column("pattern_id").to_pylist(), dtype=object)  # type: ignore[attr-defined]
+    hashes = np.asarray(table.column("description_hash").to_pylist(), dtype=object).astype(str)  # type: ignore[attr-defined]
+    row_keys = keys.astype(str)
+    theme = cluster_keyed(hashes, x, theme_threshold)
+    group = cluster_keyed(hashes, x, paraphrase_threshold)
+    theme_ids = stable_ids(theme, row_keys, "th_")
+    group_ids = stable_ids(group, row_keys, "pg_")
+    return pa.table(
+        {
+            "pattern_id": table.column("pattern_id"),  # type: ignore[attr-defined]
+            "description_hash": table.column("description_hash"),  # type: ignore[attr-defined]
+            "cluster_id": pa.array(group, type=pa.int64()),
+            "theme_id": pa.array(theme_ids[theme].tolist(), type=pa.string()),
+            "paraphrase_group_id": pa.array(group_ids[group].tolist(), type=pa.string()),
+        }
+    )
 
 
 def two_level_columns(

@@ -54,12 +54,14 @@ __all__ = [
     "PLACED_BY_JOIN",
     "WRITE_STAMP",
     "Extension",
+    "TextPlacement",
     "begin_stamped_write",
     "carry_ids",
     "drift_exceeded",
     "extend_labels",
     "founding_ids",
     "key_digests",
+    "labels_of_ids",
     "stamp_column",
     "write_stamp",
 ]
@@ -469,12 +471,16 @@ def stamp_column(n: int, stamp: datetime) -> Any:
 
 
 def changed_rows(session: Any, table: Any, this: object, name: str) -> Any:
-    """The rows of `table` (Arrow) that differ from the model's current table `this`:
+    """The rows of `table` (Arrow) that differ from the model's current table `this`, on
+    `table`'s columns (the stored table may hold more, from before a column was dropped):
     what an incremental Python model returns, so delete+insert rewrites only those.
     `session` is the DuckDB connection dbt hands the model; `name` a scratch view name."""
+    listed = ", ".join(f'"{column}"' for column in table.column_names)
     session.register(name, table)
     try:
-        return session.sql(f"select * from {name} except select * from {this}").to_arrow_table()
+        return session.sql(
+            f"select {listed} from {name} except select {listed} from {this}"
+        ).to_arrow_table()
     finally:
         session.unregister(name)
 
@@ -559,6 +565,72 @@ def _describe_texts_level(
     )
 
 
+@dataclass(frozen=True)
+class TextPlacement:
+    """Both levels' partition of distinct texts after an incremental placement."""
+
+    theme_labels: np.ndarray  # (m,) dense theme label per text
+    theme_ids: np.ndarray  # (k_theme,) theme id per dense label
+    group_labels: np.ndarray  # (m,) dense paraphrase-group label per text
+    group_ids: np.ndarray  # (k_group,) group id per dense label
+    numbers: np.ndarray  # (m,) cluster_id per text (kept numbers, next free for new groups)
+
+
+def place_texts_two_levels(
+    texts: DistinctTexts,
+    x: np.ndarray,
+    *,
+    theme_threshold: float,
+    paraphrase_threshold: float,
+    members: Any,
+) -> TextPlacement:
+    """int_patterns__clustered's incremental placement (two_level_refresh without a
+    re-cluster) on distinct texts, ids and numbers only: which theme and paraphrase group
+    each text is in. What those groups look like (sizes, labels, medoids, similarities)
+    is int_pattern_texts__described's, from the assignment (describe_texts_two_levels).
+    `x` holds one vector per text in `texts`' order; `members` as in _place_texts."""
+    # normalized for the placement as place_level does (x[first], then again inside
+    # extend_labels)
+    unit = normalize(np.asarray(x, dtype=np.float32))
+    theme_labels, theme_ids = _place_texts(
+        texts, unit, texts.old_theme, theme_threshold, "th_", members
+    )
+    group_labels, group_ids = _place_texts(
+        texts, unit, texts.old_group, paraphrase_threshold, "pg_", members
+    )
+    numbers = numbers_for(group_ids[group_labels], texts.old_group, texts.old_number)
+    return TextPlacement(theme_labels, theme_ids, group_labels, group_ids, numbers)
+
+
+def labels_of_ids(ids_per_text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dense label per text, id per label) from an id per text, labels numbered by first
+    appearance: how a stored assignment becomes the partition _describe_texts_level reads."""
+    ids_per_text = np.asarray(ids_per_text).astype(str)
+    distinct, first, inverse = unique_strings(ids_per_text)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.reshape(-1)], np.asarray(distinct, dtype=object)[order]
+
+
+def describe_texts_two_levels(
+    texts: DistinctTexts, x: np.ndarray, placement: TextPlacement
+) -> object:
+    """One row per distinct text (key = description_hash) with every column of the
+    two-level clustering but pattern_id and placed_by: ids, cluster_id and what the text's
+    theme and group look like. `x`: the texts' raw vectors in `texts`' order (raw, as
+    describe_texts reads them, so the floats equal a full clustering's)."""
+    import pyarrow as pa
+
+    from engram.numeric.clustering import two_level_columns
+
+    theme = _describe_texts_level(texts, x, placement.theme_labels, placement.theme_ids)
+    group = _describe_texts_level(texts, x, placement.group_labels, placement.group_ids)
+    return two_level_columns(
+        pa.table({"description_hash": texts.keys.tolist()}), theme, group, placement.numbers
+    )
+
+
 def two_level_refresh_texts(
     texts: DistinctTexts,
     x: np.ndarray,
@@ -567,26 +639,14 @@ def two_level_refresh_texts(
     paraphrase_threshold: float,
     members: Any,
 ) -> object:
-    """int_patterns__clustered's incremental placement (two_level_refresh without a
-    re-cluster) on distinct texts: one row per text (key = description_hash) with every
-    column but pattern_id and placed_by, which the model joins back to the rows in SQL.
-    `x` holds one vector per text in `texts`' order; `members` as in _place_texts."""
-    import pyarrow as pa
-
-    from engram.numeric.clustering import two_level_columns
-
-    # normalized for the placement as place_level does (x[first], then again inside
-    # extend_labels), raw for the description as describe_texts does: the same floats
-    unit = normalize(np.asarray(x, dtype=np.float32))
-    theme_labels, theme_ids = _place_texts(
-        texts, unit, texts.old_theme, theme_threshold, "th_", members
+    """place_texts_two_levels then describe_texts_two_levels: the placement and the
+    description a refresh makes, in one table per distinct text (what tests compare with
+    two_level_refresh over every row)."""
+    placement = place_texts_two_levels(
+        texts,
+        x,
+        theme_threshold=theme_threshold,
+        paraphrase_threshold=paraphrase_threshold,
+        members=members,
     )
-    group_labels, group_ids = _place_texts(
-        texts, unit, texts.old_group, paraphrase_threshold, "pg_", members
-    )
-    theme = _describe_texts_level(texts, x, theme_labels, theme_ids)
-    group = _describe_texts_level(texts, x, group_labels, group_ids)
-    numbers = numbers_for(group.ids, texts.old_group, texts.old_number)
-    return two_level_columns(
-        pa.table({"description_hash": texts.keys.tolist()}), theme, group, numbers
-    )
+    return describe_texts_two_levels(texts, x, placement)

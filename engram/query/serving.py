@@ -56,6 +56,9 @@ EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     # what the copy's view marts.pattern_project_predictions reads (SERVED_VIEWS)
     ("intermediate.int_pattern_project_cells", "project_id, context_cluster_id, pattern_id"),
     ("intermediate.int_project_priors", "project_id"),
+    # what the copy's view marts.pattern_clusters reads (SERVED_VIEWS)
+    ("intermediate.int_patterns__clustered", "cluster_id, pattern_id"),
+    ("intermediate.int_pattern_texts__described", "description_hash"),
 )
 # Marts sorted on their lookup key so DuckDB's zone maps skip most row groups at 1M rows.
 # predict's evidence from one past task text: its CONTEXT_EVIDENCE_CAP most-used patterns.
@@ -79,7 +82,6 @@ MART_ORDER: dict[str, str] = {
     "pattern_predictions": "context_cluster_id, pattern_id",
     "pattern_project_predictions": "project_id, context_cluster_id, pattern_id",
     "pattern_similar_pairs": "pattern_id, rank",
-    "pattern_clusters": "cluster_id, pattern_id",
     "file_cooccurrence": "project_id, file_a, file_b",
 }
 
@@ -472,6 +474,18 @@ SERVED_VIEWS: dict[str, ServedView] = {
             "intermediate.int_pattern_project_cells",
             "intermediate.int_project_priors",
             "intermediate.int_contexts__clustered",
+        ),
+    ),
+    # every pattern's group and theme, and what they look like: the per-group columns
+    # move for every member when one pattern joins, so the copy stores the assignment
+    # (per pattern, a new pattern's row) and the per-description facts (~24k rows at 1M
+    # patterns) and joins them at read time; as a table the mart was rewritten whole by
+    # every refresh's publish (3.2 s at 10M events)
+    "marts.pattern_clusters": ServedView(
+        macro="marts.pattern_clusters_served",
+        reads=(
+            "intermediate.int_patterns__clustered",
+            "intermediate.int_pattern_texts__described",
         ),
     ),
 }

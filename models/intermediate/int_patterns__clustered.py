@@ -12,19 +12,26 @@ to on average when that mean is within the cut, or found new ones; groups and th
 the id they were founded with. A full clustering runs on the first build, on
 `--full-refresh`, and when more than var('recluster_drift_share') of the patterns were
 placed incrementally since the last full clustering (ids then carried over by overlap).
-Only rows whose values changed are returned; delete+insert on pattern_id writes them.
 The placement runs once per distinct description (placed_by_text), not once per
 pattern; a re-cluster still loads every row (two_level_refresh).
+
+Only the assignment is stored here (which group and theme, and how it was placed): a
+refresh writes the new or re-texted patterns' rows alone (delete+insert on pattern_id).
+What a group or theme looks like (size, label, terms, medoid, each text's similarity to
+the centroid) moves whenever a member joins, for every member; it is computed per
+distinct description in int_pattern_texts__described and joined in the view
+pattern_clusters. Stored per pattern, as before issue 18's split, those columns made
+each refresh rewrite all 1M rows (8.5 + 2.0 s of a 10M-event refresh's 16.8 s node).
 """
 
 import numpy as np
 import pyarrow as pa
 
 from engram.numeric.clustering import (
-    embedding_matrix,
     keyed_rows,
-    two_level_table,
+    two_level_assignment,
     vectors_by_description,
+    vectors_in_order,
 )
 from engram.numeric.incremental import (
     PLACED_BY_CLUSTERING,
@@ -32,11 +39,21 @@ from engram.numeric.incremental import (
     DistinctTexts,
     changed_rows,
     drift_exceeded,
+    place_texts_two_levels,
     two_level_refresh,
-    two_level_refresh_texts,
 )
 
 BATCH = 50_000  # descriptions' vectors per Arrow batch: 1M FLOAT[384] are 1.5 GB whole
+# the stored columns, in this order (pattern_clusters adds what the groups look like)
+COLUMNS = (
+    "pattern_id",
+    "description_hash",
+    "cluster_id",
+    "theme_id",
+    "paraphrase_group_id",
+    "placed_by",
+)
+LISTED = ", ".join(COLUMNS)
 
 
 def refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold):
@@ -54,9 +71,8 @@ def refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold):
         x=x,
     )
     if table is None:  # nothing new: an empty delete+insert
-        return session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
-    # a joined group's size, label, ... change; every other row stays as it is
-    return changed_rows(session, table, dbt.this, "engram_clustered_refresh")
+        return session.sql(f"select {LISTED} from {dbt.this} limit 0").to_arrow_table()
+    return changed_rows(session, table.select(list(COLUMNS)), dbt.this, "engram_clustered_scratch")
 
 
 def _scratch(dbt, session):
@@ -100,12 +116,13 @@ def _drop_scratch(session):
     session.execute("drop table if exists engram_clustered_old")
 
 
-def placed_by_text(dbt, session, columns):
+def placed_by_text(dbt, session):
     """The incremental placement run once per distinct description, not per pattern
-    (engram.numeric.incremental.two_level_refresh_texts): the distinct texts with their
-    old rows' clusters come from SQL, the per-text facts are joined back to the rows in
-    SQL, and only the rows that differ from the table (`columns`, in its order) are
-    returned, as a DuckDB relation over _scratch's tables (read when dbt writes it)."""
+    (engram.numeric.incremental.place_texts_two_levels): the distinct texts with their
+    old rows' clusters come from SQL, each text's ids are joined back to its rows in SQL,
+    and the rows of patterns new or re-texted since the table was written are returned
+    (an old pattern's text keeps its group and theme, so its row is as stored), as a
+    DuckDB relation over _scratch's tables (read when dbt writes it)."""
     texts = session.sql(
         """
         with per_text as (
@@ -136,7 +153,7 @@ def placed_by_text(dbt, session, columns):
         old_group=np.asarray(texts.column("old_group").to_pylist(), dtype=object),
         old_number=texts.column("old_number").to_numpy(),
     )
-    x = text_vectors(dbt, session, keys)
+    x = vectors_in_order(dbt.ref("stg_patterns"), keys, BATCH)
 
     def members(text_indices):
         session.register(
@@ -152,48 +169,34 @@ def placed_by_text(dbt, session, columns):
             session.unregister("engram_clustered_founding")
         return rows.column("i").to_numpy(), np.asarray(rows.column("pattern_id").to_pylist())
 
-    per_text = two_level_refresh_texts(
+    placement = place_texts_two_levels(
         distinct,
         x,
         theme_threshold=float(dbt.config.get("theme_threshold")),
         paraphrase_threshold=float(dbt.config.get("cluster_merge_threshold")),
         members=members,
     )
-    listed = ", ".join(f'"{column}"' for column in columns)
+    per_text = pa.table(
+        {
+            "description_hash": keys.tolist(),
+            "cluster_id": pa.array(placement.numbers, type=pa.int64()),
+            "theme_id": placement.theme_ids[placement.theme_labels].tolist(),
+            "paraphrase_group_id": placement.group_ids[placement.group_labels].tolist(),
+        }
+    )
     # a lazy relation, not Arrow: dbt-duckdb writes a relation with `create table as
     # select` on this connection, where the scratch tables and the registered texts still
-    # are; at 1M patterns nearly every row changes (each group's size does), and fetching
-    # them as Arrow (long labels) to write them back took seconds
+    # are
     session.register("engram_clustered_texts", per_text)
     return session.sql(
         f"""
-        select {listed} from (
-            select r.pattern_id, t.*,
-                   coalesce(o.placed_by, '{PLACED_BY_JOIN}') as placed_by
-            from engram_clustered_rows as r
-            inner join engram_clustered_texts as t using (description_hash)
-            left join engram_clustered_old as o using (pattern_id)
-        )
-        except
-        select {listed} from {dbt.this}
+        select r.pattern_id, r.description_hash, t.cluster_id, t.theme_id,
+               t.paraphrase_group_id, '{PLACED_BY_JOIN}' as placed_by
+        from engram_clustered_rows as r
+        inner join engram_clustered_texts as t using (description_hash)
+        anti join engram_clustered_old as o using (pattern_id)
         """
     )
-
-
-def text_vectors(dbt, session, keys):
-    """One vector per distinct description, in the order of `keys`, streamed in batches
-    (1M distinct descriptions' FLOAT[384] are 1.5 GB as Arrow)."""
-    position = {key: i for i, key in enumerate(keys.tolist())}
-    x = None
-    for batch in vectors_by_description(dbt.ref("stg_patterns")).to_arrow_reader(BATCH):
-        part = embedding_matrix(batch.column(1))
-        if x is None:
-            x = np.zeros((len(keys), part.shape[1]), dtype=np.float32)
-        at = np.fromiter(
-            (position[k] for k in batch.column(0).to_pylist()), dtype=np.int64, count=len(part)
-        )
-        x[at] = part
-    return x if x is not None else np.zeros((len(keys), 0), dtype=np.float32)
 
 
 def anything_changed(dbt, session):
@@ -218,20 +221,21 @@ def model(dbt, session):
         materialized="incremental",
         incremental_strategy="delete+insert",
         unique_key="pattern_id",
-        on_schema_change="append_new_columns",
+        # a table from before the split (issue 18) loses its per-group columns
+        on_schema_change="sync_all_columns",
     )
     columns = session.sql(f"select * from {dbt.this} limit 0").columns if dbt.is_incremental else []
     incremental = "placed_by" in columns
     result = None
     if incremental and not anything_changed(dbt, session):
-        result = session.sql(f"select * from {dbt.this} limit 0").to_arrow_table()
+        result = session.sql(f"select {LISTED} from {dbt.this} limit 0").to_arrow_table()
     elif incremental:
         _scratch(dbt, session)
         try:
             if not needs_recluster(dbt, session):
                 # reads the scratch tables when dbt writes it: they go with this
                 # connection (temporary), after the model
-                result = placed_by_text(dbt, session, columns)
+                result = placed_by_text(dbt, session)
         finally:
             if result is None:
                 _drop_scratch(session)
@@ -254,7 +258,7 @@ def model(dbt, session):
         if incremental:
             result = refreshed(dbt, session, patterns, x, theme_threshold, paraphrase_threshold)
         else:
-            result = two_level_table(
+            result = two_level_assignment(
                 patterns,
                 theme_threshold=theme_threshold,
                 paraphrase_threshold=paraphrase_threshold,

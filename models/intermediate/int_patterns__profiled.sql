@@ -17,8 +17,16 @@ events as (
 ),
 
 clusters as (
-    select pattern_id, cluster_id, cluster_label, theme_id, paraphrase_group_id
-    from {{ ref('int_patterns__clustered') }}
+    -- the assignment per pattern, the group's label per distinct description
+    select
+        clustered.pattern_id,
+        clustered.cluster_id,
+        described.cluster_label,
+        clustered.theme_id,
+        clustered.paraphrase_group_id
+    from {{ ref('int_patterns__clustered') }} as clustered
+    inner join {{ ref('int_pattern_texts__described') }} as described
+        on described.description_hash = clustered.description_hash
 ),
 
 merges as (

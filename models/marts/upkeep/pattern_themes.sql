@@ -12,7 +12,7 @@ clusters as (
         theme_terms,
         theme_medoid_pattern_id,
         paraphrase_group_id
-    from {{ ref('int_patterns__clustered') }}
+    from {{ ref('pattern_clusters') }}
 ),
 
 weekly as (
