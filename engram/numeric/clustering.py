@@ -35,6 +35,7 @@ __all__ = [
     "ClusterLevel",
     "ClusterSummary",
     "KeyedRows",
+    "TermCounts",
     "TextClusters",
     "average_linkage",
     "canonical_labels",
@@ -54,6 +55,7 @@ __all__ = [
     "partition",
     "stable_ids",
     "summarize",
+    "term_counts",
     "two_level_assignment",
     "two_level_columns",
     "two_level_table",
@@ -667,31 +669,59 @@ def stable_ids(labels: np.ndarray, keys: np.ndarray, prefix: str) -> np.ndarray:
     return out
 
 
-def distinctive_terms(texts: np.ndarray, labels: np.ndarray, top: int = 3) -> list[list[str]]:
+@dataclass(frozen=True)
+class TermCounts:
+    """Word counts of some texts (distinctive_terms' input): the tokenizing is most of
+    its cost, and the two levels of the pattern clustering describe the same texts."""
+
+    doc_term: object  # scipy.sparse csr (n_texts, n_words): how often each word occurs
+    names: np.ndarray  # (n_words,) the words
+
+
+def term_counts(texts: np.ndarray) -> TermCounts:
+    """Lower-cased words of three or more letters, stopwords left out, counted per text."""
+    vocabulary: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    texts = np.asarray(texts, dtype=object)
+    for i, text in enumerate(texts.tolist()):
+        for word in _TOKEN.findall(str(text).lower()):
+            if word in _STOPWORDS:
+                continue
+            rows.append(i)
+            cols.append(vocabulary.setdefault(word, len(vocabulary)))
+    doc_term = sp.csr_matrix(
+        (
+            np.ones(len(rows), dtype=np.float64),
+            (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)),
+        ),
+        shape=(len(texts), len(vocabulary)),
+    )
+    names = np.empty(len(vocabulary), dtype=object)
+    for word, j in vocabulary.items():
+        names[j] = word
+    return TermCounts(doc_term, names)
+
+
+def distinctive_terms(
+    texts: np.ndarray, labels: np.ndarray, top: int = 3, *, counts: TermCounts | None = None
+) -> list[list[str]]:
     """The `top` most distinctive words of each cluster, c-TF-IDF style (BERTopic's
     class-based TF-IDF): a cluster's texts form one document; a word scores
     tf(word, cluster) / words(cluster) * log(1 + mean words per cluster / tf(word, all)),
     so a word frequent in the cluster and rare elsewhere wins. Why: the most central
     description alone reads like one member ("Revert an earlier change in the project
     configuration.") even when the cluster also holds fixes to src and docs; the terms
-    say what the members share. Ties go to the alphabetically first word."""
+    say what the members share. Ties go to the alphabetically first word. `counts`:
+    term_counts(texts), when the caller has it already."""
     labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max()) + 1 if len(labels) else 0
-    vocabulary: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    for i, text in enumerate(np.asarray(texts, dtype=object).tolist()):
-        for word in _TOKEN.findall(str(text).lower()):
-            if word in _STOPWORDS:
-                continue
-            rows.append(i)
-            cols.append(vocabulary.setdefault(word, len(vocabulary)))
-    if not vocabulary or k == 0:
+    if counts is None:
+        counts = term_counts(texts)
+    names = counts.names
+    if not len(names) or k == 0:  # no text has a word, or no cluster
         return [[] for _ in range(k)]
-    doc_term = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float64), (np.asarray(rows), np.asarray(cols))),
-        shape=(len(labels), len(vocabulary)),
-    )
+    doc_term = counts.doc_term
     onehot = sp.csr_matrix(
         (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(k, len(labels))
     )
@@ -699,9 +729,6 @@ def distinctive_terms(texts: np.ndarray, labels: np.ndarray, top: int = 3) -> li
     words_per_class = np.asarray(class_term.sum(axis=1)).ravel()
     term_total = np.asarray(class_term.sum(axis=0)).ravel()
     idf = np.log1p(max(words_per_class.mean(), 1.0) / term_total)
-    names = np.empty(len(vocabulary), dtype=object)
-    for word, j in vocabulary.items():
-        names[j] = word
     result: list[list[str]] = []
     for c in range(k):
         lo, hi = class_term.indptr[c], class_term.indptr[c + 1]

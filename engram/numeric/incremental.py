@@ -537,18 +537,26 @@ def _place_texts(
 
 
 def _describe_texts_level(
-    texts: DistinctTexts, x: np.ndarray, labels: np.ndarray, ids: np.ndarray
+    texts: DistinctTexts,
+    x: np.ndarray,
+    labels: np.ndarray,
+    ids: np.ndarray,
+    counts: Any = None,
 ) -> Any:
     """clustering.describe_level's ClusterLevel with one entry per distinct text instead
     of per row (the same partition gives the same facts: tests/test_incremental.py
-    compares them): sizes count rows (`n_rows`), the medoid's key is its text's first row."""
+    compares them): sizes count rows (`n_rows`), the medoid's key is its text's first row.
+    `counts`: clustering.term_counts(texts.texts), shared by the two levels."""
     from engram.numeric.clustering import ClusterLevel, distinctive_terms, summarize
 
     summary = summarize(x, labels)
     k = len(summary.central)
     sizes = np.bincount(labels, weights=texts.n_rows, minlength=k).astype(np.int64)
     central_text = np.asarray(texts.texts, dtype=object)[summary.central]
-    terms = np.array([", ".join(t) for t in distinctive_terms(texts.texts, labels)], dtype=object)
+    terms = np.array(
+        [", ".join(t) for t in distinctive_terms(texts.texts, labels, counts=counts)],
+        dtype=object,
+    )
     label = np.array(
         [f"{central_text[c]} [{terms[c]}]" if terms[c] else central_text[c] for c in range(k)],
         dtype=object,
@@ -622,10 +630,12 @@ def describe_texts_two_levels(
     describe_texts reads them, so the floats equal a full clustering's)."""
     import pyarrow as pa
 
-    from engram.numeric.clustering import two_level_columns
+    from engram.numeric.clustering import term_counts, two_level_columns
 
-    theme = _describe_texts_level(texts, x, placement.theme_labels, placement.theme_ids)
-    group = _describe_texts_level(texts, x, placement.group_labels, placement.group_ids)
+    # the texts are tokenized once for both levels
+    counts = term_counts(texts.texts)
+    theme = _describe_texts_level(texts, x, placement.theme_labels, placement.theme_ids, counts)
+    group = _describe_texts_level(texts, x, placement.group_labels, placement.group_ids, counts)
     return two_level_columns(
         pa.table({"description_hash": texts.keys.tolist()}), theme, group, placement.numbers
     )
