@@ -366,6 +366,15 @@ def test_incremental_build_keeps_the_ids_of_existing_groups_and_themes(builds: d
     new = now.loc[sorted(builds["held"])]
     assert (new["placed_by"] == PLACED_BY_JOIN).all()
     assert (now.loc[old.index, "placed_by"] == PLACED_BY_CLUSTERING).all()
+    # and their rows were not written again: the refresh appended the new patterns' rows
+    # alone (a row deleted and inserted again by delete+insert gets a new rowid)
+    rowids = "select pattern_id, rowid as row_number from intermediate.int_patterns__clustered"
+    with duckdb.connect(str(builds["root"] / "before.duckdb"), read_only=True) as con:
+        rows_before = con.execute(rowids).df().set_index("pattern_id")["row_number"]
+    with duckdb.connect(str(inc), read_only=True) as con:
+        rows_now = con.execute(rowids).df().set_index("pattern_id")["row_number"]
+    assert (rows_now.loc[rows_before.index] == rows_before).all()
+    assert rows_now.drop(rows_before.index).min() > rows_before.max()
     joined = new["paraphrase_group_id"].isin(old["paraphrase_group_id"])
     assert joined.sum() >= len(new) // 2, "paraphrases of existing patterns should join"
     assert new["theme_id"].isin(old["theme_id"]).sum() >= joined.sum()

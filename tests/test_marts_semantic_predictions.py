@@ -843,3 +843,55 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
     assert "ranks_are_consecutive" in str(failed.value)
     assert "unique_combination_pattern_similar_pairs_pattern_id__rank" in str(failed.value)
+
+
+# The group facts pattern_clusters' singular checks read from the two tables under the
+# view (a violation planted in int_pattern_texts__described): (check, planted update)
+CLUSTER_PLANTS = (
+    (
+        "pattern_clusters_labels_are_central",
+        # a description that is not its group's medoid made the most central of the group
+        "update intermediate.int_pattern_texts__described set similarity_to_centroid = 1.5 "
+        "where description_hash = (select min(d.description_hash) "
+        "from intermediate.int_pattern_texts__described as d "
+        "where d.description_hash not in (select c.description_hash "
+        "from intermediate.int_patterns__clustered as c where c.pattern_id in "
+        "(select paraphrase_group_medoid_pattern_id "
+        "from intermediate.int_pattern_texts__described)))",
+    ),
+    (
+        "pattern_clusters_sizes_match_members",
+        # one description's theme size off by one from the theme's member count
+        "update intermediate.int_pattern_texts__described set theme_size = theme_size + 1 "
+        "where description_hash = (select min(description_hash) "
+        "from intermediate.int_pattern_texts__described)",
+    ),
+    (
+        "pattern_clusters_sizes_match_members",
+        # a description without its facts: its patterns would drop out of the view
+        "delete from intermediate.int_pattern_texts__described where description_hash = "
+        "(select min(description_hash) from intermediate.int_pattern_texts__described)",
+    ),
+)
+
+
+@pytest.mark.parametrize(("check", "plant"), CLUSTER_PLANTS)
+def test_the_cluster_checks_read_the_tables_under_the_view_and_catch_a_planted_fault(
+    sample_warehouse: Path, tmp_path: Path, check: str, plant: str
+) -> None:
+    """pattern_clusters is a view of each pattern's assignment and each description's
+    group facts; its two singular checks read those tables (one row per description, not
+    the view's join of every pattern). A fact planted wrong in the per-description table
+    must fail the check and dbt; the same check passes on the untouched warehouse."""
+    import shutil
+
+    from engram.build import BuildError, run_dbt
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(sample_warehouse, db)
+    run_dbt(["test", "--select", check], db, capture=True)
+    with duckdb.connect(str(db)) as con:
+        (changed,) = con.execute(plant).fetchone()  # type: ignore[misc]
+    assert changed == 1
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(["test", "--select", check], db, capture=True)
