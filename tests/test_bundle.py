@@ -113,7 +113,7 @@ def mart_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     return con.execute(
         """
         select table_schema, table_name from information_schema.tables
-        where table_schema like '%marts' and table_type = 'BASE TABLE'
+        where table_schema like '%marts' and table_type in ('BASE TABLE', 'VIEW')
         order by all
         """
     ).fetchall()

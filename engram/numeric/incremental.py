@@ -636,9 +636,9 @@ def describe_texts_two_levels(
     counts = term_counts(texts.texts)
     theme = _describe_texts_level(texts, x, placement.theme_labels, placement.theme_ids, counts)
     group = _describe_texts_level(texts, x, placement.group_labels, placement.group_ids, counts)
-    return two_level_columns(
-        pa.table({"description_hash": texts.keys.tolist()}), theme, group, placement.numbers
-    )
+    # typed: with no texts (an empty warehouse) an untyped empty list is Arrow's null type
+    keys = pa.array(texts.keys.tolist(), type=pa.string())
+    return two_level_columns(pa.table({"description_hash": keys}), theme, group, placement.numbers)
 
 
 def two_level_refresh_texts(

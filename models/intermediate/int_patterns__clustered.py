@@ -178,10 +178,14 @@ def placed_by_text(dbt, session):
     )
     per_text = pa.table(
         {
-            "description_hash": keys.tolist(),
+            "description_hash": pa.array(keys.tolist(), type=pa.string()),
             "cluster_id": pa.array(placement.numbers, type=pa.int64()),
-            "theme_id": placement.theme_ids[placement.theme_labels].tolist(),
-            "paraphrase_group_id": placement.group_ids[placement.group_labels].tolist(),
+            "theme_id": pa.array(
+                placement.theme_ids[placement.theme_labels].tolist(), type=pa.string()
+            ),
+            "paraphrase_group_id": pa.array(
+                placement.group_ids[placement.group_labels].tolist(), type=pa.string()
+            ),
         }
     )
     # a lazy relation, not Arrow: dbt-duckdb writes a relation with `create table as
