@@ -76,6 +76,7 @@ def test_bench_exits_ok_and_prints_the_table(bench_run: dict[str, Any]) -> None:
         "similar top-10 ANN",
         "predict (incl. embedding)",
         "warehouse bytes / event",
+        "warehouse live bytes / event",
         "speed-up over pandas",
         "speed-up over SQLite",
         "speed-up over Polars",
@@ -154,6 +155,47 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
         assert base["peak_rss_bytes"] <= base["wait4_peak_rss_bytes"], name
         assert 0 < base["compute_peak_rss_bytes"] <= base["peak_rss_bytes"], name
         assert set(base["marts_seconds"]) == set(MARTS), name
+
+
+def test_the_live_bytes_are_the_file_less_its_free_blocks(bench_run: dict[str, Any]) -> None:
+    """The run's last disk figure, read again from the kept warehouse by bench.storage
+    (pragma_storage_info per column segment): the free blocks agree, and the tables'
+    segments fit inside the live part."""
+    from bench.storage import breakdown
+
+    r = bench_run["results"]
+    after = r["disk_after_refresh"]
+    events = r["ingest"]["events_loaded"] + r["append"]["events_loaded"]
+    info = breakdown(bench_run["db"])
+    assert info["file_bytes"] == after["warehouse_bytes"]
+    assert info["free_bytes"] == after["free_bytes"]
+    live = after["warehouse_bytes"] - after["free_bytes"]
+    assert after["live_bytes_per_event"] * events == pytest.approx(live)
+    segments = sum(b for _, b, _ in info["tables"])  # type: ignore[union-attr]
+    assert 0 < segments <= live
+
+
+def test_a_dropped_table_counts_as_free_not_live(tmp_path: Path) -> None:
+    """A table dropped early leaves its blocks inside the file (later blocks keep the file
+    long): the file size stays, the live figure falls by about the table's size."""
+    from bench.runner import stage_disk
+
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        for name, n in (("dropped", 400_000), ("kept", 200_000)):
+            con.execute(
+                f"create table {name} as select range as x, md5(range::varchar) as y "
+                f"from range({n})"
+            )
+            con.execute("checkpoint")
+    before = stage_disk(db, 1_000, 10)
+    with duckdb.connect(str(db)) as con:
+        con.execute("drop table dropped")
+    after = stage_disk(db, 1_000, 10)
+    assert after["warehouse_bytes"] == before["warehouse_bytes"]
+    assert after["free_bytes"] > before["free_bytes"]
+    assert after["live_bytes_per_event"] < 0.6 * before["live_bytes_per_event"]
+    assert after["bytes_per_event"] == pytest.approx(before["bytes_per_event"])
 
 
 def test_baselines_gave_the_same_answers_in_the_run(bench_run: dict[str, Any]) -> None:
@@ -409,3 +451,14 @@ def test_peak_rss_is_the_childs_own_not_the_parents() -> None:
     assert ended.peak_rss_bytes >= 512 * 2**20
     assert ended.polled_peak_rss_bytes is not None
     assert 0 < ended.polled_peak_rss_bytes < 200 * 2**20
+
+
+def test_the_load_note_blames_other_work_only_for_a_busy_start() -> None:
+    """The end figure counts the benchmark's own last minute, so only the start figure
+    can say that something else competed for the CPU."""
+    from bench.render import _load_note
+
+    busy = _load_note({"load_avg_1m_start": 6.8, "load_avg_1m_end": 2.2}, 2)
+    idle = _load_note({"load_avg_1m_start": 0.5, "load_avg_1m_end": 2.0}, 2)
+    assert "other work competed" in busy
+    assert "other work competed" not in idle and "own work" in idle
