@@ -824,6 +824,16 @@ def describe_level(
     )
 
 
+def check_thresholds(theme_threshold: float, paraphrase_threshold: float) -> None:
+    """The theme is the coarser cut (a lower cosine threshold) than the paraphrase group;
+    thresholds the other way round are a configuration error, said before any work."""
+    if not 0.0 < theme_threshold <= paraphrase_threshold <= 1.0:
+        raise ValueError(
+            "need 0 < theme threshold <= paraphrase threshold <= 1, got "
+            f"{theme_threshold} and {paraphrase_threshold}"
+        )
+
+
 def two_level_table(
     table: object,
     *,
@@ -842,11 +852,7 @@ def two_level_table(
     `x`: the rows' vectors (KeyedRows: one per distinct description) when the table has
     no `embedding` column."""
 
-    if not 0.0 < theme_threshold <= paraphrase_threshold <= 1.0:
-        raise ValueError(
-            "need 0 < theme threshold <= paraphrase threshold <= 1, got "
-            f"{theme_threshold} and {paraphrase_threshold}"
-        )
+    check_thresholds(theme_threshold, paraphrase_threshold)
     keys = np.asarray(table.column("pattern_id").to_pylist(), dtype=object)  # type: ignore[attr-defined]
     hashes = np.asarray(table.column("description_hash").to_pylist(), dtype=object)  # type: ignore[attr-defined]
     texts = np.asarray(table.column("description").to_pylist(), dtype=object)  # type: ignore[attr-defined]
@@ -871,11 +877,7 @@ def two_level_assignment(
     int_pattern_texts__described's, computed once per distinct description."""
     import pyarrow as pa
 
-    if not 0.0 < theme_threshold <= paraphrase_threshold <= 1.0:
-        raise ValueError(
-            "need 0 < theme threshold <= paraphrase threshold <= 1, got "
-            f"{theme_threshold} and {paraphrase_threshold}"
-        )
+    check_thresholds(theme_threshold, paraphrase_threshold)
     keys = np.asarray(table.column("pattern_id").to_pylist(), dtype=object)  # type: ignore[attr-defined]
     hashes = np.asarray(table.column("description_hash").to_pylist(), dtype=object).astype(str)  # type: ignore[attr-defined]
     row_keys = keys.astype(str)

@@ -614,11 +614,8 @@ def labels_of_ids(ids_per_text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(dense label per text, id per label) from an id per text, labels numbered by first
     appearance: how a stored assignment becomes the partition _describe_texts_level reads."""
     ids_per_text = np.asarray(ids_per_text).astype(str)
-    distinct, first, inverse = unique_strings(ids_per_text)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return rank[inverse.reshape(-1)], np.asarray(distinct, dtype=object)[order]
+    first, labels = _distinct(ids_per_text)
+    return labels, np.asarray(ids_per_text[first], dtype=object)
 
 
 def describe_texts_two_levels(
