@@ -174,6 +174,31 @@ def test_serving_copy_is_published(graph: Graph) -> None:
     assert "Most improving patterns" in published["insights"].value
 
 
+def test_the_serving_asset_depends_on_every_table_the_copy_holds(graph: Graph) -> None:
+    """Each table the publish copies besides the marts is held by the published copy and
+    is upstream of the serving asset: a dependency the graph missed would let a partial
+    materialization publish before that table was rebuilt."""
+    from dagster import AssetKey
+
+    from engram.query.serving import EXTRA_TABLES, current
+    from orchestration.assets.serving import SERVING_KEY
+
+    parents = graph.defs.resolve_asset_graph().get(SERVING_KEY).parent_keys
+    copy = current(graph.db)
+    assert copy is not None
+    with duckdb.connect(str(copy.database), read_only=True) as con:
+        held = {
+            f"{schema}.{name}"
+            for schema, name in con.execute(
+                "select schema_name, table_name from duckdb_tables()"
+            ).fetchall()
+        }
+    assert EXTRA_TABLES
+    for name, _ in EXTRA_TABLES:
+        assert name in held, name
+        assert AssetKey(name.split(".")) in parents, name
+
+
 def test_files_move_to_processed_and_a_second_run_ingests_nothing(graph: Graph) -> None:
     assert graph.inbox.pending() == []
     moved = sorted(p.name for p in graph.inbox.processed.rglob("*.jsonl"))

@@ -7,17 +7,16 @@ from typing import Any
 import duckdb
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
+from engram.query.serving import EXTRA_TABLES
 from orchestration.assets.dbt import engram_dbt
 from orchestration.assets.ingest import WAREHOUSE_POOL
 from orchestration.metadata import mart_insights
 from orchestration.resources import Warehouse
 
 SERVING_KEY = AssetKey(["serving", "published"])
-# What the serving copy reads besides the marts (engram.query.serving.EXTRA_TABLES).
-_ALSO_READ = {
-    AssetKey(["staging", "stg_contexts"]),
-    AssetKey(["intermediate", "int_contexts__clustered"]),
-}
+# What the serving copy copies besides the marts, read from the list the publish itself
+# uses, so a table added there is a dependency here too.
+_ALSO_READ = {AssetKey(name.split(".")) for name, _ in EXTRA_TABLES}
 SERVING_DEPS = sorted(
     (key for key in engram_dbt.keys if key.path[0] == "marts" or key in _ALSO_READ),
     key=lambda key: key.to_user_string(),
