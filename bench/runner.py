@@ -282,9 +282,9 @@ def stage_embedding(cfg: BenchConfig, db: Path, log: Log) -> dict[str, Any]:
 
         log(f"embedding: {DEFAULT_ONNX} CPU throughput on the same texts")
         onnx_rate, onnx_vectors = _throughput("cpu", sample, DEFAULT_ONNX)
-        out["faster_backend"] = DEFAULT_ONNX
-        out["faster_backend_sentences_per_s"] = onnx_rate
-        out["faster_backend_cosine_to_torch_min"] = float(
+        out["cpu_default_backend"] = DEFAULT_ONNX
+        out["cpu_default_sentences_per_s"] = onnx_rate
+        out["cpu_default_cosine_to_torch_min"] = float(
             np.min(np.sum(cpu_vectors * onnx_vectors, 1))
         )
 
@@ -611,15 +611,15 @@ def stage_disk(db: Path, n_events: int, n_patterns: int) -> dict[str, Any]:
     leaves its old blocks free inside the file, which keeps them until later writes reuse
     them (`engram compact` hands them back). Issue 18's bytes-per-event target is about
     what the data takes, so both are reported."""
+    from engram.compact import free_bytes
+
     con = duckdb.connect(str(db))
     try:
         con.execute("checkpoint")
-        database_size = con.execute("pragma database_size").fetchone()
+        free = free_bytes(con)
     finally:
         con.close()
     size = db.stat().st_size
-    assert database_size is not None
-    free = int(database_size[5]) * int(database_size[2])  # free_blocks * block_size
     live = size - free
     return {
         "warehouse_bytes": size,

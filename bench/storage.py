@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from engram.compact import free_bytes
+
 BLOCK = 262_144
 
 
@@ -51,13 +53,12 @@ def breakdown(db: Path, top_columns: int = 20) -> dict[str, object]:
             "select t, column_name, any_value(compression), sum(bytes)::bigint "
             f"from sized group by all order by 4 desc limit {top_columns}"
         ).fetchall()
-        size = con.execute("pragma database_size").fetchone()
+        free = free_bytes(con)
     finally:
         con.close()
-    assert size is not None
     return {
         "file_bytes": db.stat().st_size,
-        "free_bytes": int(size[5]) * int(size[2]),  # free_blocks * block_size
+        "free_bytes": free,
         "tables": [(t, int(b), rows[t]) for t, b in per_table],
         "columns": [(t, c, comp, int(b)) for t, c, comp, b in columns],
     }
