@@ -38,7 +38,6 @@ from typing import Any
 import orjson
 
 from bench.memory import RssSampler, peak_by_node, unix_seconds, wait_with_peak_rss
-from bench.paths import PROJECT_ROOT
 
 SPLITS = ("recent", "scattered")
 
@@ -236,7 +235,7 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
     (engram.build.build_plan: after a first build, the watermark that scopes the data tests,
     and no unit tests while the code is the one they passed with), then the publish; wall
     seconds, the child's peak RSS, per-model seconds and the tests' total seconds."""
-    from engram.build import build_plan, dbt_command, dbt_env
+    from engram.build import build_plan, dbt_command, dbt_cwd, dbt_env
     from engram.project import project_dir
     from engram.query.serving import publish
 
@@ -255,7 +254,7 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
     command = [*dbt_command(), *plan.args, "--project-dir", project, "--profiles-dir", project]
     started = time.perf_counter()
     with (work / f"{name}.log").open("w") as out:
-        child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out)
+        child = subprocess.Popen(command, env=env, cwd=dbt_cwd(db), stdout=out, stderr=out)
         # the child's own RSS, sampled: wait4's figure starts at this (large) runner's RSS
         sampler = RssSampler(child.pid, interval=0.2)
         sampler.start()

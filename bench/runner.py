@@ -323,7 +323,7 @@ def _run_dbt(
 ) -> dict[str, Any]:
     """One dbt command as a child process; wall time, exit code, and the child's own peak
     RSS from os.wait4 (dbt-duckdb runs the SQL inside the dbt process)."""
-    from engram.build import dbt_command, dbt_env
+    from engram.build import dbt_command, dbt_cwd, dbt_env
     from engram.project import project_dir
 
     env = {**dbt_env(db), **(env_extra or {})}
@@ -334,7 +334,7 @@ def _run_dbt(
     log_path = work / f"{log_name}.log"
     started = time.perf_counter()
     with log_path.open("w") as out:
-        child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=out, stderr=out)
+        child = subprocess.Popen(command, env=env, cwd=dbt_cwd(db), stdout=out, stderr=out)
         sampler = RssSampler(child.pid)
         sampler.start()
         exit_code, peak_rss = wait_with_peak_rss(child)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import duckdb
 
-from engram.build import dbt_command, dbt_env
+from engram.build import dbt_command, dbt_cwd, dbt_env
 from engram.project import project_dir
 
 GROUPS = ("staging", "intermediate", "marts")
@@ -97,7 +97,7 @@ def duckdb_stages(db: Path, work: Path) -> dict[str, float]:
                 project,
             ],
             env=env,
-            cwd=project,
+            cwd=dbt_cwd(db),
             capture_output=True,
             text=True,
             check=False,

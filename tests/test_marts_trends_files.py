@@ -308,13 +308,16 @@ def test_incremental_build_equals_full_refresh(
 ) -> None:
     first, second = tmp_path / "batch1", tmp_path / "batch2"
     split_events(planted_data, first, second)
-    db = tmp_path / "incremental.duckdb"
+    # one file name throughout the suite: dbt's parse is kept per name (engram.build.dbt_env)
+    db = tmp_path / "incremental" / "engram.duckdb"
+    db.parent.mkdir()
     ingest_paths([first], db, embedder=embedder)
     build_marts(db)
     ingest_paths([second], db, embedder=embedder)
     build_marts(db)  # incremental: only touched groups recomputed
 
-    fresh = tmp_path / "full_refresh.duckdb"
+    fresh = tmp_path / "full_refresh" / "engram.duckdb"
+    fresh.parent.mkdir()
     shutil.copy(db, fresh)
     build_marts(fresh, full_refresh=True)
 
@@ -340,7 +343,7 @@ def test_incremental_build_equals_full_refresh(
 
 
 def test_sample_warehouse_builds_trend_and_file_marts(tmp_path: Path, embedder: Embedder) -> None:
-    db = tmp_path / "sample.duckdb"
+    db = tmp_path / "engram.duckdb"
     ingest_paths([SAMPLE_DIR], db, embedder=embedder)
     build_marts(db)
     (events, counted, summaries, patterns, nodes, files) = query(
