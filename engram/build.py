@@ -78,10 +78,16 @@ def dbt_env(db_path: Path) -> dict[str, str]:
     every build of another warehouse that shares a target folder (the test suite's one
     per session, the benchmarks) parsed the whole project again; with the name, any two
     warehouses of the same file name share the parse. A relative $DBT_LOG_PATH is made
-    absolute from the project, where dbt found it when it ran there."""
+    absolute from the project, where dbt found it when it ran there.
+
+    dbt's log file is kept at info level unless $DBT_LOG_LEVEL_FILE says otherwise: at its
+    default, debug, dbt writes every statement of every node to it, which made a small
+    build ~15% slower (21.3 s against 18.2 s, three of each, alternating); errors, each
+    node's status and timing are at info. `DBT_LOG_LEVEL_FILE=debug` brings the SQL back."""
     env = dict(os.environ)
     env[DB_ENV_VAR] = db_path.name
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    env.setdefault("DBT_LOG_LEVEL_FILE", "info")
     project = project_dir()
     if is_packaged(project):
         state = dbt_state_dir(db_path.resolve())
