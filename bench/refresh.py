@@ -225,7 +225,8 @@ def keep_state(db: Path, into: Path) -> None:
     shutil.copyfile(db, into / db.name)
     shutil.copytree(serving_root(db), serving_root(into / db.name), symlinks=True)
     record, copy = unit_tests_record(db), unit_tests_record(into / db.name)
-    if record.exists():  # so a replay skips them as the refresh did
+    # so a replay skips them as the refresh did ($ENGRAM_UNIT_TESTS_RECORD: one for both)
+    if record.exists() and record.resolve() != copy.resolve():
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(record, copy)
 

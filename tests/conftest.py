@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engram.build import build
+from engram.build import UNIT_TESTS_RECORD_ENV, build
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
 from ingest.warehouse import CHECKOUT_ROOT
@@ -25,6 +25,10 @@ def _isolated_dbt(tmp_path_factory: pytest.TempPathFactory) -> None:
     scratch = tmp_path_factory.mktemp("dbt")
     os.environ["DBT_TARGET_PATH"] = str(scratch / "target")
     os.environ["DBT_LOG_PATH"] = str(scratch / "logs")
+    # one record of the code whose unit tests passed, for every warehouse of the session:
+    # the unit tests run on its first build, on each --full-refresh and where a test
+    # removes this (tests/test_build.py), not again on each new warehouse's first build
+    os.environ[UNIT_TESTS_RECORD_ENV] = str(scratch / "unit_tests_passed.json")
     os.environ.pop("ENGRAM_DB", None)
 
 

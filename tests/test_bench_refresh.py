@@ -51,12 +51,17 @@ def test_scattered_split_appends_the_held_back_patterns_whole_history(
     assert sizes["dropped_events"] == 0 and sizes["new_events"] == len(append) == len(theirs) + 60
 
 
-def test_a_small_run_times_both_builds_and_reports_each_publish_step(tmp_path: Path) -> None:
+def test_a_small_run_times_both_builds_and_reports_each_publish_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The benchmark end to end at a tiny size: a full build + publish, the append, a
     refresh + publish; the report gives per-model seconds, the ratio and the publish's
     slowest steps with what each sync did (pattern_trends: only the touched patterns), and
     the refresh runs the arguments `engram build` would (no unit tests: the same code)."""
     from bench.refresh import report, run
+    from engram.build import UNIT_TESTS_RECORD_ENV
+
+    monkeypatch.delenv(UNIT_TESTS_RECORD_ENV)  # as a user's: the record beside the warehouse
 
     result = run(300, 3000, 0.05, 0, "synthetic", tmp_path / "work", keep=True)
     full, refresh = result["full"], result["refresh"]

@@ -191,11 +191,12 @@ def test_a_refresh_skips_the_unit_tests_its_code_already_passed(
     """Unit tests run the models' SQL on fixed rows: a refresh with the code they passed
     with skips them (the data tests still run); a first build and a build after the code
     changed run them all and record the code they passed with."""
-    from engram.build import code_digest, unit_tests_record
+    from engram.build import UNIT_TESTS_RECORD_ENV, code_digest, unit_tests_record
     from engram.project import project_dir
 
     target = tmp_path / "target"
     monkeypatch.setenv("DBT_TARGET_PATH", str(target))
+    monkeypatch.delenv(UNIT_TESTS_RECORD_ENV)  # the record beside the warehouse
     db = tmp_path / "engram.duckdb"
     ingest_paths([small_fixture(tmp_path / "in")], db, embedder=embedder)
     record = unit_tests_record(db)
@@ -214,6 +215,35 @@ def test_a_refresh_skips_the_unit_tests_its_code_already_passed(
     build(db, capture=True, publish=False)
     assert _kinds_run(target).get("unit_test") == first["unit_test"]
     assert json.loads(record.read_text())["code_digest"] == code_digest(project_dir())
+
+
+def test_a_shared_record_lets_a_new_warehouse_skip_the_unit_tests_another_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With $ENGRAM_UNIT_TESTS_RECORD (the test suite sets it) a warehouse's first build
+    skips the unit tests when a build of any warehouse passed them with this code; a build
+    after a code change and --full-refresh still run them."""
+    from engram.build import UNIT_TESTS_RECORD_ENV, build_plan, code_digest
+    from engram.project import project_dir
+
+    shared = tmp_path / "record.json"
+    monkeypatch.setenv(UNIT_TESTS_RECORD_ENV, str(shared))
+    fresh = tmp_path / "fresh" / "engram.duckdb"  # never built: no watermark
+    fresh.parent.mkdir()
+    duckdb.connect(str(fresh)).close()
+    skips = ["--exclude-resource-type", "unit_test"]
+
+    assert skips[0] not in build_plan(fresh).args  # nothing recorded yet
+    shared.write_text(json.dumps({"code_digest": code_digest(project_dir())}))
+    plan = build_plan(fresh)
+    assert plan.args[-2:] == skips and plan.passed_digest is None
+    assert skips[0] not in build_plan(fresh, full_refresh=True).args
+    shared.write_text(json.dumps({"code_digest": "the code before an edit"}))
+    assert skips[0] not in build_plan(fresh).args
+
+    monkeypatch.delenv(UNIT_TESTS_RECORD_ENV)  # each warehouse its own record: a first
+    shared.write_text(json.dumps({"code_digest": code_digest(project_dir())}))
+    assert skips[0] not in build_plan(fresh).args  # build runs them
 
 
 def test_the_code_digest_follows_the_model_code_and_nothing_else(tmp_path: Path) -> None:
