@@ -63,8 +63,10 @@ def dbt_command() -> list[str]:
 
 
 def dbt_cwd(db_path: Path) -> Path:
-    """The folder dbt runs in: the warehouse's own (dbt_env names the file relative to it)."""
-    return db_path.resolve().parent
+    """The folder dbt runs in: the warehouse's own (dbt_env names the file relative to it).
+    Symbolic links are not resolved: a link's name is the one dbt opened before (and its
+    file stem is the DuckDB catalog name that the warehouse's views were written with)."""
+    return db_path.absolute().parent
 
 
 def dbt_env(db_path: Path) -> dict[str, str]:
@@ -90,7 +92,7 @@ def dbt_env(db_path: Path) -> dict[str, str]:
     env.setdefault("DBT_LOG_LEVEL_FILE", "info")
     project = project_dir()
     if is_packaged(project):
-        state = dbt_state_dir(db_path.resolve())
+        state = dbt_state_dir(db_path.absolute())
         env.setdefault("DBT_TARGET_PATH", str(state / "target"))
         env.setdefault("DBT_LOG_PATH", str(state / "logs"))
     logs = env.get("DBT_LOG_PATH")

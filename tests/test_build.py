@@ -118,6 +118,22 @@ def test_warehouses_of_one_file_name_share_dbt_s_parse_of_the_project(
     assert parsed[1] == 0  # the second reuses it
 
 
+def test_dbt_opens_a_linked_warehouse_through_its_link(tmp_path: Path) -> None:
+    """dbt runs in the warehouse's folder and opens it by file name (engram.build.dbt_env):
+    for a symbolic link that is the link's folder and name, never the target's folder with
+    the link's name (a new, empty file there)."""
+    real = tmp_path / "disk" / "wh123.duckdb"
+    real.parent.mkdir()
+    duckdb.connect(str(real)).close()
+    link = tmp_path / "here" / "engram.duckdb"
+    link.parent.mkdir()
+    link.symlink_to(real)
+
+    run_dbt(["debug"], link, capture=True, env={"DBT_TARGET_PATH": str(tmp_path / "target")})
+
+    assert sorted(path.name for path in real.parent.iterdir()) == ["wh123.duckdb"]
+
+
 def test_dbt_s_log_file_is_at_info_unless_asked_for_debug(tmp_path: Path) -> None:
     """At debug, dbt's log file takes every statement of every node (a small build ~15%
     slower); engram.build.dbt_env keeps it at info, and $DBT_LOG_LEVEL_FILE still rules."""
