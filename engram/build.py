@@ -62,6 +62,9 @@ def dbt_command() -> list[str]:
     return [sys.executable, "-c", DBT_MAIN]
 
 
+LOG_LEVEL_FILE_ENV = "DBT_LOG_LEVEL_FILE"  # dbt's own; engram keeps it at info (dbt_env)
+
+
 def dbt_cwd(db_path: Path) -> Path:
     """The folder dbt runs in: the warehouse's own (dbt_env names the file relative to it).
     Symbolic links are not resolved: a link's name is the one dbt opened before (and its
@@ -89,7 +92,7 @@ def dbt_env(db_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env[DB_ENV_VAR] = db_path.name
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    env.setdefault("DBT_LOG_LEVEL_FILE", "info")
+    env.setdefault(LOG_LEVEL_FILE_ENV, "info")
     project = project_dir()
     if is_packaged(project):
         state = dbt_state_dir(db_path.absolute())

@@ -58,10 +58,16 @@ class Warehouse(ConfigurableResource):
         """dbt runs as a subprocess that inherits os.environ (DbtCliResource has no env
         argument), and profiles.yml reads $ENGRAM_DB: point it at this warehouse meanwhile.
         $ENGRAM_CHANGED_SINCE (the watermark `engram build` passes) is emptied meanwhile:
-        a Dagster run checks every row, whatever the daemon's environment holds."""
-        from engram.build import CHANGED_SINCE_ENV
+        a Dagster run checks every row, whatever the daemon's environment holds. dbt's log
+        file is kept at info, as `engram build` keeps it (engram.build.dbt_env: at debug it
+        takes every statement), unless $DBT_LOG_LEVEL_FILE says otherwise."""
+        from engram.build import CHANGED_SINCE_ENV, LOG_LEVEL_FILE_ENV
 
-        settings = {DB_ENV_VAR: str(self.path), CHANGED_SINCE_ENV: ""}
+        settings = {
+            DB_ENV_VAR: str(self.path),
+            CHANGED_SINCE_ENV: "",
+            LOG_LEVEL_FILE_ENV: os.environ.get(LOG_LEVEL_FILE_ENV) or "info",
+        }
         previous = {name: os.environ.get(name) for name in settings}
         os.environ.update(settings)
         try:

@@ -408,15 +408,20 @@ def test_a_dagster_dbt_run_checks_every_row_whatever_the_environment_holds(
     """`engram build` scopes the expensive data tests by $ENGRAM_CHANGED_SINCE; Dagster's
     runs (the daily full graph) must not inherit one left in the daemon's environment, and
     the environment is as it was afterwards."""
-    from engram.build import CHANGED_SINCE_ENV
+    from engram.build import CHANGED_SINCE_ENV, LOG_LEVEL_FILE_ENV
     from ingest.warehouse import DB_ENV_VAR
     from orchestration.resources import Warehouse
 
     monkeypatch.setenv(CHANGED_SINCE_ENV, "2026-01-01 00:00:00")
     monkeypatch.delenv(DB_ENV_VAR, raising=False)
     warehouse = Warehouse(db_path=str(tmp_path / "wh.duckdb"))
+    monkeypatch.delenv(LOG_LEVEL_FILE_ENV, raising=False)
     with warehouse.dbt_env():
         assert os.environ[CHANGED_SINCE_ENV] == ""
         assert os.environ[DB_ENV_VAR] == str(warehouse.path)
+        assert os.environ[LOG_LEVEL_FILE_ENV] == "info"  # dbt's log file without every statement
     assert os.environ[CHANGED_SINCE_ENV] == "2026-01-01 00:00:00"
-    assert DB_ENV_VAR not in os.environ
+    assert DB_ENV_VAR not in os.environ and LOG_LEVEL_FILE_ENV not in os.environ
+    monkeypatch.setenv(LOG_LEVEL_FILE_ENV, "debug")
+    with warehouse.dbt_env():
+        assert os.environ[LOG_LEVEL_FILE_ENV] == "debug"  # asked for: kept
