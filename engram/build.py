@@ -67,8 +67,9 @@ LOG_LEVEL_FILE_ENV = "DBT_LOG_LEVEL_FILE"  # dbt's own; engram keeps it at info 
 
 def dbt_cwd(db_path: Path) -> Path:
     """The folder dbt runs in: the warehouse's own (dbt_env names the file relative to it).
-    Symbolic links are not resolved: a link's name is the one dbt opened before (and its
-    file stem is the DuckDB catalog name that the warehouse's views were written with)."""
+    Symbolic links are not resolved: dbt opens the file by the name and in the folder it
+    was given (the target's folder with a link's name would be a new, empty file), and the
+    file stem, which dbt-duckdb takes as the database name, stays the one given."""
     return db_path.absolute().parent
 
 
