@@ -65,6 +65,12 @@ def dbt_command() -> list[str]:
 LOG_LEVEL_FILE_ENV = "DBT_LOG_LEVEL_FILE"  # dbt's own; engram keeps it at info (dbt_env)
 
 
+def log_level_file() -> str:
+    """dbt's log-file level for engram's dbt runs (`engram build`, Dagster): $DBT_LOG_LEVEL_FILE
+    when set, else info (dbt_env says why)."""
+    return os.environ.get(LOG_LEVEL_FILE_ENV) or "info"
+
+
 def dbt_cwd(db_path: Path) -> Path:
     """The folder dbt runs in: the warehouse's own (dbt_env names the file relative to it).
     Symbolic links are not resolved: dbt opens the file by the name and in the folder it
@@ -80,20 +86,21 @@ def dbt_env(db_path: Path) -> dict[str, str]:
 
     Why the bare name: dbt keeps its parse of the project (partial parsing) only while the
     profile's connection settings are the same, the database path included, and parsing
-    this project whole takes ~7 s against ~2 s for a saved parse. With an absolute path,
+    this project whole took 6.5 s against 1.8 s for a saved parse (medians over a test
+    run's dbt log). With an absolute path,
     every build of another warehouse that shares a target folder (the test suite's one
     per session, the benchmarks) parsed the whole project again; with the name, any two
     warehouses of the same file name share the parse. A relative $DBT_LOG_PATH is made
     absolute from the project, where dbt found it when it ran there.
 
     dbt's log file is kept at info level unless $DBT_LOG_LEVEL_FILE says otherwise: at its
-    default, debug, dbt writes every statement of every node to it, which made a small
-    build ~15% slower (21.3 s against 18.2 s, three of each, alternating); errors, each
+    default, debug, dbt writes every statement of every node to it, and a small refresh
+    build took 21.3 s against 18.2 s at info (means of three each, alternating); errors, each
     node's status and timing are at info. `DBT_LOG_LEVEL_FILE=debug` brings the SQL back."""
     env = dict(os.environ)
     env[DB_ENV_VAR] = db_path.name
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    env.setdefault(LOG_LEVEL_FILE_ENV, "info")
+    env[LOG_LEVEL_FILE_ENV] = log_level_file()
     project = project_dir()
     if is_packaged(project):
         state = dbt_state_dir(db_path.absolute())
@@ -154,7 +161,8 @@ UNIT_TESTS_RECORD = "unit_tests_passed.json"
 # One record for every warehouse instead of one beside each (unit_tests_record): then a
 # warehouse's first build, too, skips the unit tests that another warehouse's build passed
 # with the same code. The test suite sets it (tests/conftest.py): each of its warehouses
-# ran the 34 unit tests on its first build (~6 s of a ~29 s small build).
+# ran the 34 unit tests on its first build (11.9 s of node time, on two dbt threads, in a
+# 28.7 s first build of 300 generated patterns / 6,000 events).
 UNIT_TESTS_RECORD_ENV = "ENGRAM_UNIT_TESTS_RECORD"
 
 
@@ -183,11 +191,16 @@ def code_digest(project: Path) -> str:
     return digest.hexdigest()
 
 
+def shared_unit_tests_record() -> Path | None:
+    """$ENGRAM_UNIT_TESTS_RECORD, the record every warehouse shares, when set."""
+    shared = os.environ.get(UNIT_TESTS_RECORD_ENV)
+    return Path(shared) if shared else None
+
+
 def unit_tests_record(db_path: Path) -> Path:
     """The file naming the code whose unit tests all passed: beside the warehouse, or the
-    one in $ENGRAM_UNIT_TESTS_RECORD that every warehouse shares."""
-    shared = os.environ.get(UNIT_TESTS_RECORD_ENV)
-    return Path(shared) if shared else dbt_state_dir(db_path) / UNIT_TESTS_RECORD
+    shared one (shared_unit_tests_record)."""
+    return shared_unit_tests_record() or dbt_state_dir(db_path) / UNIT_TESTS_RECORD
 
 
 def unit_tests_passed_for(db_path: Path, digest: str) -> bool:
@@ -286,7 +299,7 @@ def build_plan(
         args.append("--full-refresh")
     else:
         since = changed_since(db_path)
-        if since is not None or os.environ.get(UNIT_TESTS_RECORD_ENV):
+        if since is not None or shared_unit_tests_record() is not None:
             run_unit_tests = not unit_tests_passed_for(db_path, digest)
     if not run_unit_tests:
         args += ["--exclude-resource-type", "unit_test"]

@@ -61,12 +61,12 @@ class Warehouse(ConfigurableResource):
         a Dagster run checks every row, whatever the daemon's environment holds. dbt's log
         file is kept at info, as `engram build` keeps it (engram.build.dbt_env: at debug it
         takes every statement), unless $DBT_LOG_LEVEL_FILE says otherwise."""
-        from engram.build import CHANGED_SINCE_ENV, LOG_LEVEL_FILE_ENV
+        from engram.build import CHANGED_SINCE_ENV, LOG_LEVEL_FILE_ENV, log_level_file
 
         settings = {
             DB_ENV_VAR: str(self.path),
             CHANGED_SINCE_ENV: "",
-            LOG_LEVEL_FILE_ENV: os.environ.get(LOG_LEVEL_FILE_ENV) or "info",
+            LOG_LEVEL_FILE_ENV: log_level_file(),
         }
         previous = {name: os.environ.get(name) for name in settings}
         os.environ.update(settings)
