@@ -305,6 +305,31 @@ def test_a_failing_index_fails_the_publish_and_leaves_the_previous_copy(
         assert memory.copy is not None and memory.copy.build_id == first.build_id
 
 
+@pytest.mark.parametrize("previous_copy", ["of an older format", "unreadable"])
+def test_a_previous_copy_it_cannot_reuse_makes_a_full_publish(
+    warehouse_copy: Path, previous_copy: str
+) -> None:
+    """publish reads the previous copy's format before copying it (so the vector indexes
+    can start at once): a copy of another layout, or one it cannot open at all, is not
+    copied; the publish starts from an empty file, as the first one does, and writes the
+    same tables as a full publish."""
+    from engram.query.serving import SERVING_FORMAT
+
+    first = publish(warehouse_copy)
+    if previous_copy == "unreadable":
+        first.database.write_bytes(b"not a duckdb file" * 1000)
+    else:
+        with duckdb.connect(str(first.database)) as con:
+            con.execute("update serving.meta set serving_format = ?", [SERVING_FORMAT - 1])
+    again = publish(warehouse_copy)
+    assert again.mode == "full"
+    assert "copy previous" not in again.step_seconds
+    assert all(how == "created" or how == "view" for how in again.table_changes.values())
+    assert all(how.startswith("built") for how in again.index_changes.values())
+    full = publish(warehouse_copy, incremental=False)
+    assert _table_rows(again.database) == _table_rows(full.database)
+
+
 STAMPED_MARTS = ("marts.pattern_similar_pairs", "marts.pattern_predictions")
 
 

@@ -772,10 +772,13 @@ def _fetch_vectors(
     return vectors
 
 
-# (index name, the copy's vectors query, the copy's table it reads) per vector index
+# (index name, its vectors query given a schema prefix, the relation it reads) per vector
+# index. An update reads the warehouse's relation (the copy's table ends equal to it), so
+# it need not wait for the copy's tables to be synced; a build from scratch waits for
+# them anyway (memory) and reads the copy's.
 _INDEXES = (
-    ("patterns", pattern_vectors_sql(f"{_ALIAS}."), "marts.dim_patterns"),
-    ("contexts", context_vectors_sql(f"{_ALIAS}."), "staging.stg_contexts"),
+    ("patterns", pattern_vectors_sql, "marts.dim_patterns"),
+    ("contexts", context_vectors_sql, "staging.stg_contexts"),
 )
 
 
@@ -789,9 +792,10 @@ def _publish_indexes(
     result: PublishResult,
     tables_done: threading.Event,
 ) -> dict[str, Manifest]:
-    """Write the vector indexes of the copy in `partial`, from its already synced tables
-    (`con` is a cursor of its own: publish runs this on a thread beside the other tables'
-    syncs): updated from the `previous` copy's where it can (update_index), else built.
+    """Write the vector indexes of the copy in `partial` (`con` is a cursor of its own:
+    publish runs this on a thread beside the tables' syncs): updated from the `previous`
+    copy's where it can (update_index, reading the warehouse's relations), else built
+    (from the copy's synced tables).
     An update (memory-mapped files, a few new vectors) runs beside the syncs; a build from
     scratch (the whole matrix in memory and k-means: 1.5 GB and more at 1M patterns) first
     waits for `tables_done` (every other table synced), so that DuckDB's buffers and
@@ -801,15 +805,14 @@ def _publish_indexes(
 
     manifests: dict[str, Manifest] = {}
     try:
-        for name, sql, relation in _INDEXES:
+        for name, vectors_sql, relation in _INDEXES:
             if relation not in relations:
                 continue
             indexed = time.perf_counter()
             key = POINT_LOOKUPS[relation]
-            relation = f"{_ALIAS}.{relation}"
-            ids, hashes = _vector_hashes(con, relation, key)
             update = None
             if previous is not None:
+                ids, hashes = _vector_hashes(con, relation, key)
                 update = update_index(
                     previous,
                     partial,
@@ -830,7 +833,8 @@ def _publish_indexes(
                 waiting = time.perf_counter()
                 tables_done.wait()
                 indexed += time.perf_counter() - waiting  # the step's own seconds
-                ids, vectors = read_vectors(con, sql)
+                _, hashes = _vector_hashes(con, f"{_ALIAS}.{relation}", key)
+                ids, vectors = read_vectors(con, vectors_sql(f"{_ALIAS}."))
                 manifest = build_index(
                     partial,
                     name,
@@ -872,11 +876,6 @@ def publish(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     result = PublishResult(build_id, final, final / SERVING_FILE)
-    previous = current(db_path) if incremental else None
-    if previous is not None:
-        copied = time.perf_counter()
-        shutil.copyfile(previous.database, partial / SERVING_FILE)
-        result.step_seconds["copy previous"] = time.perf_counter() - copied
     try:
         con = duckdb.connect(
             str(db_path),
@@ -889,60 +888,63 @@ def publish(
     try:
         catalog = con.execute("select current_database()").fetchone()[0]  # type: ignore[index]
         relations = warehouse_relations(con, catalog)
-        con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")
-        if previous is not None and _format(con) != SERVING_FORMAT:
-            con.execute(f"detach {_ALIAS}")  # another layout: start from an empty file
-            (partial / SERVING_FILE).unlink()
-            con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")
-            previous = None
+        previous = current(db_path) if incremental else None
+        if previous is not None and _previous_format(con, previous.database) != SERVING_FORMAT:
+            previous = None  # another layout (or unreadable): start from an empty file
         result.mode = "incremental" if previous is not None else "full"
-        for schema in ("marts", "staging", "intermediate", "serving"):
-            con.execute(f"create schema if not exists {_ALIAS}.{schema}")
-        targets: dict[str, _Target] = {
-            name: (name, MART_ORDER.get(name.split(".", 1)[1], ""), POINT_LOOKUPS.get(name))
-            for name in sorted(relations)
-            if name.startswith("marts.")
-        }
-        targets.update(
-            {name: (name, order, POINT_LOOKUPS.get(name)) for name, order in EXTRA_TABLES}
-        )
-        targets = {name: t for name, t in targets.items() if name in relations}
-        targets.update(_serving_targets(relations))
-        views = {
-            name: text
-            for name, served in SERVED_VIEWS.items()
-            if name in targets
-            and all(read in targets for read in served.reads)
-            and (text := _catalog_text(con, served.macro, "table_macro")) is not None
-        }
-        # The vector indexes read the copy's dim_patterns / stg_contexts: those are synced
-        # first, then the indexes are written on a thread of their own while the other
-        # tables sync. Writing the index (a 1.5 GB vectors file at 1M patterns, mostly
-        # memory copies and disk writes) and DuckDB's syncs (many of them single-threaded:
-        # updates, index builds, checkpoints) then share the machine's cores instead of
-        # taking turns: about 10 s of a 10M-event refresh's publish ran alone before. An
-        # index built from scratch waits for the syncs (_publish_indexes: memory).
-        index_sources = {relation for _, _, relation in _INDEXES if relation in relations}
-        ordered = sorted(targets, key=lambda name: name not in index_sources)
-        indexing: Future[dict[str, Manifest]] | None = None
+        # The vector indexes are written on a thread of their own from the start: an update
+        # reads the warehouse's relations (_INDEXES), so neither the copy of the previous
+        # file nor the tables' syncs hold it up, and writing the index (a 1.5 GB vectors
+        # file at 1M patterns, mostly memory copies and disk writes) and the copy and the
+        # syncs (mostly one core each: a file copy, updates, checkpoints) share the cores
+        # instead of taking turns. Started only once the copy's dim_patterns was synced,
+        # a 10M-event refresh's publish took 35.4 s (mean of 4 replays, bench.refresh
+        # --keep-before-refresh), and 33.6 s started here (4 replays alternating with
+        # those). Syncing two tables at once gained nothing (DuckDB's writes to one file
+        # contend). An index built from scratch waits for the syncs (memory).
         tables_done = threading.Event()  # set once every table is synced
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="engram-index") as pool:
-
-            def start_indexes() -> Future[dict[str, Manifest]]:
-                return pool.submit(
-                    _publish_indexes,
-                    con.cursor(),  # a connection of its own to the same database
-                    relations,
-                    previous.directory if previous is not None and ann else None,
-                    partial,
-                    build_id,
-                    ann,
-                    result,
-                    tables_done,
-                )
-
+            indexing: Future[dict[str, Manifest]] = pool.submit(
+                _publish_indexes,
+                con.cursor(),  # a connection of its own to the same database
+                relations,
+                previous.directory if previous is not None and ann else None,
+                partial,
+                build_id,
+                ann,
+                result,
+                tables_done,
+            )
             try:
-                for name in ordered:
+                if previous is not None:
+                    copied = time.perf_counter()
+                    shutil.copyfile(previous.database, partial / SERVING_FILE)
+                    result.step_seconds["copy previous"] = time.perf_counter() - copied
+                con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")
+                for schema in ("marts", "staging", "intermediate", "serving"):
+                    con.execute(f"create schema if not exists {_ALIAS}.{schema}")
+                targets: dict[str, _Target] = {
+                    name: (
+                        name,
+                        MART_ORDER.get(name.split(".", 1)[1], ""),
+                        POINT_LOOKUPS.get(name),
+                    )
+                    for name in sorted(relations)
+                    if name.startswith("marts.")
+                }
+                targets.update(
+                    {name: (name, order, POINT_LOOKUPS.get(name)) for name, order in EXTRA_TABLES}
+                )
+                targets = {name: t for name, t in targets.items() if name in relations}
+                targets.update(_serving_targets(relations))
+                views = {
+                    name: text
+                    for name, served in SERVED_VIEWS.items()
+                    if name in targets
+                    and all(read in targets for read in served.reads)
+                    and (text := _catalog_text(con, served.macro, "table_macro")) is not None
+                }
+                for name in sorted(targets):
                     if name in views:
                         continue  # written below, once the tables it reads are
                     synced = time.perf_counter()
@@ -955,10 +957,6 @@ def publish(
                     result.table_changes[name] = how
                     result.step_seconds[name] = time.perf_counter() - synced
                     result.tables.append(name)
-                    if indexing is None and index_sources <= set(result.tables):
-                        indexing = start_indexes()
-                if indexing is None:  # no table to sync at all
-                    indexing = start_indexes()
                 tables_done.set()
                 for name, text in views.items():
                     synced = time.perf_counter()
@@ -983,8 +981,7 @@ def publish(
                         result.table_changes[f"{schema}.{view}"] = "dropped"
             except BaseException:
                 tables_done.set()
-                if indexing is not None:  # let it stop before the partial folder goes
-                    wait([indexing])
+                wait([indexing])  # let it stop before the partial folder goes
                 raise
             manifests = indexing.result()  # its failure is this publish's
         meta: dict[str, object] = {}
@@ -1039,15 +1036,29 @@ def publish(
     return result
 
 
-def _format(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The SERVING_FORMAT the attached copy was written with (None: before formats)."""
-    if not _exists(con, f"{_ALIAS}.serving.meta"):
+def _previous_format(con: duckdb.DuckDBPyConnection, database: Path) -> int | None:
+    """The SERVING_FORMAT the previous copy `database` was written with, read by attaching
+    it read-only beside the warehouse (before it is copied: the indexes start once this is
+    known); None before formats, or when the file cannot be read (a publish then starts
+    from an empty file, as the first one does)."""
+    alias = "engram_serving_previous"
+    try:
+        con.execute(f"attach {sql_string(database)} as {alias} (read_only)")
+    except duckdb.Error:
         return None
-    columns = {c for c, _ in _columns(con, f"{_ALIAS}.serving.meta")}
-    if "serving_format" not in columns:
-        return None
-    row = con.execute(f"select serving_format from {_ALIAS}.serving.meta").fetchone()
-    return int(row[0]) if row and row[0] is not None else None
+    try:
+        found = con.execute(
+            "select count(*) from duckdb_columns() where database_name = ? "
+            "and schema_name = 'serving' and table_name = 'meta' "
+            "and column_name = 'serving_format'",
+            [alias],
+        ).fetchone()
+        if not found or not found[0]:
+            return None
+        row = con.execute(f"select serving_format from {alias}.serving.meta").fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+    finally:
+        con.execute(f"detach {alias}")
 
 
 def _serving_targets(relations: dict[str, str]) -> dict[str, _Target]:
