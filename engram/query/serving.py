@@ -900,8 +900,8 @@ def publish(
         # instead of taking turns. Started only once the copy's dim_patterns was synced,
         # a 10M-event refresh's publish took 35.4 s (mean of 4 replays, bench.refresh
         # --keep-before-refresh), and 33.6 s started here (4 replays alternating with
-        # those). Syncing two tables at once gained nothing (DuckDB's writes to one file
-        # contend). An index built from scratch waits for the syncs (memory).
+        # those). Syncing two tables at once gained nothing (each sync ran 2-3x slower
+        # beside another). An index built from scratch waits for the syncs (memory).
         tables_done = threading.Event()  # set once every table is synced
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="engram-index") as pool:
             indexing: Future[dict[str, Manifest]] = pool.submit(
