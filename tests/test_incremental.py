@@ -429,8 +429,9 @@ def test_key_digests_tell_a_keys_rows_apart_in_any_order_and_only_those() -> Non
 
 
 def rows_per_pattern(frame: pd.DataFrame) -> dict[str, set[tuple]]:
-    """Each pattern's rows without the stamp, as a set (floats rounded to 1e-12)."""
-    values = frame.drop(columns=list(BOOKKEEPING))
+    """Each pattern's rows without the bookkeeping columns (the stamp, pattern_predictions'
+    input digest), as a set (floats rounded to 1e-12)."""
+    values = frame.drop(columns=[column for column in BOOKKEEPING if column in frame])
     keyed = values.map(lambda v: round(v, 12) if isinstance(v, float) else v)
     groups = keyed.groupby("pattern_id")
     return {pid: set(map(tuple, group.to_numpy().tolist())) for pid, group in groups}
@@ -505,6 +506,63 @@ def test_a_refresh_rewrites_the_predictions_of_the_patterns_whose_rows_changed(
 
 
 @pytest.mark.slow
+def test_a_refresh_recomputes_the_predictions_of_the_patterns_whose_input_digest_differs(
+    builds: dict, tmp_path: Path
+) -> None:
+    """What a refresh of pattern_predictions compares is the input digest stored on each
+    pattern's rows (input_digest), not the rows' values: run again with nothing new, it
+    writes nothing; a pattern whose rows are gone (a table cut short) and one whose stored
+    digest differs are recomputed, to the full build's values, and no other; a pattern
+    whose values were altered under a matching digest is left as it is (the daily
+    schedule's `--full-refresh`, not a refresh, rewrites it). A new interval mass changes
+    every digest: every row is rewritten, with the new interval."""
+    db = tmp_path / "engram.duckdb"
+    shutil.copy(builds["inc"], db)
+    mart = "marts.pattern_predictions"
+    run = ["run", "--select", "pattern_predictions"]
+
+    def stamps() -> pd.Series:
+        frame = table(db, "pattern_predictions")
+        assert frame["input_digest"].notna().all()
+        return frame.groupby("pattern_id")["written_at"].max()
+
+    before = stamps()
+    run_dbt(run, db, capture=True)
+    assert stamps().equals(before), "nothing changed, yet rows were rewritten"
+
+    cut, redigested, altered = sorted(before.index)[:3]
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"delete from {mart} where pattern_id = ?", [cut])
+        con.execute(
+            f"update {mart} set input_digest = -input_digest - 1 where pattern_id = ?",
+            [redigested],
+        )
+        con.execute(f"update {mart} set predicted_success = 0.5 where pattern_id = ?", [altered])
+    run_dbt(run, db, capture=True)
+    after = stamps()
+    assert set(after.index) == set(before.index)
+    assert set(after.index[after > before.max()]) == {cut, redigested}
+    now, full = table(db, "pattern_predictions"), table(builds["full"], "pattern_predictions")
+    for pattern in (cut, redigested):
+        assert rows_per_pattern(now[now["pattern_id"] == pattern]) == rows_per_pattern(
+            full[full["pattern_id"] == pattern]
+        )
+    assert (now.loc[now["pattern_id"] == altered, "predicted_success"] == 0.5).all()
+
+    wider = float(dbt_vars()["prediction_interval"]) + 0.05
+    run_dbt(
+        [*run, "--vars", orjson.dumps({"prediction_interval": wider}).decode()], db, capture=True
+    )
+    rewritten = table(db, "pattern_predictions")
+    assert (rewritten["written_at"] > after.max()).all()
+    merged = rewritten.merge(now, on=["context_cluster_id", "pattern_id"], suffixes=("", "_was"))
+    assert len(merged) == len(now)
+    assert (
+        (merged["ci_high"] - merged["ci_low"]) > (merged["ci_high_was"] - merged["ci_low_was"])
+    ).all()
+
+
+@pytest.mark.slow
 def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
     builds: dict, embedder: Embedder, tmp_path: Path
 ) -> None:
@@ -530,9 +588,10 @@ def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
         now = table(db, mart)
         assert "refreshed_after" not in now.columns
         assert now["written_at"].notna().all() and now["written_at"].nunique() == 1, mart
-        expected = table(builds["inc"], mart).drop(columns="written_at")
+        bookkeeping = [column for column in BOOKKEEPING if column in now]
+        expected = table(builds["inc"], mart).drop(columns=bookkeeping)
         pd.testing.assert_frame_equal(
-            now.drop(columns="written_at").sort_values(key).reset_index(drop=True),
+            now.drop(columns=bookkeeping).sort_values(key).reset_index(drop=True),
             expected.sort_values(key).reset_index(drop=True),
             check_exact=False,
             rtol=rtol,

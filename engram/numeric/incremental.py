@@ -50,6 +50,7 @@ from engram.numeric.clustering import (
 __all__ = [
     "BOOKKEEPING",
     "DEFAULT_DRIFT_SHARE",
+    "INPUT_DIGEST",
     "PLACED_BY_CLUSTERING",
     "PLACED_BY_JOIN",
     "WRITE_STAMP",
@@ -406,9 +407,14 @@ def _to_ints(values: np.ndarray) -> np.ndarray:
 
 
 WRITE_STAMP = "written_at"
-# columns that say when a row was written, not what it answers: two builds of the same data
-# differ in them and in nothing else, so a comparison of builds leaves them out by name
-BOOKKEEPING: tuple[str, ...] = (WRITE_STAMP,)
+# pattern_predictions' hash of what a pattern's rows were computed from: its cells' double
+# sums may differ in the last bits between two builds of the same data, and the Spark
+# path writes it null (models/marts/predictions/pattern_predictions.py)
+INPUT_DIGEST = "input_digest"
+# columns that say when or from what a row was written, not what it answers: two builds of
+# the same data may differ in them and in nothing else, so a comparison of builds leaves
+# them out by name
+BOOKKEEPING: tuple[str, ...] = (WRITE_STAMP, INPUT_DIGEST)
 
 
 def write_stamp(session: Any, this: object | None, column: str = WRITE_STAMP) -> datetime:
