@@ -513,9 +513,9 @@ def test_a_refresh_recomputes_the_predictions_of_the_patterns_whose_input_digest
     pattern's rows (input_digest), not the rows' values: run again with nothing new, it
     writes nothing; a pattern whose rows are gone (a table cut short) and one whose stored
     digest differs are recomputed, to the full build's values, and no other; a pattern
-    whose values were altered under a matching digest is left as it is (the daily
-    schedule's `--full-refresh`, not a refresh, rewrites it). A new interval mass changes
-    every digest: every row is rewritten, with the new interval."""
+    whose values were altered under a matching digest is left as it is (only a
+    `--full-refresh` rewrites it). A new interval mass changes every digest: every row is
+    rewritten, with the new interval."""
     db = tmp_path / "engram.duckdb"
     shutil.copy(builds["inc"], db)
     mart = "marts.pattern_predictions"
