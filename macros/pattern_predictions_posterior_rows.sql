@@ -5,7 +5,7 @@
   cell, so the rows of a scoped call are exactly the view's rows for those patterns.
   pattern_predictions computes, on a refresh, only the rows of the patterns whose inputs
   changed (pattern_predictions_input_digests below) with it: the whole posterior took
-  4-6 s of a 10M-event refresh, for the ~5% of its patterns with new events.
+  3.5-5.8 s at 10M events (docs/benchmarks.md), for the ~5% of its patterns with new events.
   `cells` and `labels` name the two inputs (the table macros below name them without the
   database).
 #}

@@ -11,8 +11,8 @@ macros/pattern_predictions_posterior_rows.sql). A refresh computes the digests (
 over the cells) and rewrites, whole, only the patterns whose digest differs from the
 stored one, or that have rows on one side only (delete+insert on pattern_id); the
 posterior and the quantiles are computed for those patterns alone. Computing the whole
-posterior to compare its values, as this model did before, took 4-6 s of a 10M-event
-refresh. The posterior shrinks toward the global mean on a grid of 0.01
+posterior to compare its values, as this model did before, took 3.5-5.8 s at 10M
+events (docs/benchmarks.md). The posterior shrinks toward the global mean on a grid of 0.01
 (macros/shrinkage.sql, prior_mean), so after +1% events only the patterns with new
 events change; when the mean crosses a step, every digest does, and the build rewrites
 them all. The digest is written with the rows, in one delete+insert: a table cut short
