@@ -238,7 +238,7 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
     seconds, the child's peak RSS, per-model seconds and the tests' total seconds."""
     from engram.build import build_plan, dbt_command, dbt_cwd, dbt_env
     from engram.project import project_dir
-    from engram.query.serving import publish
+    from engram.query.serving import prepare_publish, publish
 
     env = dbt_env(db)
     env["DBT_TARGET_PATH"] = str(work / f"target_{name}")
@@ -254,6 +254,7 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
     env.update(plan.env)
     command = [*dbt_command(), *plan.args, "--project-dir", project, "--profiles-dir", project]
     started = time.perf_counter()
+    prepared = prepare_publish(db)  # as `engram build`: the publish's file copy beside dbt
     with (work / f"{name}.log").open("w") as out:
         child = subprocess.Popen(command, env=env, cwd=dbt_cwd(db), stdout=out, stderr=out)
         # the child's own RSS, sampled: wait4's figure starts at this (large) runner's RSS
@@ -263,6 +264,8 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
         sampler.stop()
     build_seconds = time.perf_counter() - started
     if exit_code != 0:
+        if prepared is not None:
+            prepared.discard()
         raise SystemExit(f"dbt build ({name}) failed with exit {exit_code}: see {work / name}.log")
     plan.succeeded(db)
     results = json.loads((work / f"target_{name}" / "run_results.json").read_text())
@@ -279,7 +282,7 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
             tests += seconds
             n_tests += 1
             n_unit_tests += kind == "unit_test"
-    published = publish(db)
+    published = publish(db, prepared=prepared)
     sampled = max((rss for _, rss in sampler.samples), default=0)
     return {
         "sampled_peak_rss_bytes": sampled,

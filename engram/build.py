@@ -343,14 +343,26 @@ def build(
         )
     ensure_embeddings(db_path, progress)
     plan = build_plan(db_path, select=select, full_refresh=full_refresh)
-    result = run_dbt(plan.args, db_path, capture=capture, env=plan.env)
+    prepared = None
+    if publish and not full_refresh:
+        from engram.query.serving import prepare_publish
+
+        # the incremental publish's file copy of the previous serving copy, made while
+        # dbt runs instead of after it (engram.query.serving.PreparedCopy)
+        prepared = prepare_publish(db_path)
+    try:
+        result = run_dbt(plan.args, db_path, capture=capture, env=plan.env)
+    except BaseException:
+        if prepared is not None:
+            prepared.discard()
+        raise
     plan.succeeded(db_path)
     if publish:
         from engram.query.serving import ServingError
         from engram.query.serving import publish as publish_serving_copy
 
         try:
-            publish_serving_copy(db_path, incremental=not full_refresh)
+            publish_serving_copy(db_path, incremental=not full_refresh, prepared=prepared)
         except ServingError as exc:
             raise BuildError(
                 f"dbt build succeeded but publishing the serving copy failed: {exc}"

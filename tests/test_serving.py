@@ -330,6 +330,52 @@ def test_a_previous_copy_it_cannot_reuse_makes_a_full_publish(
     assert _table_rows(again.database) == _table_rows(full.database)
 
 
+def test_a_copy_prepared_during_the_build_is_the_one_the_publish_starts_from(
+    warehouse_copy: Path,
+) -> None:
+    """`engram build` starts the incremental publish's file copy of the previous serving
+    copy before dbt runs (prepare_publish), off the publish's critical path. The publish
+    adopts it (its folder and build id) when it copied the copy the publish starts from;
+    one copied from an older copy is not used; a discarded one leaves nothing behind; and
+    a build through `engram build` ends with its prepared copy published, no partial
+    folder left."""
+    from engram.build import build
+    from engram.query.serving import prepare_publish
+
+    assert prepare_publish(warehouse_copy) is None  # no copy to start from yet
+    first = publish(warehouse_copy, incremental=False)
+    prepared = prepare_publish(warehouse_copy)
+    assert prepared is not None and prepared.source == first.database
+    adopted = publish(warehouse_copy, prepared=prepared)
+    assert adopted.mode == "incremental" and adopted.build_id == prepared.build_id
+    assert "copy previous, during the build" in adopted.step_seconds
+    assert set(adopted.table_changes.values()) == {"unchanged"}
+    rows = _table_rows(first.database)  # before KEEP_BUILDS prunes it
+    assert _table_rows(adopted.database) == rows
+
+    stale = prepare_publish(warehouse_copy)  # of `adopted`, which the next publish replaces
+    assert stale is not None
+    between = publish(warehouse_copy)
+    after = publish(warehouse_copy, prepared=stale)
+    assert stale.source == adopted.database != between.database
+    assert after.mode == "incremental" and after.build_id == stale.build_id
+    assert "copy previous, during the build" not in after.step_seconds  # copied anew
+    assert _table_rows(after.database) == rows
+
+    dropped = prepare_publish(warehouse_copy)
+    assert dropped is not None and dropped.partial.exists()
+    dropped.discard()
+    assert not dropped.partial.exists()
+    assert not list(serving_root(warehouse_copy).glob(".*partial"))
+
+    build(warehouse_copy, capture=True)
+    built = current(warehouse_copy)
+    assert built is not None and built.build_id != after.build_id
+    with duckdb.connect(str(built.database), read_only=True) as con:
+        assert con.execute("select publish_mode from serving.meta").fetchone() == ("incremental",)
+    assert not list(serving_root(warehouse_copy).glob(".*partial"))
+
+
 STAMPED_MARTS = ("marts.pattern_similar_pairs", "marts.pattern_predictions")
 
 

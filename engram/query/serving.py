@@ -854,7 +854,12 @@ def _publish_indexes(
 
 
 def publish(
-    db_path: Path, *, build_id: str | None = None, ann: bool = True, incremental: bool = True
+    db_path: Path,
+    *,
+    build_id: str | None = None,
+    ann: bool = True,
+    incremental: bool = True,
+    prepared: PreparedCopy | None = None,
 ) -> PublishResult:
     """Write a new serving copy of db_path's marts + vector indexes, then point CURRENT at it.
 
@@ -864,17 +869,25 @@ def publish(
     vectors (engram.query.index.update_index) instead of refitted. Either way the result is
     a new folder that no reader has open, switched to atomically; the previous copy is
     never written. Run it when no other process writes the warehouse (the build does,
-    right after dbt).
+    right after dbt). `prepared` (prepare_publish, started before the build) is that file
+    copy made beforehand: used when it copied the previous copy this publish starts from,
+    its folder (and build id) becoming this publish's; otherwise removed.
     """
     started = time.perf_counter()
     db_path = Path(db_path)
-    build_id = build_id or new_build_id()
     root = serving_root(db_path)
     root.mkdir(parents=True, exist_ok=True)
+    if prepared is not None:
+        build_id = prepared.build_id
+        partial = prepared.partial
+        partial.mkdir(parents=True, exist_ok=True)
+        os.utime(partial)  # not debris to a concurrent _prune, however long the build ran
+    else:
+        build_id = build_id or new_build_id()
+        partial = root / f".build-{build_id}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
     final = root / f"build-{build_id}"
-    partial = root / f".build-{build_id}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
     result = PublishResult(build_id, final, final / SERVING_FILE)
     try:
         con = duckdb.connect(
@@ -883,6 +896,8 @@ def publish(
             config={"memory_limit": MEMORY_LIMIT},
         )
     except duckdb.IOException as exc:
+        if prepared is not None:
+            prepared.discard()
         shutil.rmtree(partial, ignore_errors=True)
         raise ServingError(f"cannot read {db_path} to publish it: {exc}") from exc
     try:
@@ -892,6 +907,11 @@ def publish(
         if previous is not None and _previous_format(con, previous.database) != SERVING_FORMAT:
             previous = None  # another layout (or unreadable): start from an empty file
         result.mode = "incremental" if previous is not None else "full"
+        if prepared is not None and (previous is None or previous.database != prepared.source):
+            # copied from another file than this publish starts from (or it starts empty)
+            prepared.wait()
+            (partial / SERVING_FILE).unlink(missing_ok=True)
+            prepared = None
         # The vector indexes are written on a thread of their own from the start: an update
         # reads the warehouse's relations (_INDEXES), so neither the copy of the previous
         # file nor the tables' syncs hold it up, and writing the index (a 1.5 GB vectors
@@ -918,7 +938,11 @@ def publish(
             try:
                 if previous is not None:
                     copied = time.perf_counter()
-                    shutil.copyfile(previous.database, partial / SERVING_FILE)
+                    if prepared is None or not prepared.wait():
+                        shutil.copyfile(previous.database, partial / SERVING_FILE)
+                    else:  # what the build's time hid: the copy's own seconds
+                        result.step_seconds["copy previous, during the build"] = prepared.seconds
+                    # the publish's own wait for the copy (all of it when not prepared)
                     result.step_seconds["copy previous"] = time.perf_counter() - copied
                 con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")
                 for schema in ("marts", "staging", "intermediate", "serving"):
@@ -1018,6 +1042,8 @@ def publish(
         con.execute(f"detach {_ALIAS}")
     except BaseException:
         con.close()
+        if prepared is not None:
+            prepared.discard()  # its copy may still be writing into the folder
         shutil.rmtree(partial, ignore_errors=True)
         raise
     con.close()
@@ -1034,6 +1060,58 @@ def publish(
     result.removed = _prune(root, keep=final)
     result.seconds = time.perf_counter() - started
     return result
+
+
+class PreparedCopy:
+    """The previous copy's database file, copied into a new publish's folder while the
+    build that precedes the publish runs (prepare_publish).
+
+    An incremental publish starts from a file copy of the previous copy (2.8 GB at 1M
+    patterns / 10M events: 2-9 s, on the publish's critical path, before any table is
+    synced). The previous copy is never written, so the copy need not wait for the build:
+    started when `engram build` starts dbt, it is done (or nearly) when the publish needs
+    it. Used by the next publish(prepared=...) when the copy it would make is the same
+    (the same previous file); otherwise, or after discard(), its folder is removed."""
+
+    def __init__(self, db_path: Path, previous: ServingCopy) -> None:
+        self.build_id = new_build_id()
+        self.source = previous.database
+        self.partial = serving_root(db_path) / f".build-{self.build_id}.partial"
+        self.partial.mkdir(parents=True)
+        self.seconds = 0.0  # the copy's own seconds, once done
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._copy, name="engram-prepare-publish", daemon=True
+        )
+        self._thread.start()
+
+    def _copy(self) -> None:
+        started = time.perf_counter()
+        try:
+            shutil.copyfile(self.source, self.partial / SERVING_FILE)
+        except BaseException as exc:  # reported by wait(): the publish then copies itself
+            self.error = exc
+        self.seconds = time.perf_counter() - started
+
+    def wait(self) -> bool:
+        """Block until the copy is done; whether it succeeded."""
+        self._thread.join()
+        return self.error is None
+
+    def discard(self) -> None:
+        """Forget the copy (the build failed, or the publish did not use it)."""
+        self._thread.join()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def prepare_publish(db_path: Path) -> PreparedCopy | None:
+    """Start copying the current serving copy's database for the next incremental publish
+    (see PreparedCopy); None when there is no copy to start from. Hand the result to
+    publish(prepared=...), or call its discard() when no publish follows."""
+    previous = current(Path(db_path))
+    if previous is None or not previous.database.exists():
+        return None
+    return PreparedCopy(Path(db_path), previous)
 
 
 def _previous_format(con: duckdb.DuckDBPyConnection, database: Path) -> int | None:
