@@ -90,7 +90,10 @@
   `<model>__watermark` side table (`recomputed_all`; int_pattern_context_weeks__aggregated:
   macros/context_weeks_scope.sql): after a merge or a re-clustering an incremental run
   rewrites every row, so its `__engram_changed_patterns__` tests check every row too. A
-  model without that table counts as recomputed whole (every row checked).
+  model without that table counts as recomputed whole (every row checked). The table is
+  looked up in the tested model's schema: macros/own_watermark.sql keeps every side table
+  in the intermediate schema, so a mart's (pattern_trend_summary's) is not found, and a
+  scoped test of a mart would check every row.
 #}
 {% macro recomputed_whole(relation) -%}
     {%- if not execute or target.type != 'duckdb' -%}

@@ -16,32 +16,10 @@
   previous rows and the previous state together.
 #}
 
-{% macro context_weeks_state(suffix) -%}
-    {{ return(adapter.quote(this.schema) ~ "." ~ adapter.quote(this.identifier ~ "__" ~ suffix)) }}
-{%- endmacro %}
-
-{#- The previous run's watermark as a SQL literal, or none: not incremental, DuckDB only,
-    no state yet (the first run with this code). -#}
+{#- The previous run's watermark as a SQL literal, or none (macros/own_watermark.sql): not
+    incremental, DuckDB only, no state yet (the first run with this code). -#}
 {% macro context_weeks_watermark() -%}
-    {%- if not execute or not is_incremental() or target.type != 'duckdb' -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set exists_sql -%}
-        select count(*) from information_schema.tables
-        where table_catalog = '{{ this.database }}' and table_schema = '{{ this.schema }}'
-            and table_name in ('{{ this.identifier }}__watermark', '{{ this.identifier }}__contexts')
-    {%- endset -%}
-    {%- if run_query(exists_sql).columns[0].values()[0] < 2 -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set sql -%}
-        select strftime(processed_through, '%Y-%m-%d %H:%M:%S.%f') from {{ context_weeks_state('watermark') }}
-    {%- endset -%}
-    {%- set rows = run_query(sql).columns[0].values() -%}
-    {%- if rows | length != 1 or rows[0] is none -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {{ return("timestamp '" ~ rows[0] ~ "'") }}
+    {{ return(own_watermark(also=['contexts'])) }}
 {%- endmacro %}
 
 {#- True when this run must recompute every row (see above); also when there is no
@@ -61,7 +39,7 @@
             + (
                 -- a text counted before, now in another cluster or none
                 select count(*)
-                from {{ context_weeks_state('contexts') }} as saved
+                from {{ own_watermark_table('contexts') }} as saved
                 left join {{ ref('int_contexts__clustered') }} as now
                     on now.context_hash = saved.context_hash
                 where now.context_cluster_id is distinct from saved.context_cluster_id
@@ -73,7 +51,7 @@
     {%- set new_texts -%}
         select context_hash from {{ ref('int_contexts__clustered') }}
         except
-        select context_hash from {{ context_weeks_state('contexts') }}
+        select context_hash from {{ own_watermark_table('contexts') }}
     {%- endset -%}
     {%- if run_query("select count(*) from (" ~ new_texts ~ ")").columns[0].values()[0] == 0 -%}
         {{ return(false) }}
@@ -100,13 +78,9 @@
     {%- if part == 'watermark' -%}
     {#- rendered after the model's query ran and before the contexts hook: the saved state
         is still the previous run's, so this asks what the pre-hook asked -#}
-    {%- set whole = not is_incremental() or context_weeks_recompute_all() -%}
-    create or replace table {{ context_weeks_state('watermark') }} as
-    select max(max_loaded_at) as processed_through,
-        {{ 'true' if whole else 'false' }} as recomputed_all
-    from {{ ref('int_pattern_weeks__aggregated') }}
+    {{ save_own_watermark(not is_incremental() or context_weeks_recompute_all()) }}
     {%- else -%}
-    create or replace table {{ context_weeks_state('contexts') }} as
+    create or replace table {{ own_watermark_table('contexts') }} as
     select context_hash, context_cluster_id from {{ ref('int_contexts__clustered') }}
     {%- endif -%}
 {%- endmacro %}

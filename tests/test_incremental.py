@@ -563,6 +563,67 @@ def test_a_refresh_recomputes_the_predictions_of_the_patterns_whose_input_digest
 
 
 @pytest.mark.slow
+def test_a_refresh_recomputes_the_trend_summary_of_the_patterns_past_its_own_watermark(
+    builds: dict, tmp_path: Path
+) -> None:
+    """pattern_trend_summary keeps its own watermark (macros/own_watermark.sql): a refresh
+    recomputes the patterns with a week loaded after it, to the full build's values, and
+    leaves the others' rows as they are; with the watermark behind (a run killed before
+    the model's commit), the patterns loaded since are recomputed too; without one (as
+    after a merge) every row is, and the watermark says so for the scoped tests."""
+    db = tmp_path / "engram.duckdb"
+    shutil.copy(builds["inc"], db)
+    mart = "marts.pattern_trend_summary"
+    side = "intermediate.pattern_trend_summary__watermark"  # not in marts: not served
+    run = ["run", "--select", "pattern_trend_summary"]
+    full = table(builds["full"], "pattern_trend_summary").set_index("pattern_id").sort_index()
+    with duckdb.connect(str(db), read_only=True) as con:
+        saved = con.execute(f"select processed_through, recomputed_all from {side}").fetchall()
+        newest, first_load = con.execute(
+            "select max(max_loaded_at), min(max_loaded_at) "
+            "from intermediate.int_pattern_weeks__aggregated"
+        ).fetchone()
+    assert saved == [(newest, False)]  # the refresh took in everything, scoped
+
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"update {mart} set avg_quality = -1")
+        # behind: as if the second batch's refresh never committed this model
+        con.execute(f"update {side} set processed_through = ?", [first_load])
+        late = {
+            row[0]
+            for row in con.execute(
+                "select distinct pattern_id from intermediate.int_pattern_weeks__aggregated "
+                "where max_loaded_at > ?",
+                [first_load],
+            ).fetchall()
+        }
+    assert 0 < len(late) < len(full)
+    run_dbt(run, db, capture=True)
+    now = table(db, "pattern_trend_summary").set_index("pattern_id").sort_index()
+    assert set(now.index) == set(full.index)
+    assert set(now.index[now["avg_quality"] != -1]) == late
+    pd.testing.assert_frame_equal(
+        now.loc[sorted(late)], full.loc[sorted(late)], check_exact=False, rtol=1e-9
+    )
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"select processed_through, recomputed_all from {side}").fetchall() == [
+            (newest, False)
+        ]
+
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"drop table {side}")
+    run_dbt(run, db, capture=True)
+    pd.testing.assert_frame_equal(
+        table(db, "pattern_trend_summary").set_index("pattern_id").sort_index(),
+        full,
+        check_exact=False,
+        rtol=1e-9,
+    )
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"select recomputed_all from {side}").fetchall() == [(True,)]
+
+
+@pytest.mark.slow
 def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
     builds: dict, embedder: Embedder, tmp_path: Path
 ) -> None:

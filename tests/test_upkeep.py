@@ -412,6 +412,10 @@ def test_merge_counts_dropped_events_toward_the_kept_one_and_unmerge_restores(
         warehouse, "select n_events from marts.pattern_trend_summary where pattern_id = ?", [keep]
     )
     assert trend["n_events"][0] == after.loc[keep, "usage_count"]
+    # the dropped pattern's row is gone (the refresh recomputed every row after the merge)
+    assert drop not in set(
+        frame(warehouse, "select pattern_id from marts.pattern_trend_summary")["pattern_id"]
+    )
     assert (
         frame(warehouse, "select sum(usage_count) as n from marts.pattern_themes")["n"][0]
         == themes_before
