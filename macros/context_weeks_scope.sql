@@ -26,24 +26,17 @@
     watermark. Only called on incremental runs (by the pre-hook and by the model). The
     events are read only when some clustered task text is new to the saved map. -#}
 {% macro context_weeks_recompute_all() -%}
-    {%- set since = context_weeks_watermark() -%}
-    {%- if since is none -%}
-        {{ return(true) }}
+    {%- if own_watermark_recompute_all(also=['contexts']) -%}
+        {{ return(true) }}  {#- no watermark, or a merge since (macros/own_watermark.sql) -#}
     {%- endif -%}
+    {%- set since = context_weeks_watermark() -%}
     {%- set sql -%}
-        select
-            (
-                select count(*) from {{ source('raw', 'pattern_supersessions') }}
-                where {{ merge_changed_after(since) }}
-            )
-            + (
-                -- a text counted before, now in another cluster or none
-                select count(*)
-                from {{ own_watermark_table('contexts') }} as saved
-                left join {{ ref('int_contexts__clustered') }} as now
-                    on now.context_hash = saved.context_hash
-                where now.context_cluster_id is distinct from saved.context_cluster_id
-            )
+        -- a text counted before, now in another cluster or none
+        select count(*)
+        from {{ own_watermark_table('contexts') }} as saved
+        left join {{ ref('int_contexts__clustered') }} as now
+            on now.context_hash = saved.context_hash
+        where now.context_cluster_id is distinct from saved.context_cluster_id
     {%- endset -%}
     {%- if run_query(sql).columns[0].values()[0] > 0 -%}
         {{ return(true) }}

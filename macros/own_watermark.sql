@@ -62,10 +62,13 @@
     from {{ ref('int_pattern_weeks__aggregated') }}
 {%- endmacro %}
 
-{#- pattern_trend_summary (a row per pattern from its own weekly sums) recomputes every row
-    when there is no watermark or a merge was recorded or undone since it. -#}
-{% macro trend_summary_recompute_all() -%}
-    {%- set since = own_watermark() -%}
+{#- True when a model keeping its own watermark must recompute every row for the reasons
+    all such models share: no watermark (first run with this code, or a side table of
+    `also` missing), or a merge recorded or undone since it (events then count toward
+    another pattern). pattern_trend_summary (a row per pattern from its own weekly sums)
+    needs no more; int_pattern_context_weeks__aggregated adds its context map's checks. -#}
+{% macro own_watermark_recompute_all(also=[]) -%}
+    {%- set since = own_watermark(also=also) -%}
     {%- if since is none -%}
         {{ return(true) }}
     {%- endif -%}

@@ -1067,8 +1067,9 @@ class PreparedCopy:
     build that precedes the publish runs (prepare_publish).
 
     An incremental publish starts from a file copy of the previous copy (2.8 GB at 1M
-    patterns / 10M events: 2-9 s, on the publish's critical path, before any table is
-    synced). The previous copy is never written, so the copy need not wait for the build:
+    patterns / 10M events: 8.9 s in a benchmark's refresh, 1.6-3.4 s when the file was in
+    the page cache; on the publish's critical path, before any table is synced). The
+    previous copy is never written, so the copy need not wait for the build:
     started when `engram build` starts dbt, it is done (or nearly) when the publish needs
     it. Used by the next publish(prepared=...) when the copy it would make is the same
     (the same previous file); otherwise, or after discard(), its folder is removed."""

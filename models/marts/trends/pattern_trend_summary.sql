@@ -12,8 +12,8 @@
         materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key='pattern_id',
-        pre_hook="{% if is_incremental() and trend_summary_recompute_all() %}delete from {{ this }}{% endif %}",
-        post_hook="{{ save_own_watermark(not is_incremental() or trend_summary_recompute_all()) }}",
+        pre_hook="{% if is_incremental() and own_watermark_recompute_all() %}delete from {{ this }}{% endif %}",
+        post_hook="{{ save_own_watermark(not is_incremental() or own_watermark_recompute_all()) }}",
     )
 }}
 with
@@ -21,7 +21,7 @@ with
 weekly as (
     select pattern_id, week, n_events, sum_quality, sum_quality_sq
     from {{ ref('int_pattern_weeks__aggregated') }}
-    {%- if is_incremental() and not trend_summary_recompute_all() %}
+    {%- if is_incremental() and not own_watermark_recompute_all() %}
     where pattern_id in (
         select pattern_id from {{ ref('int_pattern_weeks__aggregated') }}
         where max_loaded_at > {{ own_watermark() }}
