@@ -418,8 +418,10 @@ def test_build_killed_during_dbt_and_during_publish_readers_keep_answering(
         # 2. during publish: the build's last step, run alone (the same code the build
         # runs after dbt, without paying for a second dbt run), killed as soon as the new
         # serving copy's folder appears
+        left = set(root.glob(".build-*.partial"))  # the first kill's prepared copy
+
         def publishing() -> bool:
-            return any(root.glob(".build-*.partial"))
+            return bool(set(root.glob(".build-*.partial")) - left)
 
         code = _kill_build_group(db, publishing, command=_publish_command(db))
         assert code == -signal.SIGKILL
@@ -432,9 +434,14 @@ def test_build_killed_during_dbt_and_during_publish_readers_keep_answering(
 
     # the warehouse opens and a re-run builds and publishes a new copy with the same answers
     duckdb.connect(str(db), read_only=True).close()
+    assert len(list(root.glob(".build-*.partial"))) == 2  # both kills left their folder
     rerun = subprocess.run(_build_command(db), cwd=CHECKOUT_ROOT, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert run_results.exists()
+    # the killed builds' folders (the prepared copy of the one killed during dbt, the
+    # half-written copy of the one killed while publishing) went with the re-run's
+    # publish: their writers had exited (engram.query.serving._writer_gone)
+    assert not list(root.glob(".build-*.partial"))
     after = _Readers(db, embedder).ask()
     assert after[0] != first.build_id
     assert after[1] == before[1]

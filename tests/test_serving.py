@@ -4,7 +4,9 @@ another process holds the warehouse's write lock."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -374,6 +376,50 @@ def test_a_copy_prepared_during_the_build_is_the_one_the_publish_starts_from(
     with duckdb.connect(str(built.database), read_only=True) as con:
         assert con.execute("select publish_mode from serving.meta").fetchone() == ("incremental",)
     assert not list(serving_root(warehouse_copy).glob(".*partial"))
+
+
+def test_the_next_publish_removes_a_partial_folder_whose_writer_has_exited(
+    warehouse_copy: Path,
+) -> None:
+    """A build killed while dbt ran leaves its prepared copy's folder (a copy of the whole
+    serving file); the next publish removes it at once when its writer (OWNER_FILE: host,
+    pid, start time) has exited, not only after PARTIAL_MAX_AGE_S. Kept, as not surely
+    abandoned: one whose writer runs (this process), one without an owner file (an older
+    engram's), one written on another host; a pid now used by another process (another
+    start time) counts as exited."""
+    from engram.query.serving import OWNER_FILE, _claim, _process_start
+
+    root = serving_root(warehouse_copy)
+    publish(warehouse_copy, incremental=False)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    started = _process_start(sleeper.pid)
+    sleeper.kill()
+    sleeper.wait()
+    assert started is not None and _process_start(sleeper.pid) is None
+    host = socket.gethostname()
+    folders = {}
+    for name, owner in (
+        ("dead", f"{host} {sleeper.pid} {started}"),
+        ("reused", f"{host} {os.getpid()} 1"),  # this pid, another start time
+        ("live", None),
+        ("unowned", ""),
+        ("elsewhere", f"another-host-than-{host} {sleeper.pid} {started}"),
+    ):
+        folder = root / f".build-{name}.partial"
+        folder.mkdir()
+        (folder / "engram_serving.duckdb").write_bytes(b"half a copy")
+        if owner is None:
+            _claim(folder)
+        elif owner:
+            (folder / OWNER_FILE).write_text(owner)
+        folders[name] = folder
+
+    published = publish(warehouse_copy)
+
+    gone = {name for name, folder in folders.items() if not folder.exists()}
+    assert gone == {"dead", "reused"}
+    assert set(published.removed) >= {folders["dead"], folders["reused"]}
+    assert not (published.directory / OWNER_FILE).exists()  # not left in a published copy
 
 
 STAMPED_MARTS = ("marts.pattern_similar_pairs", "marts.pattern_predictions")

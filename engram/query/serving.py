@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -46,6 +47,7 @@ SERVING_FILE = "engram_serving.duckdb"  # catalog name must differ from its sche
 CURRENT_FILE = "CURRENT.json"
 KEEP_BUILDS = 2
 PARTIAL_MAX_AGE_S = 3600  # an unfinished publish older than this is debris
+OWNER_FILE = ".owner"  # in a partial folder: the host, pid and start time of its writer
 _ALIAS = "engram_serving_copy"
 
 # Copied besides every marts table, when present: (schema.table, order by for lookups).
@@ -887,6 +889,7 @@ def publish(
         partial = root / f".build-{build_id}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
+        _claim(partial)
     final = root / f"build-{build_id}"
     result = PublishResult(build_id, final, final / SERVING_FILE)
     try:
@@ -1047,6 +1050,7 @@ def publish(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     con.close()
+    (partial / OWNER_FILE).unlink(missing_ok=True)
     os.replace(partial, final)
     pointer = {
         "build_id": build_id,
@@ -1079,6 +1083,7 @@ class PreparedCopy:
         self.source = previous.database
         self.partial = serving_root(db_path) / f".build-{self.build_id}.partial"
         self.partial.mkdir(parents=True)
+        _claim(self.partial)
         self.seconds = 0.0  # the copy's own seconds, once done
         self.error: BaseException | None = None
         self._thread = threading.Thread(
@@ -1201,7 +1206,45 @@ def _prune(root: Path, keep: Path) -> list[Path]:
             removed.append(old)
     now = time.time()
     for debris in root.glob(".build-*.partial"):
-        if now - debris.stat().st_mtime > PARTIAL_MAX_AGE_S:
+        try:
+            old_enough = now - debris.stat().st_mtime > PARTIAL_MAX_AGE_S
+        except OSError:
+            continue  # gone meanwhile
+        if _writer_gone(debris) or old_enough:
             shutil.rmtree(debris, ignore_errors=True)
             removed.append(debris)
     return removed
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (field 22 of /proc/PID/stat, in clock ticks since boot);
+    None without such a process, or without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _claim(partial: Path) -> None:
+    """Record this process as the writer of a partial folder (OWNER_FILE), so that a later
+    publish can remove a dead writer's folder at once: a build killed while dbt ran left
+    its prepared copy (2.8 GB at 1M patterns) for PARTIAL_MAX_AGE_S otherwise."""
+    me = os.getpid()
+    (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {me} {_process_start(me) or '-'}")
+
+
+def _writer_gone(partial: Path) -> bool:
+    """Whether the process that wrote `partial` has certainly exited: it ran on this host,
+    and no process of its pid and start time runs now (a pid reused by another process
+    has another start time). False when unsure: no owner file (an older engram), another
+    host (a warehouse on a shared disk), no /proc; the age rule then applies."""
+    try:
+        host, pid, start = (partial / OWNER_FILE).read_text().split(" ")
+        pid_number = int(pid)
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname() or start == "-":
+        return False
+    return _process_start(pid_number) != start
