@@ -422,6 +422,56 @@ def test_the_next_publish_removes_a_partial_folder_whose_writer_has_exited(
     assert not (published.directory / OWNER_FILE).exists()  # not left in a published copy
 
 
+_MAKE_PARTIALS = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from engram.query.serving import new_build_id, new_partial\n"
+    "root = Path(sys.argv[1])\n"
+    "print('ready', flush=True)\n"
+    "while True:\n"
+    "    new_partial(root, new_build_id())\n"
+)
+
+
+def test_a_writer_killed_at_any_point_leaves_no_partial_folder_without_its_owner(
+    tmp_path: Path,
+) -> None:
+    """A partial folder appears with its owner file already inside (new_partial), so a
+    kill at any point leaves nothing that waits PARTIAL_MAX_AGE_S: a process making
+    partial folders in a loop, killed 20 times at random moments, leaves only owned
+    folders (the next _prune removes them all) and private folders with at most an
+    unfinished owner file. When
+    the owner was written after the folder's mkdir, most kills landed in between (CI's
+    kill test once did)."""
+    import random
+
+    from engram.query.serving import CLAIM_PREFIX, OWNER_FILE, _prune
+
+    root = tmp_path / "engram.serving"
+    root.mkdir()
+    rng = random.Random(20261206)
+    for _ in range(20):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _MAKE_PARTIALS, str(root)], stdout=subprocess.PIPE
+        )
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.001, 0.02))
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    folders = list(root.glob(".build-*.partial"))
+    assert len(folders) >= 20
+    assert [folder for folder in folders if not (folder / OWNER_FILE).exists()] == []
+
+    removed = _prune(root, keep=root / "build-none")
+
+    assert set(removed) >= set(folders)
+    left = list(root.iterdir())
+    assert all(path.name.startswith(CLAIM_PREFIX) for path in left), left
+    # a kill before the owner file was whole leaves at most that file (bytes), for the hour rule
+    assert {inside.name for path in left for inside in path.iterdir()} <= {OWNER_FILE}
+
+
 STAMPED_MARTS = ("marts.pattern_similar_pairs", "marts.pattern_predictions")
 
 

@@ -48,6 +48,7 @@ CURRENT_FILE = "CURRENT.json"
 KEEP_BUILDS = 2
 PARTIAL_MAX_AGE_S = 3600  # an unfinished publish older than this is debris
 OWNER_FILE = ".owner"  # in a partial folder: the host, pid and start time of its writer
+CLAIM_PREFIX = ".claim-"  # a partial folder being made, before its rename (new_partial)
 _ALIAS = "engram_serving_copy"
 
 # Copied besides every marts table, when present: (schema.table, order by for lookups).
@@ -886,10 +887,8 @@ def publish(
         os.utime(partial)  # not debris to a concurrent _prune, however long the build ran
     else:
         build_id = build_id or new_build_id()
-        partial = root / f".build-{build_id}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
-        _claim(partial)
+        shutil.rmtree(root / f".build-{build_id}.partial", ignore_errors=True)
+        partial = new_partial(root, build_id)
     final = root / f"build-{build_id}"
     result = PublishResult(build_id, final, final / SERVING_FILE)
     try:
@@ -1081,9 +1080,9 @@ class PreparedCopy:
     def __init__(self, db_path: Path, previous: ServingCopy) -> None:
         self.build_id = new_build_id()
         self.source = previous.database
-        self.partial = serving_root(db_path) / f".build-{self.build_id}.partial"
-        self.partial.mkdir(parents=True)
-        _claim(self.partial)
+        root = serving_root(db_path)
+        root.mkdir(parents=True, exist_ok=True)
+        self.partial = new_partial(root, self.build_id)
         self.seconds = 0.0  # the copy's own seconds, once done
         self.error: BaseException | None = None
         self._thread = threading.Thread(
@@ -1205,7 +1204,7 @@ def _prune(root: Path, keep: Path) -> list[Path]:
             shutil.rmtree(old, ignore_errors=True)
             removed.append(old)
     now = time.time()
-    for debris in root.glob(".build-*.partial"):
+    for debris in [*root.glob(".build-*.partial"), *root.glob(f"{CLAIM_PREFIX}*")]:
         try:
             old_enough = now - debris.stat().st_mtime > PARTIAL_MAX_AGE_S
         except OSError:
@@ -1225,6 +1224,22 @@ def _process_start(pid: int) -> str | None:
         return None
     fields = stat.rsplit(")", 1)[-1].split()
     return fields[19] if len(fields) > 19 else None
+
+
+def new_partial(root: Path, build_id: str) -> Path:
+    """Create `build_id`'s partial folder in `root` with its OWNER_FILE already inside: the
+    folder is made under a private name (CLAIM_PREFIX), claimed, then renamed, so nobody
+    ever sees a partial folder without its writer. A mkdir followed by the owner's write
+    let a kill land between the two (CI's kill test did, once): the folder, unowned, then
+    waited PARTIAL_MAX_AGE_S. A kill before the rename leaves a private folder holding at
+    most the owner file, removed by _prune by the same rules."""
+    claim = root / f"{CLAIM_PREFIX}{build_id}"  # build ids are unique (time and random)
+    shutil.rmtree(claim, ignore_errors=True)
+    claim.mkdir()  # mkdir, not mkdtemp: a published folder keeps the umask's permissions
+    _claim(claim)
+    partial = root / f".build-{build_id}.partial"
+    os.rename(claim, partial)
+    return partial
 
 
 def _claim(partial: Path) -> None:
