@@ -40,6 +40,7 @@ from engram.numeric.incremental import (
     write_stamp,
 )
 from engram.numeric.neighbors import nearest_neighbors, neighbors_of
+from engram.numeric.posterior import interval_code
 from engram.project import dbt_vars
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
@@ -560,6 +561,37 @@ def test_a_refresh_recomputes_the_predictions_of_the_patterns_whose_input_digest
     assert (
         (merged["ci_high"] - merged["ci_low"]) > (merged["ci_high_was"] - merged["ci_low_was"])
     ).all()
+
+
+def test_the_predictions_digest_covers_the_code_that_computes_the_interval(builds: dict) -> None:
+    """Each stored input_digest is the pattern's digest from the posterior's macro combined
+    with the interval's mass and engram.numeric.posterior.interval_code() (recomputed here
+    from the macro), and no pattern's matches under another code: a new beta_interval or
+    another SciPy makes every digest differ, so the next refresh rewrites every row (the
+    test above: a differing digest is recomputed)."""
+    mass = float(dbt_vars()["prediction_interval"])
+
+    def digests(con: duckdb.DuckDBPyConnection, code: str) -> dict[str, int]:
+        return dict(
+            con.execute(
+                "select pattern_id, (hash(input_digest, ?::double, ?)::hugeint "
+                "- 9223372036854775808)::bigint "
+                "from intermediate.int_pattern_predictions__input_digests()",
+                [mass, code],
+            ).fetchall()
+        )
+
+    with duckdb.connect(str(builds["inc"]), read_only=True) as con:
+        stored = dict(
+            con.execute(
+                "select pattern_id, any_value(input_digest) from marts.pattern_predictions "
+                "group by pattern_id"
+            ).fetchall()
+        )
+        now, other = digests(con, interval_code()), digests(con, interval_code() + "'")
+    assert len(stored) > 100
+    assert stored == now
+    assert not {pattern for pattern in stored if stored[pattern] == other[pattern]}
 
 
 @pytest.mark.slow

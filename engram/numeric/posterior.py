@@ -7,10 +7,14 @@ each distinct pair of shapes once).
 
 from __future__ import annotations
 
+import hashlib
+from functools import cache
+from pathlib import Path
+
 import numpy as np
 from scipy.special import betaincinv
 
-__all__ = ["beta_interval"]
+__all__ = ["beta_interval", "interval_code"]
 
 _MIN_SHAPE = 1e-9  # a shape of 0 (all-success data with a degenerate prior) is a point mass
 
@@ -39,3 +43,15 @@ def beta_interval(
     low[finite] = betaincinv(ua, ub, tail)[codes]
     high[finite] = betaincinv(ua, ub, 1.0 - tail)[codes]
     return low, high
+
+
+@cache
+def interval_code() -> str:
+    """What computes the intervals: a hash of this module's source and SciPy's version.
+    pattern_predictions folds it into each pattern's input digest, so that a new
+    beta_interval or another SciPy rewrites every interval on the next refresh; without
+    it, rows written by the old code stayed until a --full-refresh."""
+    import scipy
+
+    source = Path(__file__).read_bytes()
+    return hashlib.md5(source + b"\0" + scipy.__version__.encode()).hexdigest()

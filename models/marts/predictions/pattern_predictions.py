@@ -6,7 +6,8 @@ cannot compute (engram/posterior.py).
 
 Incremental (README "Incremental builds"; issue 18): every row carries its pattern's
 input digest (`input_digest`: a hash of the pattern's cells, their clusters' labels, the
-global mean on its grid, the posterior query's text and the interval's mass;
+global mean on its grid, the posterior query's text, the interval's mass and the code
+that computes the interval, engram.numeric.posterior.interval_code();
 macros/pattern_predictions_posterior_rows.sql). A refresh computes the digests (one pass
 over the cells) and rewrites, whole, only the patterns whose digest differs from the
 stored one, or that have rows on one side only (delete+insert on pattern_id); the
@@ -31,7 +32,7 @@ from engram.numeric.incremental import (
     begin_stamped_write,
     stamp_column,
 )
-from engram.numeric.posterior import beta_interval
+from engram.numeric.posterior import beta_interval, interval_code
 
 COLUMNS = (
     "context_cluster_id",
@@ -93,7 +94,8 @@ def posterior_macros(session) -> tuple[str, str] | None:
 
 def create_digests(session, digests_macro: str | None, mass: float) -> None:
     """Temp table engram_predictions_digests (pattern_id, input_digest): each pattern's
-    input digest, combined with the interval's mass (ci_low / ci_high depend on it too).
+    input digest, combined with the interval's mass and the code that computes the
+    interval (ci_low / ci_high depend on both too).
     Empty without the macros: every row is then written with a null digest, which the next
     refresh takes as changed."""
     if digests_macro is None:
@@ -106,7 +108,8 @@ def create_digests(session, digests_macro: str | None, mass: float) -> None:
     # cannot hold: stored shifted into bigint's range, one to one
     session.execute(
         "create or replace temp table engram_predictions_digests as "
-        f"select pattern_id, (hash(input_digest, {mass!r}::double)::hugeint "
+        f"select pattern_id, (hash(input_digest, {mass!r}::double, '{interval_code()}')"
+        "::hugeint "
         "- 9223372036854775808)::bigint as input_digest "
         f"from {digests_macro}()"
     )
