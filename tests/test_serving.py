@@ -385,9 +385,10 @@ def test_the_next_publish_removes_a_partial_folder_whose_writer_has_exited(
     serving file); the next publish removes it at once when its writer (OWNER_FILE: host,
     pid, start time) has exited, not only after PARTIAL_MAX_AGE_S. Kept, as not surely
     abandoned: one whose writer runs (this process), one without an owner file (an older
-    engram's), one written on another host; a pid now used by another process (another
-    start time) counts as exited."""
-    from engram.query.serving import OWNER_FILE, _claim, _process_start
+    engram's), one written on another host, one from another pid namespace (a container
+    of the same hostname); a pid now used by another process (another start time) counts
+    as exited."""
+    from engram.query.serving import OWNER_FILE, _claim, _pid_namespace, _process_start
 
     root = serving_root(warehouse_copy)
     publish(warehouse_copy, incremental=False)
@@ -396,14 +397,16 @@ def test_the_next_publish_removes_a_partial_folder_whose_writer_has_exited(
     sleeper.kill()
     sleeper.wait()
     assert started is not None and _process_start(sleeper.pid) is None
-    host = socket.gethostname()
+    host, namespace = socket.gethostname(), _pid_namespace()
+    assert namespace.startswith("pid:[")
     folders = {}
     for name, owner in (
-        ("dead", f"{host} {sleeper.pid} {started}"),
-        ("reused", f"{host} {os.getpid()} 1"),  # this pid, another start time
+        ("dead", f"{host} {sleeper.pid} {started} {namespace}"),
+        ("reused", f"{host} {os.getpid()} 1 {namespace}"),  # this pid, another start time
         ("live", None),
         ("unowned", ""),
-        ("elsewhere", f"another-host-than-{host} {sleeper.pid} {started}"),
+        ("elsewhere", f"another-host-than-{host} {sleeper.pid} {started} {namespace}"),
+        ("other-namespace", f"{host} {sleeper.pid} {started} pid:[1]"),
     ):
         folder = root / f".build-{name}.partial"
         folder.mkdir()

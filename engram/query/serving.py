@@ -1247,19 +1247,33 @@ def _claim(partial: Path) -> None:
     publish can remove a dead writer's folder at once: a build killed while dbt ran left
     its prepared copy (2.8 GB at 1M patterns) for PARTIAL_MAX_AGE_S otherwise."""
     me = os.getpid()
-    (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {me} {_process_start(me) or '-'}")
+    owner = f"{socket.gethostname()} {me} {_process_start(me) or '-'} {_pid_namespace()}"
+    (partial / OWNER_FILE).write_text(owner)
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace ('pid:[4026531836]'), '-' without /proc: two containers
+    may share a hostname and a folder yet number their processes apart, so a pid is only
+    looked up in the namespace that wrote it."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "-"
 
 
 def _writer_gone(partial: Path) -> bool:
     """Whether the process that wrote `partial` has certainly exited: it ran on this host,
     and no process of its pid and start time runs now (a pid reused by another process
     has another start time). False when unsure: no owner file (an older engram), another
-    host (a warehouse on a shared disk), no /proc; the age rule then applies."""
+    host (a warehouse on a shared disk), another pid namespace (a container of the same
+    hostname), no /proc; the age rule then applies."""
     try:
-        host, pid, start = (partial / OWNER_FILE).read_text().split(" ")
+        host, pid, start, namespace = (partial / OWNER_FILE).read_text().split(" ")
         pid_number = int(pid)
     except (OSError, ValueError):
         return False
-    if host != socket.gethostname() or start == "-":
+    if host != socket.gethostname() or "-" in (start, namespace):
+        return False
+    if namespace != _pid_namespace():
         return False
     return _process_start(pid_number) != start
