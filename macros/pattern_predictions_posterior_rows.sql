@@ -88,10 +88,8 @@ posterior as (
         {{ shrunk_mean('by_context.sum_quality', 'by_context.n_events',
                        'pattern_means.pattern_mean_shrunk', 'prior.prior_strength') }}
             as predicted_success,
-        by_context.sum_quality + prior.prior_strength * pattern_means.pattern_mean_shrunk
-            as posterior_alpha,
-        (by_context.n_events - by_context.sum_quality)
-        + prior.prior_strength * (1 - pattern_means.pattern_mean_shrunk) as posterior_beta
+        {{ posterior_shapes('by_context.sum_quality', 'by_context.n_events',
+                            'pattern_means.pattern_mean_shrunk', 'prior.prior_strength') }}
     from by_context
     inner join pattern_means on pattern_means.pattern_id = by_context.pattern_id
     cross join prior

@@ -283,10 +283,8 @@ final as (
         shrunk.prior_strength,
         shrunk.share_weight,
         shrunk.cell_share_weight,
-        shrunk.sum_quality + shrunk.prior_strength * shrunk.others_mean_shrunk
-            as posterior_alpha,
-        (shrunk.n_events - shrunk.sum_quality)
-        + shrunk.prior_strength * (1 - shrunk.others_mean_shrunk) as posterior_beta
+        {{ posterior_shapes('shrunk.sum_quality', 'shrunk.n_events',
+                            'shrunk.others_mean_shrunk', 'shrunk.prior_strength') }}
     from shrunk
     left join labels on labels.context_cluster_id = shrunk.context_cluster_id
 )

@@ -24,6 +24,19 @@
 {%- endmacro %}
 
 {#
+  The shapes of that Beta posterior, as the columns posterior_alpha and posterior_beta
+  (alpha / (alpha + beta) is shrunk_mean): the successes and failures plus the prior's
+  pseudo-trials split by `prior_mean`. pattern_predictions' credible interval is computed
+  from them (engram/numeric/posterior.py); one definition for it and
+  pattern_project_predictions.
+#}
+{% macro posterior_shapes(total, n, prior_mean, prior_strength) -%}
+    ({{ total }}) + ({{ prior_strength }}) * ({{ prior_mean }}) as posterior_alpha,
+        (({{ n }}) - ({{ total }})) + ({{ prior_strength }}) * (1 - ({{ prior_mean }}))
+            as posterior_beta
+{%- endmacro %}
+
+{#
   What one other project's event counts for where the project has `n_own` events of its
   own at that level: `weight` * `fade` / (`fade` + n_own), `weight` where it has none. The
   borrowed evidence fades as the project's own grows, so sharing helps a young project
