@@ -220,6 +220,37 @@ def test_files_move_to_processed_and_a_second_run_ingests_nothing(graph: Graph) 
         ), key
 
 
+def test_a_run_publishes_from_the_copy_its_dbt_step_started(graph: Graph) -> None:
+    """A run of the whole graph starts the publish's file copy of the previous serving copy
+    when its dbt step starts, and its serving step adopts it (orchestration.assets.handover),
+    as `engram build` does: the serving asset reports the copy's seconds and no partial
+    folder is left. A run that does not publish (the dbt assets alone) starts none: its
+    copy would stay, owned by this live process. Runs after the second run above."""
+    from engram.query.serving import current, serving_root
+    from orchestration.assets.dbt import engram_dbt
+
+    root = serving_root(graph.db)
+    before = current(graph.db)
+    assert before is not None
+
+    again = graph.defs.resolve_job_def("full_graph").execute_in_process(
+        instance=graph.instance, raise_on_error=False
+    )
+    assert again.success
+    published = _materializations(again)["serving/published"].metadata
+    assert published["copy_previous_during_dbt_seconds"].value >= 0
+    assert published["build_id"].value != before.build_id
+    assert not list(root.glob(".build-*.partial")) and not list(root.glob(".claim-*"))
+
+    dbt_only = graph.defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=graph.instance, asset_selection=list(engram_dbt.keys), raise_on_error=False
+    )
+    assert dbt_only.success
+    assert "serving/published" not in _materializations(dbt_only)
+    assert current(graph.db).build_id == published["build_id"].value  # type: ignore[union-attr]
+    assert not list(root.glob(".build-*.partial")) and not list(root.glob(".claim-*"))
+
+
 def test_freshness_job_passes_right_after_a_build(graph: Graph) -> None:
     result = graph.defs.resolve_job_def("check_marts_freshness").execute_in_process(
         instance=graph.instance

@@ -48,6 +48,8 @@ CURRENT_FILE = "CURRENT.json"
 KEEP_BUILDS = 2
 PARTIAL_MAX_AGE_S = 3600  # an unfinished publish older than this is debris
 OWNER_FILE = ".owner"  # in a partial folder: the host, pid and start time of its writer
+# PublishResult.step_seconds' entry for a copy of the previous file made beside the build
+PREPARED_COPY_STEP = "copy previous, during the build"
 CLAIM_PREFIX = ".claim-"  # a partial folder being made, before its rename (new_partial)
 _ALIAS = "engram_serving_copy"
 
@@ -943,7 +945,7 @@ def publish(
                     if prepared is None or not prepared.wait():
                         shutil.copyfile(previous.database, partial / SERVING_FILE)
                     else:  # what the build's time hid: the copy's own seconds
-                        result.step_seconds["copy previous, during the build"] = prepared.seconds
+                        result.step_seconds[PREPARED_COPY_STEP] = prepared.seconds
                     # the publish's own wait for the copy (all of it when not prepared)
                     result.step_seconds["copy previous"] = time.perf_counter() - copied
                 con.execute(f"attach {sql_string(partial / SERVING_FILE)} as {_ALIAS} (read_write)")

@@ -29,6 +29,7 @@ from dagster_dbt import (
 )
 
 from engram.query.answers import relations
+from orchestration.assets import handover
 from orchestration.assets.ingest import WAREHOUSE_POOL
 from orchestration.metadata import mart_insights
 from orchestration.project import DBT_PROJECT
@@ -88,21 +89,30 @@ def _relation(key: AssetKey) -> str | None:
 def engram_dbt(
     context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
 ) -> Iterator[Any]:
-    """`dbt build` (models and their tests) on the warehouse."""
+    """`dbt build` (models and their tests) on the warehouse. When the run publishes too,
+    the publish's file copy of the previous serving copy starts first and runs beside dbt
+    (orchestration.assets.handover)."""
     events: list[Any] = []
     failure: BaseException | None = None
-    with warehouse.dbt_env():
-        invocation = dbt.cli(["build"], context=context)
-        try:
-            for event in invocation.stream():
-                events.append(event)
-        except Exception as exc:  # yield what did build, then fail the step
-            context.log.error(f"dbt build failed: {exc!r}")
-            failure = exc
-        finally:
-            if invocation.process.poll() is None:  # never read the file while dbt holds it
-                invocation.process.terminate()
-            invocation.process.wait()
+    run_id = context.run.run_id
+    if handover.serving_selected(context.job_def.asset_layer.selected_asset_keys):
+        handover.prepare(run_id, warehouse.path)
+    try:
+        with warehouse.dbt_env():
+            invocation = dbt.cli(["build"], context=context)
+            try:
+                for event in invocation.stream():
+                    events.append(event)
+            except Exception as exc:  # yield what did build, then fail the step
+                context.log.error(f"dbt build failed: {exc!r}")
+                failure = exc
+            finally:
+                if invocation.process.poll() is None:  # never read the file while dbt holds it
+                    invocation.process.terminate()
+                invocation.process.wait()
+    except BaseException:  # dbt did not start: nothing publishes
+        handover.discard(run_id, warehouse.path)
+        raise
     extra = _post_build_metadata(context, warehouse, events)
     for event in events:
         if isinstance(event, Output) and event.output_name in extra:
@@ -110,6 +120,7 @@ def engram_dbt(
         else:
             yield event
     if failure is not None:
+        handover.discard(run_id, warehouse.path)
         raise failure
 
 

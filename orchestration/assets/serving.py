@@ -7,13 +7,14 @@ from typing import Any
 import duckdb
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 
-from engram.query.serving import EXTRA_TABLES
+from engram.query.serving import EXTRA_TABLES, PREPARED_COPY_STEP
+from orchestration.assets import handover
 from orchestration.assets.dbt import engram_dbt
 from orchestration.assets.ingest import WAREHOUSE_POOL
 from orchestration.metadata import mart_insights
 from orchestration.resources import Warehouse
 
-SERVING_KEY = AssetKey(["serving", "published"])
+SERVING_KEY = handover.SERVING_KEY
 # What the serving copy copies besides the marts, read from the list the publish itself
 # uses, so a table added there is a dependency here too.
 _ALSO_READ = {AssetKey(name.split(".")) for name, _ in EXTRA_TABLES}
@@ -37,6 +38,9 @@ def _result_metadata(result: object) -> dict[str, Any]:
     seconds = getattr(result, "seconds", None)
     if isinstance(seconds, int | float):
         metadata["publish_seconds"] = round(float(seconds), 2)
+    steps = getattr(result, "step_seconds", None) or {}
+    if PREPARED_COPY_STEP in steps:  # made beside dbt (orchestration.assets.handover)
+        metadata["copy_previous_during_dbt_seconds"] = round(float(steps[PREPARED_COPY_STEP]), 2)
     tables = getattr(result, "tables", None)
     if tables:
         metadata["tables"] = ", ".join(str(t) for t in tables)
@@ -59,7 +63,9 @@ def serving_copy(context: AssetExecutionContext, warehouse: Warehouse) -> Materi
     from engram.compact import maybe_compact
     from engram.query.serving import publish
 
-    result = publish(warehouse.path)
+    # the file copy this run's dbt step started, if it ran in this run (a run of the
+    # serving asset alone copies in the publish)
+    result = publish(warehouse.path, prepared=handover.take(context.run.run_id, warehouse.path))
     metadata = _result_metadata(result)
     # the same upkeep as `engram build`: give back the space of replaced tables once free
     # blocks pass COMPACT_FREE_SHARE of the warehouse file
