@@ -430,7 +430,8 @@ _MAKE_PARTIALS = (
     "from pathlib import Path\n"
     "from engram.query.serving import new_build_id, new_partial\n"
     "root = Path(sys.argv[1])\n"
-    "print('ready', flush=True)\n"
+    "new_partial(root, new_build_id())\n"
+    "print('looping', flush=True)\n"
     "while True:\n"
     "    new_partial(root, new_build_id())\n"
 )
@@ -457,8 +458,9 @@ def test_a_writer_killed_at_any_point_leaves_no_partial_folder_without_its_owner
         child = subprocess.Popen(
             [sys.executable, "-c", _MAKE_PARTIALS, str(root)], stdout=subprocess.PIPE
         )
-        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
-        time.sleep(rng.uniform(0.001, 0.02))
+        # killed while it loops (a slow start cannot use up the wait)
+        assert child.stdout is not None and child.stdout.readline() == b"looping\n"
+        time.sleep(rng.uniform(0.0, 0.01))
         child.kill()
         child.wait()
         child.stdout.close()
