@@ -91,26 +91,29 @@
   macros/context_weeks_scope.sql): after a merge or a re-clustering an incremental run
   rewrites every row, so its `__engram_changed_patterns__` tests check every row too. A
   model without that table counts as recomputed whole (every row checked). The table is
-  looked up in the tested model's schema: macros/own_watermark.sql keeps every side table
-  in the intermediate schema, so a mart's (pattern_trend_summary's) is not found, and a
-  scoped test of a mart would check every row.
+  looked up in every schema of the tested model's database: macros/own_watermark.sql
+  keeps the side tables in the intermediate schema, a mart's (pattern_trend_summary's)
+  too, and a generic test's `where` cannot ref() that schema's model.
 #}
 {% macro recomputed_whole(relation) -%}
     {%- if not execute or target.type != 'duckdb' -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set side = relation.identifier ~ '__watermark' -%}
-    {%- set exists_sql -%}
-        select count(*) from information_schema.columns
-        where table_catalog = '{{ relation.database }}' and table_schema = '{{ relation.schema }}'
-            and table_name = '{{ side }}' and column_name = 'recomputed_all'
+    {%- set where_sql -%}
+        select table_schema from information_schema.columns
+        where table_catalog = '{{ relation.database }}' and table_name = '{{ side }}'
+            and column_name = 'recomputed_all'
+        order by table_schema = '{{ relation.schema }}' desc, table_schema
+        limit 1
     {%- endset -%}
-    {%- if run_query(exists_sql).columns[0].values()[0] == 0 -%}
+    {%- set found = run_query(where_sql).columns[0].values() -%}
+    {%- if found | length == 0 -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set flag_sql -%}
         select coalesce(bool_or(recomputed_all), true)
-        from {{ adapter.quote(relation.schema) }}.{{ adapter.quote(side) }}
+        from {{ adapter.quote(found[0]) }}.{{ adapter.quote(side) }}
     {%- endset -%}
     {{ return(run_query(flag_sql).columns[0].values()[0]) }}
 {%- endmacro %}

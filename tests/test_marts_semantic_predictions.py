@@ -786,6 +786,47 @@ def test_on_a_refresh_the_context_weeks_key_test_checks_only_the_changed_pattern
         run_dbt(check, db, capture=True, env=scoped)
 
 
+def test_on_a_refresh_the_trend_summary_tests_check_only_the_patterns_it_recomputed(
+    sample_warehouse: Path, tmp_path: Path
+) -> None:
+    """pattern_trend_summary's column tests are scoped by `__engram_changed_patterns__`,
+    and whether its last run recomputed every row is read from its side table, which
+    lives in the intermediate schema, not the mart's (macros/changed_rows.sql,
+    recomputed_whole): a null direction in a recomputed pattern fails the scoped test; in
+    a pattern the refresh did not touch it is left to the full run, which fails on it; a
+    run that recomputed every row has every row checked. (Looked up in the mart's own
+    schema, the side table was not found and every row was checked on every refresh.)"""
+    from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
+
+    db, since = refresh_copy(sample_warehouse, tmp_path)
+    mart = "marts.pattern_trend_summary"
+    flag = "update intermediate.pattern_trend_summary__watermark set recomputed_all = ?"
+    with duckdb.connect(str(db)) as con:
+        con.execute(flag, [False])  # as after a refresh that recomputed some patterns
+        touched, untouched = (
+            row[0]
+            for row in con.execute(
+                f"select pattern_id from {mart} order by pattern_id limit 2"
+            ).fetchall()
+        )
+        mark_recomputed(con, touched)
+        con.execute(f"update {mart} set direction = null where pattern_id = ?", [touched])
+    check = ["test", "--select", "not_null_pattern_trend_summary_direction"]
+    scoped = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env=scoped)
+    with duckdb.connect(str(db)) as con:  # the null moved to the untouched pattern
+        con.execute(f"update {mart} set direction = 'stable' where pattern_id = ?", [touched])
+        con.execute(f"update {mart} set direction = null where pattern_id = ?", [untouched])
+    run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+    with duckdb.connect(str(db)) as con:
+        con.execute(flag, [True])
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env=scoped)
+
+
 def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
