@@ -91,29 +91,27 @@
   macros/context_weeks_scope.sql): after a merge or a re-clustering an incremental run
   rewrites every row, so its `__engram_changed_patterns__` tests check every row too. A
   model without that table counts as recomputed whole (every row checked). The table is
-  looked up in every schema of the tested model's database: macros/own_watermark.sql
-  keeps the side tables in the intermediate schema, a mart's (pattern_trend_summary's)
-  too, and a generic test's `where` cannot ref() that schema's model.
+  looked up where macros/own_watermark.sql keeps it, beside int_pattern_weeks__aggregated
+  (a mart's too, pattern_trend_summary's), whose schema comes from dbt's graph: a generic
+  test's `where` cannot ref() it.
 #}
 {% macro recomputed_whole(relation) -%}
     {%- if not execute or target.type != 'duckdb' -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set side = relation.identifier ~ '__watermark' -%}
-    {%- set where_sql -%}
-        select table_schema from information_schema.columns
-        where table_catalog = '{{ relation.database }}' and table_name = '{{ side }}'
-            and column_name = 'recomputed_all'
-        order by table_schema = '{{ relation.schema }}' desc, table_schema
-        limit 1
+    {%- set schema = graph_node('model', 'int_pattern_weeks__aggregated').schema -%}
+    {%- set exists_sql -%}
+        select count(*) from information_schema.columns
+        where table_catalog = '{{ relation.database }}' and table_schema = '{{ schema }}'
+            and table_name = '{{ side }}' and column_name = 'recomputed_all'
     {%- endset -%}
-    {%- set found = run_query(where_sql).columns[0].values() -%}
-    {%- if found | length == 0 -%}
+    {%- if run_query(exists_sql).columns[0].values()[0] == 0 -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set flag_sql -%}
         select coalesce(bool_or(recomputed_all), true)
-        from {{ adapter.quote(found[0]) }}.{{ adapter.quote(side) }}
+        from {{ adapter.quote(schema) }}.{{ adapter.quote(side) }}
     {%- endset -%}
     {{ return(run_query(flag_sql).columns[0].values()[0]) }}
 {%- endmacro %}
@@ -121,15 +119,20 @@
 {#
   The relation of a model or source of this project, by name, from dbt's `graph` (its
   relation_name: database, schema and identifier as the build names them), for macros
-  that run where ref() and source() would be rejected (generic tests' `where`). A
-  compilation error names what is missing.
+  that run where ref() and source() would be rejected (generic tests' `where`); its
+  graph node (graph_node: .schema, .database, ...) likewise. A compilation error names
+  what is missing.
 #}
 {% macro graph_relation(resource_type, name, source_name=none) -%}
+    {{ return(graph_node(resource_type, name, source_name).relation_name) }}
+{%- endmacro %}
+
+{% macro graph_node(resource_type, name, source_name=none) -%}
     {%- set nodes = graph.sources.values() if resource_type == 'source' else graph.nodes.values() -%}
     {%- for node in nodes -%}
         {%- if node.resource_type == resource_type and node.name == name
               and (source_name is none or node.source_name == source_name) -%}
-            {{ return(node.relation_name) }}
+            {{ return(node) }}
         {%- endif -%}
     {%- endfor -%}
     {{ exceptions.raise_compiler_error(

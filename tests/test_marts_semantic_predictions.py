@@ -626,6 +626,24 @@ def mark_recomputed(con: duckdb.DuckDBPyConnection, pattern_id: str) -> None:
     )
 
 
+def assert_left_to_the_full_run(
+    db: Path, check: list[str], scoped: dict[str, str], flag: str
+) -> None:
+    """With the bad row in a pattern the refresh did not touch: the scoped test (`scoped`:
+    its environment) passes, the full run (no watermark) fails on it, and so does the
+    scoped test once `flag` (an update of the model's watermark table) says its last run
+    recomputed every row."""
+    from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
+
+    run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+    with duckdb.connect(str(db)) as con:
+        con.execute(flag, [True])
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env=scoped)
+
+
 def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
@@ -777,13 +795,7 @@ def test_on_a_refresh_the_context_weeks_key_test_checks_only_the_changed_pattern
             f"insert into {cells} select * from {cells} where pattern_id = ? limit 1",
             [untouched],
         )
-    run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
-    with pytest.raises(BuildError, match="FAIL"):
-        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
-    with duckdb.connect(str(db)) as con:
-        con.execute(flag, [True])
-    with pytest.raises(BuildError, match="FAIL"):
-        run_dbt(check, db, capture=True, env=scoped)
+    assert_left_to_the_full_run(db, check, scoped, flag)
 
 
 def test_on_a_refresh_the_trend_summary_tests_check_only_the_patterns_it_recomputed(
@@ -818,13 +830,7 @@ def test_on_a_refresh_the_trend_summary_tests_check_only_the_patterns_it_recompu
     with duckdb.connect(str(db)) as con:  # the null moved to the untouched pattern
         con.execute(f"update {mart} set direction = 'stable' where pattern_id = ?", [touched])
         con.execute(f"update {mart} set direction = null where pattern_id = ?", [untouched])
-    run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
-    with pytest.raises(BuildError, match="FAIL"):
-        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
-    with duckdb.connect(str(db)) as con:
-        con.execute(flag, [True])
-    with pytest.raises(BuildError, match="FAIL"):
-        run_dbt(check, db, capture=True, env=scoped)
+    assert_left_to_the_full_run(db, check, scoped, flag)
 
 
 def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(

@@ -444,9 +444,8 @@ def test_a_writer_killed_at_any_point_leaves_no_partial_folder_without_its_owner
     kill at any point leaves nothing that waits PARTIAL_MAX_AGE_S: a process making
     partial folders in a loop, killed 20 times at random moments, leaves only owned
     folders (the next _prune removes them all) and private folders with at most an
-    unfinished owner file. When
-    the owner was written after the folder's mkdir, most kills landed in between (CI's
-    kill test once did)."""
+    unfinished owner file. When the owner was written after the folder's mkdir, every
+    kill landed in between (CI's kill test once did)."""
     import random
 
     from engram.query.serving import CLAIM_PREFIX, OWNER_FILE, _prune

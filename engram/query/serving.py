@@ -1082,9 +1082,8 @@ class PreparedCopy:
     def __init__(self, db_path: Path, previous: ServingCopy) -> None:
         self.build_id = new_build_id()
         self.source = previous.database
-        root = serving_root(db_path)
-        root.mkdir(parents=True, exist_ok=True)
-        self.partial = new_partial(root, self.build_id)
+        # in the folder that holds `previous`
+        self.partial = new_partial(serving_root(db_path), self.build_id)
         self.seconds = 0.0  # the copy's own seconds, once done
         self.error: BaseException | None = None
         self._thread = threading.Thread(
@@ -1236,7 +1235,6 @@ def new_partial(root: Path, build_id: str) -> Path:
     waited PARTIAL_MAX_AGE_S. A kill before the rename leaves a private folder holding at
     most the owner file, removed by _prune by the same rules."""
     claim = root / f"{CLAIM_PREFIX}{build_id}"  # build ids are unique (time and random)
-    shutil.rmtree(claim, ignore_errors=True)
     claim.mkdir()  # mkdir, not mkdtemp: a published folder keeps the umask's permissions
     _claim(claim)
     partial = root / f".build-{build_id}.partial"
