@@ -256,6 +256,81 @@ def test_context_evidence_keeps_each_task_texts_most_used_patterns(
         assert np.allclose(merged["sum_quality"], merged["s"])
 
 
+def _context_rows(database: Path, sql: str = "select * from serving.context_patterns") -> list:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return sorted(con.execute(sql).fetchall())
+
+
+def test_task_text_evidence_is_rewritten_for_the_task_texts_of_new_events_only(
+    warehouse_copy: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    """serving.context_patterns is synced by the task texts of the events loaded since the
+    last publish (engram.query.serving.sync_appended), and ends equal to its query over
+    every event; events that appear at or before that point, or a merge, sync it whole."""
+    from engram.merges import merge_patterns
+    from engram.query.serving import context_patterns_query
+
+    publish(warehouse_copy)
+    with duckdb.connect(str(warehouse_copy), read_only=True) as con:
+        known_context, n_texts = con.execute(
+            "select min(context), count(distinct context_hash) from raw.usage_events"
+        ).fetchone()  # type: ignore[misc]
+        before = _context_rows(warehouse_copy, context_patterns_query("true"))
+    assert n_texts > 4  # two touched texts stay under REWRITE_SHARE
+    new = tmp_path / "new"
+    new.mkdir()
+    events = [
+        {
+            "event_id": f"zz-event-{i}",
+            "pattern_id": "zz-new-pattern",
+            "session_id": "zz-session",
+            "timestamp": "2025-12-29T10:00:00Z",
+            "outcome_quality": 0.25,
+            "context": context,
+            "project_id": "zz-project",
+        }
+        for i, context in enumerate([known_context, "a task text never seen before"])
+    ]
+    (new / "patterns.jsonl").write_text(
+        json.dumps({"pattern_id": "zz-new-pattern", "description": NEW_PATTERN}) + "\n"
+    )
+    (new / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    ingest_paths([new], warehouse_copy, embedder=embedder)
+
+    appended = publish(warehouse_copy)
+    assert appended.table_changes["serving.context_patterns"] == "appended: 2 keys"
+    want = _context_rows(warehouse_copy, context_patterns_query("true"))
+    assert want != before  # the new events changed the evidence
+    assert _context_rows(appended.database) == want
+    assert publish(warehouse_copy).table_changes["serving.context_patterns"] == "unchanged"
+
+    # an event loaded "in the past" (a clock set back, a row written by hand): no later
+    # loaded_at shows it, the count up to the mark does
+    with duckdb.connect(str(warehouse_copy)) as con:
+        con.execute(
+            "insert into raw.usage_events select * replace ('zz-late' as event_id, "
+            "(select min(loaded_at) from raw.usage_events) as loaded_at) "
+            "from raw.usage_events where event_id = 'zz-event-0'"
+        )
+    late = publish(warehouse_copy)
+    assert late.table_changes["serving.context_patterns"] == "updated"
+    want = _context_rows(warehouse_copy, context_patterns_query("true"))
+    assert _context_rows(late.database) == want
+
+    # a merge moves events to the kept pattern without loading any
+    with duckdb.connect(str(warehouse_copy), read_only=True) as con:
+        (drop,) = con.execute(
+            "select pattern_id from raw.usage_events where context = ? "
+            "and pattern_id <> 'zz-new-pattern' limit 1",
+            [known_context],
+        ).fetchone()  # type: ignore[misc]
+    merge_patterns(warehouse_copy, "zz-new-pattern", [drop])
+    merged = publish(warehouse_copy)
+    assert merged.table_changes["serving.context_patterns"] == "updated"
+    want = _context_rows(warehouse_copy, context_patterns_query("true"))
+    assert _context_rows(merged.database) == want
+
+
 def _table_rows(database: Path) -> dict[str, list[tuple]]:
     """Every table and view of a serving copy but serving.meta, as sorted rows (lists as
     tuples)."""
@@ -555,6 +630,8 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     assert rewritten == {"marts.pattern_similar_pairs": 0, "marts.pattern_predictions": 1}
     assert updated.table_changes["marts.pattern_similar_pairs"] == "unchanged"
     assert updated.table_changes["marts.pattern_predictions"] == "scoped: 1 keys"
+    # predict's evidence per task text: the new event's task text alone
+    assert updated.table_changes["serving.context_patterns"] == "appended: 1 keys"
     assert "unchanged" in updated.table_changes.values()  # not everything was rewritten
     assert updated.index_changes["patterns"].startswith("updated:")
     assert ", 1 added, 0 removed" in updated.index_changes["patterns"]
