@@ -23,7 +23,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from engram.build import build, run_dbt
 from engram.generate import generate
-from engram.numeric.clustering import two_level_table
+from engram.numeric.clustering import normalize, two_level_table
 from engram.numeric.incremental import (
     BOOKKEEPING,
     PLACED_BY_CLUSTERING,
@@ -39,7 +39,7 @@ from engram.numeric.incremental import (
     two_level_refresh_texts,
     write_stamp,
 )
-from engram.numeric.neighbors import nearest_neighbors, neighbors_of
+from engram.numeric.neighbors import leaf_index, nearest_neighbors, neighbors_of
 from engram.numeric.posterior import interval_code
 from engram.project import dbt_vars
 from ingest.embedder import Embedder
@@ -236,6 +236,16 @@ def test_neighbours_of_some_rows_match_the_full_search_and_find_who_may_list_the
         for a, b in zip(ivf.index, full.index[rows], strict=True)
     ]
     assert sum(hits) >= 0.8 * int((full.index[rows] >= 0).sum())
+    # the inverted file built once by the caller (a refresh searches twice) gives the same
+    leaves = leaf_index(normalize(x))
+    ivf_given, near_given = neighbors_of(
+        x, rows, 6, min_similarity=0.3, exact_max_rows=100, leaves=leaves
+    )
+    ivf_again, near_again = neighbors_of(x, rows, 6, min_similarity=0.3, exact_max_rows=100)
+    assert np.array_equal(ivf_given.index, ivf_again.index)
+    assert np.array_equal(near_given, near_again)
+    with pytest.raises(ValueError, match="leaves are for"):
+        neighbors_of(x[:-1], rows, 6, min_similarity=0.3, exact_max_rows=100, leaves=leaves)
 
 
 # --------------------------------------------------------------------------- warehouses

@@ -25,8 +25,10 @@ from engram.numeric.clustering import group_sums, normalize, partition
 
 __all__ = [
     "EXACT_MAX_ROWS",
+    "LeafIndex",
     "Neighbors",
     "expand_duplicates",
+    "leaf_index",
     "nearest_neighbors",
     "neighbors_of",
 ]
@@ -89,6 +91,7 @@ def neighbors_of(
     exact_max_rows: int = EXACT_MAX_ROWS,
     n_probe: int = IVF_PROBES,
     seed: int = 0,
+    leaves: LeafIndex | None = None,
 ) -> tuple[Neighbors, np.ndarray]:
     """Neighbours of some rows only, for an incremental refresh: the k most similar other
     rows (of all of `x`) with cosine >= `min_similarity` for each of `rows`, plus a mask
@@ -99,7 +102,9 @@ def neighbors_of(
 
     `near_floor` (per row of x) raises the bar for the mask: a row whose list is full and
     whose k-th similarity is s can only take a new neighbour at >= s, so only rows within
-    their own floor count as near."""
+    their own floor count as near. `leaves`, leaf_index(x, seed) computed once, spares a
+    caller that searches the same `x` twice (a refresh of similar pairs) building the
+    partition twice."""
     x = normalize(x)
     n = len(x)
     bar = np.full(n, float(min_similarity), dtype=np.float32)
@@ -123,12 +128,18 @@ def neighbors_of(
             near |= (sims >= bar[None, :]).any(axis=0)
             _top_k(sims, k, floor, out, local[lo : lo + block], everyone)
         return out, near
-    leaves, _, centroids = _leaf_index(x, seed)
-    n_probe = max(1, min(n_probe, len(leaves)))
+    if leaves is None:
+        leaves = leaf_index(x, seed)
+    elif len(leaves.leaf_of) != n:
+        raise ValueError(f"leaves are for {len(leaves.leaf_of)} rows, x has {n}")
+    centroids = leaves.centroids
+    n_probe = max(1, min(n_probe, len(leaves.members)))
     probes = np.argpartition(-(x[rows] @ centroids.T), n_probe - 1, axis=1)[:, :n_probe]
     prober = np.repeat(local, n_probe)[np.argsort(probes.ravel(), kind="stable")]
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(probes.ravel(), minlength=len(leaves)))))
-    for number, members in enumerate(leaves):
+    bounds = np.concatenate(
+        ([0], np.cumsum(np.bincount(probes.ravel(), minlength=len(leaves.members))))
+    )
+    for number, members in enumerate(leaves.members):
         queries = prober[bounds[number] : bounds[number + 1]]
         if len(queries) == 0:
             continue
@@ -187,15 +198,24 @@ def _exact(x: np.ndarray, k: int, floor: float) -> Neighbors:
     return out
 
 
-def _leaf_index(x: np.ndarray, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class LeafIndex:
     """The inverted file's leaves (row indices per leaf), each row's leaf, and the leaves'
-    unit centroids: one
-    partition shared by the full search and the incremental one, so both probe alike."""
+    unit centroids."""
+
+    members: list[np.ndarray]
+    leaf_of: np.ndarray
+    centroids: np.ndarray
+
+
+def leaf_index(x: np.ndarray, seed: int = 0) -> LeafIndex:
+    """The inverted file over the unit rows x: one partition shared by the full search and
+    the incremental one, so both probe alike (pass normalize(x) of the x they are given)."""
     leaves = partition(x, IVF_LEAF_SIZE, seed)
     leaf_of = np.empty(len(x), dtype=np.int64)
     for number, leaf in enumerate(leaves):
         leaf_of[leaf] = number
-    return leaves, leaf_of, normalize(group_sums(x, leaf_of, len(leaves)))
+    return LeafIndex(leaves, leaf_of, normalize(group_sums(x, leaf_of, len(leaves))))
 
 
 def _ivf(x: np.ndarray, k: int, floor: float, n_probe: int, seed: int) -> Neighbors:
@@ -203,7 +223,8 @@ def _ivf(x: np.ndarray, k: int, floor: float, n_probe: int, seed: int) -> Neighb
     (by leaf centroid); the work is done leaf by leaf, one matrix product per leaf against
     all rows probing it, and merged into each row's running top k."""
     n = len(x)
-    leaves, leaf_of, centroids = _leaf_index(x, seed)
+    index = leaf_index(x, seed)
+    leaves, leaf_of, centroids = index.members, index.leaf_of, index.centroids
     n_probe = max(1, min(n_probe, len(leaves)))
     probes = np.empty((n, n_probe), dtype=np.int64)
     for lo in range(0, n, 65_536):

@@ -22,9 +22,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engram.numeric.clustering import embedding_matrix, vectors_by_description
+from engram.numeric.clustering import embedding_matrix, normalize, vectors_by_description
 from engram.numeric.incremental import WRITE_STAMP, begin_stamped_write, key_digests, stamp_column
-from engram.numeric.neighbors import Neighbors, expand_duplicates, nearest_neighbors, neighbors_of
+from engram.numeric.neighbors import (
+    EXACT_MAX_ROWS,
+    Neighbors,
+    expand_duplicates,
+    leaf_index,
+    nearest_neighbors,
+    neighbors_of,
+)
 
 FLOOR_SLACK = 1e-5  # float32 rounding between two builds' products, with margin
 
@@ -180,6 +187,8 @@ def pairs(dbt, session, changed, k, threshold, stamp):
         hit = pc.is_in(ids, value_set=pa.array(sorted(changed), pa.string()))
         touched_keys = np.zeros(n_keys, dtype=bool)
         touched_keys[np.unique(key_of_row[hit.to_numpy(zero_copy_only=False)])] = True
+        # the inverted file both searches below probe, built once (above EXACT_MAX_ROWS)
+        leaves = leaf_index(normalize(x)) if n_keys > EXACT_MAX_ROWS else None
         # descriptions near a changed one: their lists may now hold it
         _, near = neighbors_of(
             x,
@@ -187,10 +196,11 @@ def pairs(dbt, session, changed, k, threshold, stamp):
             k,
             min_similarity=threshold,
             near_floor=list_floors(dbt, session, ids, key_of_row, n_keys, k),
+            leaves=leaves,
         )
         scope = touched_keys | near
         redo = np.flatnonzero(scope)
-        found, _ = neighbors_of(x, redo, k, min_similarity=threshold)
+        found, _ = neighbors_of(x, redo, k, min_similarity=threshold, leaves=leaves)
         kk = found.index.shape[1]
         neighbours = Neighbors(
             np.full((n_keys, kk), -1, np.int64),
