@@ -21,6 +21,14 @@ Two ways to split (--split), because they touch different amounts of history:
 - `scattered`: late-arriving history. The held-back patterns come with all their events,
   spread over every week of the history (plus the newest 1% of the others: about 2.6% of
   the events at 10M), so every week is touched. The only split before 2026-12-02 evening.
+
+A run with `--keep-before-refresh` keeps the state its refresh started from, and
+
+    python -m bench.refresh --replay EARLIER_WORK --work NEW_WORK
+
+times that refresh again (build + publish, the same way) with the code of this checkout,
+beside the earlier run's refresh model by model: a change measured in minutes instead of
+a new 1M-pattern run (~15 min), and new and old code alternated on the same state.
 """
 
 from __future__ import annotations
@@ -231,11 +239,22 @@ def keep_state(db: Path, into: Path) -> None:
         shutil.copyfile(record, copy)
 
 
-def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) -> dict[str, Any]:
+def timed_build(
+    db: Path,
+    work: Path,
+    name: str,
+    parsed_in: Path | None = None,
+    *,
+    skip_unit_tests: bool = False,
+) -> dict[str, Any]:
     """`dbt build` as a child process with the arguments `engram build` gives it
     (engram.build.build_plan: after a first build, the watermark that scopes the data tests,
     and no unit tests while the code is the one they passed with), then the publish; wall
-    seconds, the child's peak RSS, per-model seconds and the tests' total seconds."""
+    seconds, the child's peak RSS, per-model seconds and the tests' total seconds.
+    skip_unit_tests leaves dbt's unit tests out whatever the plan says (and records no
+    pass of them): a replay of a refresh that ran none, with changed code."""
+    from dataclasses import replace
+
     from engram.build import build_plan, dbt_command, dbt_cwd, dbt_env
     from engram.project import project_dir
     from engram.query.serving import prepare_publish, publish
@@ -251,6 +270,10 @@ def timed_build(db: Path, work: Path, name: str, parsed_in: Path | None = None) 
     env["DBT_LOG_PATH"] = str(work / f"logs_{name}")
     project = str(project_dir())
     plan = build_plan(db)
+    if skip_unit_tests and "unit_test" not in plan.args:
+        plan = replace(
+            plan, args=[*plan.args, "--exclude-resource-type", "unit_test"], passed_digest=None
+        )
     env.update(plan.env)
     command = [*dbt_command(), *plan.args, "--project-dir", project, "--profiles-dir", project]
     started = time.perf_counter()
@@ -423,6 +446,61 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def replay(earlier: Path, work: Path) -> dict[str, Any]:
+    """Time the refresh of an earlier run again, from the state it started from
+    (EARLIER/before_refresh, kept by --keep-before-refresh), with this checkout's code, in
+    the empty directory `work`; timed_build's result. The earlier full build's parse
+    (EARLIER/target_full) is reused, as the timed refresh reused it (code changed since
+    makes dbt parse what changed). dbt's unit tests are left out, as the timed refresh of
+    unchanged code left them: with changed code engram.build would run them (34 of them
+    took ~16 s of node time at 1M), and the replay would not compare with the refresh;
+    they check each model's SQL on fixed rows, which `make test` does."""
+    state = earlier / "before_refresh" / "engram.duckdb"
+    if not state.exists():
+        raise SystemExit(
+            f"{state} does not exist: replay needs a run made with "
+            f"`python -m bench.refresh --keep-before-refresh --work {earlier}`"
+        )
+    if work.exists() and any(work.iterdir()):
+        raise SystemExit(f"--work {work} is not empty: a replay writes a fresh copy there")
+    work.mkdir(parents=True, exist_ok=True)
+    keep_state(state, work)  # copies: the kept state stays as it was, for the next replay
+    parsed = earlier / "target_full"
+    return timed_build(
+        work / state.name,
+        work,
+        "replay",
+        parsed_in=parsed if parsed.exists() else None,
+        skip_unit_tests=True,
+    )
+
+
+def replay_report(replayed: dict[str, Any], earlier: dict[str, Any] | None) -> str:
+    """The replay beside the earlier run's refresh (its refresh.json), when there is one."""
+    before = earlier or {"models": {}, "publish_steps": {}}
+    lines = [f"{'model':<46}{'earlier s':>10}{'replay s':>10}"]
+    models = replayed["models"]
+    for name in sorted(models, key=lambda n: -models[n])[:20]:
+        lines.append(f"{name:<46}{before['models'].get(name, 0.0):>10.2f}{models[name]:>10.2f}")
+    for label, key in (
+        ("data tests (sum)", "tests_seconds"),
+        ("dbt build (wall)", "build_seconds"),
+        ("publish", "publish_seconds"),
+        ("build + publish", "total_seconds"),
+    ):
+        lines.append(f"{label:<46}{before.get(key, 0.0):>10.2f}{replayed[key]:>10.2f}")
+    lines.append("publish, slowest steps (earlier s / replay s, what the replay's sync did):")
+    steps = replayed["publish_steps"]
+    for step in sorted(steps, key=lambda n: -steps[n][0])[:10]:
+        a = before["publish_steps"].get(step, [0.0, ""])[0]
+        lines.append(f"  {step:<44}{a:>9.2f}{steps[step][0]:>10.2f}  {steps[step][1]}")
+    lines.append(
+        f"tests run: {before.get('n_tests', 0)} / {replayed['n_tests']}, of which unit "
+        f"tests {before.get('n_unit_tests', 0)} / {replayed['n_unit_tests']}"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.refresh", description=__doc__.split("\n\n")[0]
@@ -452,7 +530,24 @@ def main(argv: list[str] | None = None) -> int:
         help="copy the warehouse and serving copies, as the refresh finds them, to "
         "WORK/before_refresh/ (untimed; to replay the refresh's models or publish)",
     )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="EARLIER_WORK",
+        help="instead of a new run: time EARLIER_WORK's refresh again from the state it "
+        "kept (--keep-before-refresh) with this checkout's code, in --work (required, "
+        "empty), beside that run's refresh",
+    )
     args = parser.parse_args(argv)
+    if args.replay is not None:
+        if args.work is None:
+            parser.error("--replay needs --work, an empty directory for the copy it times")
+        replayed = replay(args.replay, args.work)
+        (args.work / "replay.json").write_text(json.dumps(replayed, indent=2))
+        earlier = args.replay / "refresh.json"
+        before = json.loads(earlier.read_text())["refresh"] if earlier.exists() else None
+        print(replay_report(replayed, before))
+        return 0
     if not 0 < args.share < 0.5:
         parser.error(f"--share must be in (0, 0.5), got {args.share}")
     work = args.work or Path(tempfile.mkdtemp(prefix="engram-refresh-"))

@@ -110,3 +110,34 @@ def test_a_small_run_times_both_builds_and_reports_each_publish_step(
     timed = unit_tests_record(tmp_path / "work" / "engram.duckdb")
     assert unit_tests_record(kept).read_bytes() == timed.read_bytes()
     assert "unit_test" in build_plan(kept).args
+
+    # --replay: the same refresh timed again from that state, with the same answers
+    from bench.refresh import replay, replay_report
+
+    # as if the code had changed since (the record gone): still no unit tests, and no pass
+    # of them recorded for code that did not run them
+    unit_tests_record(kept).unlink()
+    replayed = replay(tmp_path / "work", tmp_path / "replayed")
+    assert replayed["n_unit_tests"] == 0
+    assert not unit_tests_record(tmp_path / "replayed" / "engram.duckdb").exists()
+    assert replayed["n_tests"] == refresh["n_tests"]
+    assert set(replayed["models"]) == set(refresh["models"])
+    assert replayed["total_seconds"] == replayed["build_seconds"] + replayed["publish_seconds"]
+    with duckdb.connect(str(tmp_path / "replayed" / "engram.duckdb"), read_only=True) as con:
+        con.execute(f"attach '{tmp_path / 'work' / 'engram.duckdb'}' as timed (read_only)")
+        # marts whose sums are exact (file_cooccurrence's double sums can differ in the
+        # last bits between two builds of the same rows: DuckDB's parallel sum())
+        for mart in ("pattern_trend_summary", "pattern_alerts", "dim_patterns"):
+            differ = con.execute(
+                f"select count(*) from (select * from marts.{mart} "
+                f"except all select * from timed.marts.{mart})"
+            ).fetchone()[0]
+            assert differ == 0, mart
+    with duckdb.connect(str(kept), read_only=True) as con:  # the kept state is left as it was
+        assert con.execute("select count(*) from raw.usage_events").fetchone()[0] == n_events
+    text = replay_report(replayed, refresh)
+    assert "earlier s" in text and "build + publish" in text
+    with pytest.raises(SystemExit, match="is not empty"):
+        replay(tmp_path / "work", tmp_path / "replayed")
+    with pytest.raises(SystemExit, match="keep-before-refresh"):
+        replay(tmp_path / "nothing", tmp_path / "elsewhere")
