@@ -700,6 +700,38 @@ def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
 
 
+def test_on_a_refresh_the_pattern_vector_check_reads_only_the_patterns_loaded_since(
+    sample_warehouse: Path, tmp_path: Path
+) -> None:
+    """stg_patterns' not-null embedding test, with the watermark set, checks the patterns
+    loaded since the last build: an old pattern whose vector went missing is left to the
+    full run (no watermark), which fails on it; a pattern loaded since fails the scoped
+    run."""
+    from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
+
+    db, since = refresh_copy(sample_warehouse, tmp_path)
+    with duckdb.connect(str(db)) as con:
+        (text_hash,) = con.execute(
+            "select description_hash from raw.patterns group by description_hash "
+            "having max(loaded_at) <= ? order by description_hash limit 1",
+            [since],
+        ).fetchone()  # type: ignore[misc]
+        con.execute("delete from raw.embeddings where text_hash = ?", [text_hash])
+    check = ["test", "--select", "stg_patterns,test_name:not_null"]
+    scoped = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
+    run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+    with duckdb.connect(str(db)) as con:  # the same pattern, loaded again since
+        con.execute(
+            "update raw.patterns set loaded_at = ?::timestamp + interval 1 hour "
+            "where description_hash = ?",
+            [since, text_hash],
+        )
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env=scoped)
+
+
 def test_on_a_refresh_the_slope_check_reads_only_the_changed_patterns(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
