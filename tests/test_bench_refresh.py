@@ -122,7 +122,6 @@ def test_a_small_run_times_both_builds_and_reports_each_publish_step(
     assert not unit_tests_record(tmp_path / "replayed" / "engram.duckdb").exists()
     assert replayed["n_tests"] == refresh["n_tests"]
     assert set(replayed["models"]) == set(refresh["models"])
-    assert replayed["total_seconds"] == replayed["build_seconds"] + replayed["publish_seconds"]
     with duckdb.connect(str(tmp_path / "replayed" / "engram.duckdb"), read_only=True) as con:
         con.execute(f"attach '{tmp_path / 'work' / 'engram.duckdb'}' as timed (read_only)")
         # doubles compared to 9 decimals: sums of doubles (the weekly sums under the

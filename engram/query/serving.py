@@ -575,12 +575,8 @@ def sync_appended(
         "definition varchar, loaded_through timestamp, n_through bigint)"
     )
     source_relation, _, _ = target
-    views = [_catalog_text(con, view, "view") for view in scope.views]
-    settings = [[str(value) for value in row] for row in con.execute(scope.settings).fetchall()]
-    definition = (
-        None
-        if any(sql is None for sql in views)
-        else json.dumps([source_relation, views, settings, _columns(con, f"({source_relation})")])
+    definition = _definition_text(
+        con, scope.views, f"({source_relation})", scope.settings, source_relation
     )
     loaded_through, n_through = con.execute(
         f"select max(loaded_at), count(*) from {scope.log}"
@@ -595,8 +591,7 @@ def sync_appended(
         and stored is not None
         and stored[0] == definition
         and stored[1] is not None
-        and _exists(con, qualified)
-        and _columns(con, qualified) == _columns(con, f"({source_relation})")
+        and _exists(con, qualified)  # with the query's columns: only this sync writes it
     ):
         how = _sync_appended_keys(con, name, scope, stored[1], stored[2])
     if how is None:
@@ -684,17 +679,30 @@ def _definition(
     SQL is the same but whose output types changed upstream reads differently). None when
     one of the views is not a view of this warehouse (a table made some other way is
     synced whole)."""
-    views = [_catalog_text(con, view, "view") for view in scope.views]
-    if any(sql is None for sql in views):
-        return None
     source = f"({scope.input})" if " " in scope.input else scope.input
-    settings = (
-        [[str(value) for value in row] for row in con.execute(scope.settings).fetchall()]
-        if scope.settings
+    rows_for = _catalog_text(con, scope.rows_for, "table_macro")
+    return _definition_text(con, scope.views, source, scope.settings, rows_for, columns)
+
+
+def _definition_text(
+    con: duckdb.DuckDBPyConnection,
+    views: tuple[str, ...],
+    source: str,
+    settings: str,
+    *extra: object,
+) -> str | None:
+    """The views' SQL, the columns of `source`, the rows of the `settings` query and
+    `extra`, as one text to compare with a stored one (Scope's and Appended's
+    definitions); None when one of the views is not a view of this warehouse."""
+    texts = [_catalog_text(con, view, "view") for view in views]
+    if any(sql is None for sql in texts):
+        return None
+    rows = (
+        [[str(value) for value in row] for row in con.execute(settings).fetchall()]
+        if settings
         else []
     )
-    rows_for = _catalog_text(con, scope.rows_for, "table_macro")
-    return json.dumps([views, _columns(con, source), settings, rows_for, columns])
+    return json.dumps([texts, _columns(con, source), rows, *extra])
 
 
 def sync_scoped(con: duckdb.DuckDBPyConnection, name: str, target: _Target, scope: Scope) -> str:
