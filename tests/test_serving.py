@@ -945,3 +945,51 @@ def test_a_scoped_table_with_one_row_per_key_is_updated_in_place(tmp_path: Path)
     assert {key: rowid(key) for key in ("p7", "p8", "p30")} == before
     assert sync_scoped(con, "marts.dim", target, scope) == "unchanged"
     con.close()
+
+
+def test_a_column_that_follows_another_is_updated_where_that_one_or_its_nullness_differs(
+    tmp_path: Path,
+) -> None:
+    """Scope.follows (dim_patterns' vector follows its description): the vector column is
+    compared by the description and by whether it is null, never by its values, which
+    made DuckDB read the copy's whole vector column. A new description brings its new
+    vector, a vector that arrives for an unchanged description (the cache caught up) or
+    leaves is written, and a changed count leaves the row's vector, and place, alone."""
+    from engram.query.serving import _ALIAS, Scope, sync_scoped
+
+    con = scoped_source_and_copy(tmp_path)
+    con.execute(
+        "create table profile as select 'p' || i as pattern_id, i as usage_count, "
+        "'text ' || i as description, "
+        "case when i <> 5 then [i, 1, 0, 0]::float[4] end as vector from range(50) t(i)"
+    )
+    con.execute("create view marts.dim as select * from profile")
+    target = ("marts.dim", "pattern_id", None)
+    scope = Scope(
+        key="pattern_id",
+        input="profile",
+        needs=("profile",),
+        views=("marts.dim",),
+        unique=True,
+        follows=(("vector", "description"),),
+    )
+
+    def rows(relation: str) -> list[tuple]:
+        return con.execute(f"select * from {relation} order by all").fetchall()
+
+    assert sync_scoped(con, "marts.dim", target, scope) == "created"
+    (kept_place,) = con.execute(
+        f"select rowid from {_ALIAS}.marts.dim where pattern_id = 'p7'"
+    ).fetchone()  # type: ignore[misc]
+    con.execute("update profile set usage_count = 99 where pattern_id = 'p7'")
+    con.execute(
+        "update profile set description = 'new text', vector = [9, 9, 9, 9] where pattern_id = 'p8'"
+    )
+    con.execute("update profile set vector = [5, 5, 5, 5] where pattern_id = 'p5'")  # arrived
+    con.execute("update profile set vector = null where pattern_id = 'p6'")  # left
+    assert sync_scoped(con, "marts.dim", target, scope) == "scoped: 4 keys"
+    assert rows(f"{_ALIAS}.marts.dim") == rows("marts.dim")
+    assert con.execute(
+        f"select rowid from {_ALIAS}.marts.dim where pattern_id = 'p7'"
+    ).fetchone() == (kept_place,)
+    con.close()
