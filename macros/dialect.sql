@@ -172,6 +172,19 @@
     string
 {%- endmacro %}
 
+{#- The type of a timestamp without a time zone, for typed nulls (a finding without a
+    date): Spark's `timestamp` is its local-time-zone type, while the events' times are
+    timestamp_ntz there, so a union of the two would turn every time zone-aware. -#}
+{% macro timestamp_type() -%}
+    {{ return(adapter.dispatch('timestamp_type')()) }}
+{%- endmacro %}
+{% macro default__timestamp_type() -%}
+    timestamp
+{%- endmacro %}
+{% macro spark__timestamp_type() -%}
+    timestamp_ntz
+{%- endmacro %}
+
 {#- How an incremental model is materialized: incremental (delete+insert) on DuckDB; a full
     table on Spark, whose plain parquet tables have no delete+insert (a cluster with Delta
     would use `merge`; docs/scale-out.md). -#}

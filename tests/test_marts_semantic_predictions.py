@@ -387,6 +387,7 @@ BACKTEST = (
 )
 TRENDS = ("marts.pattern_trends", "pattern_trends_is_well_formed")
 PROJECTS = ("marts.pattern_project_predictions", "pattern_project_predictions_is_well_formed")
+ALERTS = ("marts.pattern_alerts", "pattern_alerts_is_well_formed")
 
 
 def _render_check(check_name: str, relations: dict[str, str]) -> str:
@@ -457,6 +458,13 @@ def _render_check(check_name: str, relations: dict[str, str]) -> str:
             "select * replace (null as context_cluster_label) from original",
             "a key or the label",
         ),
+        (ALERTS, "select * replace (null as message) from original", "evidence or message"),
+        (
+            ALERTS,
+            "select * replace (case when kind = 'stale' then null else weeks_unused end "
+            "as weeks_unused) from original",
+            "a stale alert without",
+        ),
     ],
 )
 def test_a_views_one_pass_check_catches_what_its_column_tests_did(
@@ -464,8 +472,9 @@ def test_a_views_one_pass_check_catches_what_its_column_tests_did(
 ) -> None:
     """The backtest view's 14 column tests, pattern_trends' 7 and
     pattern_project_predictions' 11 became one singular test each (a view re-derives its
-    rows for every test): a planted bad row must fail it,
-    naming the reason, and fail dbt."""
+    rows for every test), and pattern_alerts' evidence and message tests likewise when it
+    became a view (its key tests are on the findings' table): a planted bad row must fail
+    it, naming the reason, and fail dbt."""
     import shutil
 
     from engram.build import BuildError, run_dbt

@@ -616,6 +616,9 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     # appended, no other written) and the per-description group facts
     assert updated.table_changes["intermediate.int_patterns__clustered"] == "updated"
     assert updated.table_changes["marts.pattern_clusters"] == "unchanged"
+    # pattern_alerts is a view of the stored findings and what an append moves (the
+    # newest event, the replacements' numbers), a few rows per theme: no alert is written
+    assert updated.table_changes["marts.pattern_alerts"] == "unchanged"
     # the marts a refresh rewrites per pattern: the patterns it rewrote (their rows
     # stamped by its write, written_at), and no other, were written; the new pattern has
     # no similar pattern, so no list changed
