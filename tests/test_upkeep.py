@@ -327,6 +327,34 @@ def test_cli_and_memory_show_the_alerts(warehouse: Path, capsys: pytest.CaptureF
     assert recorded["n"][0] == 0
 
 
+def test_the_top_alerts_are_the_views_first_rows_worded_for_those_alone(warehouse: Path) -> None:
+    """answers.top_alerts picks the top findings without their words, then words only
+    those (pattern_alerts is a view that writes its sentences at read time): the same rows,
+    in the same order, as ordering the whole view, for every kind and for all kinds."""
+    from engram.query import answers
+
+    columns = (
+        "kind, pattern_id, related_pattern_id, message, evidence, theme_id, theme_label, "
+        "score, alert_id"
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for kind in (None, *answers.ALERT_KINDS):
+            kinds = [kind] if kind else list(answers.ALERT_KINDS)
+            for top in (1, 7, 10_000):
+                shown = answers.top_alerts(con, {"marts.pattern_alerts"}, top, kind)
+                assert shown is not None
+                whole = con.execute(
+                    f"select {columns} from marts.pattern_alerts "
+                    "where kind in (select unnest(?::varchar[])) "
+                    "order by priority, score desc nulls last, pattern_id limit ?",
+                    [kinds, top],
+                ).df()
+                assert shown.frame.equals(whole), (kind, top)
+        assert (
+            con.execute("select count(distinct kind) from marts.pattern_alerts").fetchone()[0] >= 3
+        )  # the comparison covered several kinds
+
+
 def test_dagster_metadata_shows_the_top_alerts(warehouse: Path) -> None:
     from orchestration.metadata import mart_insights
 

@@ -204,18 +204,21 @@ def top_alerts(
         """,
         [kinds, top],
     ).fetchall()
+    # one parameter per id: DuckDB pushes `in (?, ...)` into the findings' scan, not a
+    # list unnested in a subquery (35 against 230 ms at 1M patterns)
+    ids = [pattern_id for _, pattern_id in keys]
     sql = f"""
         select kind, pattern_id, related_pattern_id, message, evidence, theme_id, theme_label,
                score, alert_id
         from marts.pattern_alerts
-        where pattern_id in (select unnest(?::varchar[]))
+        where pattern_id in ({", ".join("?" * len(ids)) or "null"})
             and kind || ':' || pattern_id in (select unnest(?::varchar[]))
         {ranking}
     """
     picked = [f"{found_kind}:{pattern_id}" for found_kind, pattern_id in keys]
     return Answer(
         "Alerts: what to do about the pattern library",
-        _frame(con, sql, [[pattern_id for _, pattern_id in keys], picked]),
+        _frame(con, sql, [*ids, picked]),
         "marts.pattern_alerts",
     )
 
