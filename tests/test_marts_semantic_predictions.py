@@ -399,7 +399,10 @@ def _render_check(check_name: str, relations: dict[str, str]) -> str:
         (CHECKOUT_ROOT / "tests/dbt" / f"{check_name}.sql").read_text()
     )
     return template.render(
-        ref=lambda model: relations[model],
+        # a model not given is only named in a `depends_on` comment (the scoped branch,
+        # which reads it, is not rendered here)
+        ref=lambda model: relations.get(model, model),
+        config=lambda **_: "",
         weeks_between=lambda start, stop: f"(date_diff('day', {start}, {stop}) // 7)",
         changed_patterns=lambda: None,
     )
@@ -498,23 +501,30 @@ def test_a_views_one_pass_check_catches_what_its_column_tests_did(
 
 
 # The views whose one-pass checks read, on a refresh, the view's own query scoped to the
-# changed patterns: (view, the macro that is its query)
+# changed patterns: (view, the macro call that is its query for the patterns {subset})
 SCOPED_QUERIES = (
-    ("marts.pattern_trends", "pattern_trends_rows"),
-    ("intermediate.int_prediction_backtest__predicted", "prediction_backtest_rows"),
-    ("marts.pattern_project_predictions", "pattern_project_predictions_rows"),
+    ("marts.pattern_trends", 'pattern_trends_rows("{subset}")'),
+    ("intermediate.int_prediction_backtest__predicted", 'prediction_backtest_rows("{subset}")'),
+    ("marts.pattern_project_predictions", 'pattern_project_predictions_rows("{subset}")'),
+    (
+        "marts.pattern_alerts",
+        "pattern_alerts_rows('(select * from ' ~ ref('int_pattern_alerts__found') ~ "
+        "' where pattern_id in {subset})', ref('pattern_themes'), ref('int_theme_recent_use'), "
+        "ref('int_theme_replacements'))",
+    ),
 )
 
 
 def test_a_views_query_scoped_to_some_patterns_gives_the_views_rows_for_them(
     planted_warehouse: Path,
 ) -> None:
-    """On a refresh the one-pass checks of three views read the view's query scoped to the
+    """On a refresh the one-pass checks of four views read the view's query scoped to the
     patterns the build recomputed (macros/*_rows.sql), not the whole view. That is only a
     check of the view if the scoped query gives exactly the view's rows for those patterns:
-    the priors every row shares (global weekly means, each project's totals) must still
-    come from every pattern. Compared row for row (`except all`, both ways) on a warehouse
-    with several projects, for about a seventh of the patterns."""
+    the priors every row shares (global weekly means, each project's totals, the newest
+    event and the themes' replacements) must still come from every pattern. Compared row
+    for row (`except all`, both ways) on a warehouse with several projects, for about a
+    seventh of the patterns."""
     from engram.build import run_dbt
 
     subset = (
@@ -522,7 +532,9 @@ def test_a_views_query_scoped_to_some_patterns_gives_the_views_rows_for_them(
         "group by pattern_id having hash(pattern_id) % 7 = 0)"
     )
     split = "-- next scoped query --"
-    inline = f"\n{split}\n".join(f'{{{{ {macro}("{subset}") }}}}' for _, macro in SCOPED_QUERIES)
+    inline = f"\n{split}\n".join(
+        "{{ " + call.format(subset=subset) + " }}" for _, call in SCOPED_QUERIES
+    )
     compiled = run_dbt(["compile", "--quiet", "--inline", inline], planted_warehouse, capture=True)
     queries = compiled.stdout.split(split)
     assert len(queries) == len(SCOPED_QUERIES)
