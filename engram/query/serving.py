@@ -252,6 +252,28 @@ def _hash_kind() -> str:
     return f"duckdb-{duckdb.__version__}"
 
 
+def _vector_identity(
+    con: duckdb.DuckDBPyConnection, follows: str | None, prefix: str = ""
+) -> tuple[str, str]:
+    """(the expression hashed per row to tell whether a row's vector changed, its
+    hash_kind). A vector that is the embedding cache's for a text column under the active
+    model (`follows`, as Scope.follows: the cache adds a text's vector once and never
+    replaces it) is identified by that text's hash, the model named in the kind: hashing
+    1M FLOAT[384] vectors took 2.6 s of a 10M-event refresh's index update, hashing their
+    descriptions 0.6 s. Another model gives another kind, so the index is built again.
+    Without one active model (an older warehouse), the vectors themselves are hashed."""
+    if follows:
+        try:
+            models = con.execute(
+                f"select embedding_model from {prefix}staging.stg_embedding_model"
+            ).fetchall()
+        except duckdb.Error:
+            models = []
+        if len(models) == 1 and models[0][0]:
+            return f"hash({follows})", f"{_hash_kind()};{follows};{models[0][0]}"
+    return "hash(embedding)", _hash_kind()
+
+
 def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
     rows = con.execute(f"describe select * from {relation}").fetchall()
     return [(str(r[0]), str(r[1])) for r in rows]
@@ -955,11 +977,12 @@ def _update_rows(
 
 
 def _vector_hashes(
-    con: duckdb.DuckDBPyConnection, relation: str, key: str
+    con: duckdb.DuckDBPyConnection, relation: str, key: str, identity: str = "hash(embedding)"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, uint64 hash() of their embeddings), ordered by id as the vectors queries are."""
+    """(ids, uint64 `identity` of their rows: hash() of their embeddings, or of the text
+    their embeddings follow, _vector_identity), ordered by id as the vectors queries are."""
     table = con.execute(
-        f"select {key}, hash(embedding) from {relation} where embedding is not null order by {key}"
+        f"select {key}, {identity} from {relation} where embedding is not null order by {key}"
     ).fetchnumpy()
     columns = list(table.values())
     return np.asarray(columns[0], dtype=str), np.asarray(columns[1], dtype=np.uint64)
@@ -986,13 +1009,14 @@ def _fetch_vectors(
     return vectors
 
 
-# (index name, its vectors query given a schema prefix, the relation it reads) per vector
-# index. An update reads the warehouse's relation (the copy's table ends equal to it), so
-# it need not wait for the copy's tables to be synced; a build from scratch waits for
-# them anyway (memory) and reads the copy's.
+# (index name, its vectors query given a schema prefix, the relation it reads, the text
+# column its vectors follow or None: _vector_identity) per vector index. An update reads
+# the warehouse's relation (the copy's table ends equal to it), so it need not wait for
+# the copy's tables to be synced; a build from scratch waits for them anyway (memory) and
+# reads the copy's.
 _INDEXES = (
-    ("patterns", pattern_vectors_sql, "marts.dim_patterns"),
-    ("contexts", context_vectors_sql, "staging.stg_contexts"),
+    ("patterns", pattern_vectors_sql, "marts.dim_patterns", "description"),
+    ("contexts", context_vectors_sql, "staging.stg_contexts", None),
 )
 
 
@@ -1019,14 +1043,15 @@ def _publish_indexes(
 
     manifests: dict[str, Manifest] = {}
     try:
-        for name, vectors_sql, relation in _INDEXES:
+        for name, vectors_sql, relation, follows in _INDEXES:
             if relation not in relations:
                 continue
             indexed = time.perf_counter()
             key = POINT_LOOKUPS[relation]
             update = None
             if previous is not None:
-                ids, hashes = _vector_hashes(con, relation, key)
+                identity, hash_kind = _vector_identity(con, follows)
+                ids, hashes = _vector_hashes(con, relation, key, identity)
                 update = update_index(
                     previous,
                     partial,
@@ -1035,7 +1060,7 @@ def _publish_indexes(
                     hashes,
                     lambda wanted, r=relation, k=key: _fetch_vectors(con, r, k, wanted),
                     build_id,
-                    hash_kind=_hash_kind(),
+                    hash_kind=hash_kind,
                 )
             if update is not None:
                 manifest = update.manifest
@@ -1047,7 +1072,8 @@ def _publish_indexes(
                 waiting = time.perf_counter()
                 tables_done.wait()
                 indexed += time.perf_counter() - waiting  # the step's own seconds
-                _, hashes = _vector_hashes(con, f"{_ALIAS}.{relation}", key)
+                identity, hash_kind = _vector_identity(con, follows, f"{_ALIAS}.")
+                _, hashes = _vector_hashes(con, f"{_ALIAS}.{relation}", key, identity)
                 ids, vectors = read_vectors(con, vectors_sql(f"{_ALIAS}."))
                 manifest = build_index(
                     partial,
@@ -1057,7 +1083,7 @@ def _publish_indexes(
                     build_id,
                     ann=ann,
                     hashes=hashes,
-                    hash_kind=_hash_kind(),
+                    hash_kind=hash_kind,
                 )
                 result.index_changes[name] = f"built: {manifest.n} rows"
             result.step_seconds[f"index {name}"] = time.perf_counter() - indexed
