@@ -21,11 +21,7 @@ resolved as (
         found.related_pattern_id,
         found.theme_id,
         themes.theme_label,
-        case
-            when found.kind = 'stale' then
-                {{ whole_weeks_elapsed('found.last_active_at', 'recent.last_event_at') }}::double
-            else found.score
-        end as score,
+        found.score,
         found.n_events,
         found.avg_quality,
         found.quality_slope_per_week,
@@ -121,7 +117,8 @@ select
                    pattern_id, evidence)
     end as message,
     priority,
-    score,
+    -- a stale finding's strength is its weeks unused, counted here
+    case when kind = 'stale' then weeks_unused::double else score end as score,
     n_events,
     avg_quality,
     quality_slope_per_week,
