@@ -62,6 +62,7 @@ EVERY_ROW_MODELS = (
     "pattern_similar_pairs",
     "pattern_clusters",
     "int_pattern_texts__described",
+    "int_pattern_texts__neighbors",
 )
 
 

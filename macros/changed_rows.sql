@@ -155,7 +155,7 @@
 
 {#
   The rows the running build wrote in a model that stamps its writes (`written_at`, unique
-  to each write and growing: engram.numeric.incremental.write_stamp; pattern_similar_pairs,
+  to each write and growing: engram.numeric.incremental.write_stamp; int_pattern_texts__neighbors,
   pattern_predictions), as a condition on `relation`: on an incremental build with a
   watermark, the rows of the newest stamp (those of this build's write; when it wrote none,
   those of the previous one, checked again); otherwise `true`, every row. Rows a refresh

@@ -439,29 +439,31 @@ def test_key_digests_tell_a_keys_rows_apart_in_any_order_and_only_those() -> Non
     assert set(digests("a", where="pattern_id in ('p1', 'p4')")) == {"p1", "p4"}
 
 
-def rows_per_pattern(frame: pd.DataFrame) -> dict[str, set[tuple]]:
-    """Each pattern's rows without the bookkeeping columns (the stamp, pattern_predictions'
+def rows_per_key(frame: pd.DataFrame, key: str = "pattern_id") -> dict[str, set[tuple]]:
+    """Each key's rows without the bookkeeping columns (the stamp, pattern_predictions'
     input digest), as a set (floats rounded to 1e-12)."""
     values = frame.drop(columns=[column for column in BOOKKEEPING if column in frame])
     keyed = values.map(lambda v: round(v, 12) if isinstance(v, float) else v)
-    groups = keyed.groupby("pattern_id")
+    groups = keyed.groupby(key)
     return {pid: set(map(tuple, group.to_numpy().tolist())) for pid, group in groups}
 
 
-def check_refresh_stamps(before: pd.DataFrame, after: pd.DataFrame) -> set[str]:
-    """The stamps of a table a refresh rewrote per pattern (written_at): the first build
-    wrote every row with one stamp; after the refresh each pattern's rows share one, the
-    first build's or a newer one, and the patterns with the newer one are exactly those
+def check_refresh_stamps(
+    before: pd.DataFrame, after: pd.DataFrame, key: str = "pattern_id"
+) -> set[str]:
+    """The stamps of a table a refresh rewrote per key (written_at): the first build
+    wrote every row with one stamp; after the refresh each key's rows share one, the
+    first build's or a newer one, and the keys with the newer one are exactly those
     whose rows differ from the first build's (new ones included). Returns them."""
     assert before["written_at"].notna().all() and before["written_at"].nunique() == 1
     assert after["written_at"].notna().all()
     (first,) = before["written_at"].unique()
-    stamps = after.groupby("pattern_id")["written_at"].nunique()
-    assert (stamps == 1).all(), "a pattern's rows are written whole, with one stamp"
+    stamps = after.groupby(key)["written_at"].nunique()
+    assert (stamps == 1).all(), "a key's rows are written whole, with one stamp"
     assert set(after["written_at"].unique()) <= {first, after["written_at"].max()}
     assert after["written_at"].max() > first
-    rewritten = set(after.loc[after["written_at"] > first, "pattern_id"])
-    old_rows, new_rows = rows_per_pattern(before), rows_per_pattern(after)
+    rewritten = set(after.loc[after["written_at"] > first, key])
+    old_rows, new_rows = rows_per_key(before, key), rows_per_key(after, key)
     differ = {p for p in set(old_rows) | set(new_rows) if old_rows.get(p) != new_rows.get(p)}
     assert rewritten == differ & set(new_rows)
     assert 0 < len(rewritten) < len(new_rows)
@@ -470,17 +472,22 @@ def check_refresh_stamps(before: pd.DataFrame, after: pd.DataFrame) -> set[str]:
 
 @pytest.mark.slow
 def test_an_incremental_build_stamps_the_similar_pairs_lists_it_wrote(builds: dict) -> None:
-    """The refresh writes only the lists that came out different, with a stamp newer than
-    the first build's (so its data tests check those alone: macros/changed_rows.sql, and
-    the serving copy syncs those alone); a list is written whole, with one stamp. The
-    full refresh writes every list with one stamp."""
-    before = table(builds["root"] / "before.duckdb", "pattern_similar_pairs")
-    inc = table(builds["inc"], "pattern_similar_pairs")
-    rewritten = check_refresh_stamps(before, inc)
-    # every new pattern's list is new, so written by the refresh
-    held = set(builds["held"]) & set(inc["pattern_id"])
-    assert held and held <= rewritten
-    full = table(builds["full"], "pattern_similar_pairs")
+    """The refresh writes only the descriptions' lists that came out different, with a
+    stamp newer than the first build's (so its data tests check those alone:
+    macros/changed_rows.sql, and the serving copy syncs those alone); a list is written
+    whole, with one stamp. The full refresh writes every list with one stamp."""
+    lists = "int_pattern_texts__neighbors"
+    before = table(builds["root"] / "before.duckdb", lists)
+    inc = table(builds["inc"], lists)
+    rewritten = check_refresh_stamps(before, inc, key="description_hash")
+    # a text first listed by the refresh, and every list naming a new pattern, is new
+    held = set(builds["held"])
+    new_texts = set(inc["description_hash"]) - set(before["description_hash"])
+    naming = set(inc.loc[inc["similar_pattern_id"].isin(held), "description_hash"])
+    assert naming and new_texts | naming <= rewritten
+    # the refresh saw the new patterns: the next one starts after them
+    assert inc["patterns_through"].max() > before["patterns_through"].max()
+    full = table(builds["full"], lists)
     assert full["written_at"].notna().all() and full["written_at"].nunique() == 1
 
 
@@ -555,7 +562,7 @@ def test_a_refresh_recomputes_the_predictions_of_the_patterns_whose_input_digest
     assert set(after.index[after > before.max()]) == {cut, redigested}
     now, full = table(db, "pattern_predictions"), table(builds["full"], "pattern_predictions")
     for pattern in (cut, redigested):
-        assert rows_per_pattern(now[now["pattern_id"] == pattern]) == rows_per_pattern(
+        assert rows_per_key(now[now["pattern_id"] == pattern]) == rows_per_key(
             full[full["pattern_id"] == pattern]
         )
     assert (now.loc[now["pattern_id"] == altered, "predicted_success"] == 0.5).all()
@@ -669,28 +676,49 @@ def test_a_refresh_recomputes_the_trend_summary_of_the_patterns_past_its_own_wat
 def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
     builds: dict, embedder: Embedder, tmp_path: Path
 ) -> None:
-    """A warehouse built before the stamps (pattern_similar_pairs and pattern_predictions
-    with `refreshed_after`, a refresh's watermark or null, and no `written_at`) refreshes
-    without a --full-refresh: both tables are written whole once, every row with the new
-    stamp, the old column gone, and they equal the incremental build's. (Left as they
-    were, their rows would have no stamp for the serving copy to sync by.)"""
+    """A warehouse built before the stamps (pattern_predictions with `refreshed_after`, a
+    refresh's watermark or null, and no `written_at`) refreshes without a --full-refresh:
+    the table is written whole once, every row with the new stamp, the old column gone,
+    and it equals the incremental build's. (Left as it was, its rows would have no stamp
+    for the serving copy to sync by.) The same refresh upgrades a warehouse whose
+    pattern_similar_pairs is a table of per-pattern lists (before the lists were stored
+    per description): the lists are built whole, the table becomes the view, and its
+    rows equal the incremental build's."""
     db = tmp_path / "engram.duckdb"
     shutil.copy(builds["root"] / "before.duckdb", db)
     with duckdb.connect(str(db)) as con:
-        for mart in ("pattern_similar_pairs", "pattern_predictions"):
-            con.execute(f"alter table marts.{mart} rename column written_at to refreshed_after")
-            con.execute(f"update marts.{mart} set refreshed_after = null")
+        predictions = "marts.pattern_predictions"
+        con.execute(f"alter table {predictions} rename column written_at to refreshed_after")
+        con.execute(f"update {predictions} set refreshed_after = null")
+        con.execute(
+            "create table marts.similar_pairs_table as select *, now()::timestamp as written_at "
+            "from marts.pattern_similar_pairs"
+        )
+        con.execute("drop view marts.pattern_similar_pairs")
+        con.execute("alter table marts.similar_pairs_table rename to pattern_similar_pairs")
+        con.execute("drop table intermediate.int_pattern_texts__neighbors")
     ingest_paths([builds["root"] / "second"], db, embedder=embedder)
     build(db, capture=True, publish=False)
+    with duckdb.connect(str(db), read_only=True) as con:
+        kinds = dict(
+            con.execute(
+                "select table_name, table_type from information_schema.tables "
+                "where table_name in ('pattern_similar_pairs', 'int_pattern_texts__neighbors')"
+            ).fetchall()
+        )
+    assert kinds == {"pattern_similar_pairs": "VIEW", "int_pattern_texts__neighbors": "BASE TABLE"}
+    lists = table(db, "int_pattern_texts__neighbors")
+    assert lists["written_at"].nunique() == 1
     for mart, key, rtol in (
         # similarities are float32 products: a full search and a refresh's differ in the
-        # last bits (pattern_similar_pairs.FLOOR_SLACK)
+        # last bits (int_pattern_texts__neighbors.FLOOR_SLACK)
         ("pattern_similar_pairs", ["pattern_id", "rank"], 1e-6),
         ("pattern_predictions", ["context_cluster_id", "pattern_id"], 1e-12),
     ):
         now = table(db, mart)
         assert "refreshed_after" not in now.columns
-        assert now["written_at"].notna().all() and now["written_at"].nunique() == 1, mart
+        if mart == "pattern_predictions":
+            assert now["written_at"].notna().all() and now["written_at"].nunique() == 1
         bookkeeping = [column for column in BOOKKEEPING if column in now]
         expected = table(builds["inc"], mart).drop(columns=bookkeeping)
         pd.testing.assert_frame_equal(
@@ -780,7 +808,9 @@ def test_incremental_then_full_refresh_give_the_same_marts(builds: dict) -> None
     assert incremental.mean() >= skeptic.mean() - 0.05, (incremental.mean(), skeptic.mean())
     assert len(agreeing) >= 0.4 * len(a)
     compared = 0
-    for name in [*CLUSTER_TABLES, *marts]:
+    # the per-description lists pattern_similar_pairs reads too: refreshed in place
+    stored = ("int_pattern_texts__neighbors",)
+    for name in [*CLUSTER_TABLES, *stored, *marts]:
         left = table(inc, name)
         right = table(full, name)
         if name in PATTERN_PARTITIONED:
@@ -795,7 +825,7 @@ def test_incremental_then_full_refresh_give_the_same_marts(builds: dict) -> None
         assert len(x) > 0 or name in ALLOWED_EMPTY, name
         pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-6, obj=name)
         compared += 1
-    assert compared == len(marts) + len(CLUSTER_TABLES)
+    assert compared == len(marts) + len(CLUSTER_TABLES) + len(stored)
     # and the full refresh really re-clustered: every row placed by a clustering
     assert (b["placed_by"] == PLACED_BY_CLUSTERING).all()
 

@@ -889,52 +889,56 @@ def test_on_a_refresh_the_trend_summary_tests_check_only_the_patterns_it_recompu
 def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
-    """pattern_similar_pairs' data tests are per list, and every write stamps the lists it
-    writes (`written_at`). With a watermark set (a refresh), a broken list with the
-    newest stamp fails them; the same break in a list an earlier write stamped is left
-    to the full runs (no watermark), which fail on it."""
+    """int_pattern_texts__neighbors' data tests are per description's list, and every
+    write stamps the lists it writes (`written_at`); pattern_similar_pairs' singular
+    check reads the view for the patterns of those lists. With a watermark set (a
+    refresh), a broken list with the newest stamp fails both; the same break in a list
+    an earlier write stamped is left to the full runs (no watermark), which fail on it."""
 
     from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
 
     db, since = refresh_copy(sample_warehouse, tmp_path)
-    pairs = "marts.pattern_similar_pairs"
+    lists = "intermediate.int_pattern_texts__neighbors"
 
-    def break_list(con: duckdb.DuckDBPyConnection, pattern_id: str) -> str:
-        """The list's rank 2 renumbered 1 (two firsts); returns that row's neighbour."""
+    def break_list(con: duckdb.DuckDBPyConnection, description_hash: str) -> str:
+        """The list's rank 2 renumbered 1 (two firsts); returns that row's pattern."""
         (other,) = con.execute(
-            f"update {pairs} set rank = 1 where pattern_id = ? and rank = 2 "
+            f"update {lists} set list_rank = 1 where description_hash = ? and list_rank = 2 "
             "returning similar_pattern_id",
-            [pattern_id],
+            [description_hash],
         ).fetchone()
         return other
 
     with duckdb.connect(str(db)) as con:
         # the build wrote every list with one stamp
         assert con.execute(
-            f"select count(distinct written_at), count(*) - count(written_at) from {pairs}"
+            f"select count(distinct written_at), count(*) - count(written_at) from {lists}"
         ).fetchone() == (1, 0)
         first, second = (
             row[0]
             for row in con.execute(
-                f"select pattern_id from {pairs} group by pattern_id having count(*) >= 3 "
-                "order by pattern_id limit 2"
+                f"select description_hash from {lists} group by description_hash "
+                "having count(*) >= 3 order by description_hash limit 2"
             ).fetchall()
         )
         # the first list as a later write wrote it, broken
         con.execute(
-            f"update {pairs} set written_at = written_at + interval 1 second where pattern_id = ?",
+            f"update {lists} set written_at = written_at + interval 1 second "
+            "where description_hash = ?",
             [first],
         )
         moved = break_list(con, first)
     watermark = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
-    check = ["test", "--select", "pattern_similar_pairs"]
+    check = ["test", "--select", "int_pattern_texts__neighbors", "pattern_similar_pairs"]
+    unique = "unique_combination_int_pattern_texts__neighbors_description_hash__list_rank"
     with pytest.raises(BuildError, match="FAIL") as failed:
         run_dbt(check, db, capture=True, env=watermark)
     assert "ranks_are_consecutive" in str(failed.value)
-    assert "unique_combination_pattern_similar_pairs_pattern_id__rank" in str(failed.value)
+    assert unique in str(failed.value)
     with duckdb.connect(str(db)) as con:  # the same break, now in an unstamped list
         con.execute(
-            f"update {pairs} set rank = 2 where pattern_id = ? and similar_pattern_id = ?",
+            f"update {lists} set list_rank = 2 where description_hash = ? "
+            "and similar_pattern_id = ?",
             [first, moved],
         )
         break_list(con, second)
@@ -942,7 +946,7 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     with pytest.raises(BuildError, match="FAIL") as failed:
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
     assert "ranks_are_consecutive" in str(failed.value)
-    assert "unique_combination_pattern_similar_pairs_pattern_id__rank" in str(failed.value)
+    assert unique in str(failed.value)
 
 
 # The group facts pattern_clusters' singular checks read from the two tables under the

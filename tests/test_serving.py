@@ -551,7 +551,11 @@ def test_a_writer_killed_at_any_point_leaves_no_partial_folder_without_its_owner
     assert {inside.name for path in left for inside in path.iterdir()} <= {OWNER_FILE}
 
 
-STAMPED_MARTS = ("marts.pattern_similar_pairs", "marts.pattern_predictions")
+# the tables a refresh rewrites per key, stamping what it writes: (table, key)
+STAMPED_TABLES = {
+    "intermediate.int_pattern_texts__neighbors": "description_hash",
+    "marts.pattern_predictions": "pattern_id",
+}
 
 
 def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
@@ -585,7 +589,7 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     with duckdb.connect(str(warehouse_copy), read_only=True) as con:
         stamps_before = {
             mart: con.execute(f"select max(written_at) from {mart}").fetchone()[0]
-            for mart in STAMPED_MARTS
+            for mart in STAMPED_TABLES
         }
     ingest_paths([new], warehouse_copy, embedder=embedder)
     build(warehouse_copy, capture=True, publish=False)
@@ -619,18 +623,23 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     # pattern_alerts is a view of the stored findings and what an append moves (the
     # newest event, the replacements' numbers), a few rows per theme: no alert is written
     assert updated.table_changes["marts.pattern_alerts"] == "unchanged"
-    # the marts a refresh rewrites per pattern: the patterns it rewrote (their rows
-    # stamped by its write, written_at), and no other, were written; the new pattern has
-    # no similar pattern, so no list changed
+    # the tables a refresh rewrites per key: the keys it rewrote (their rows stamped by
+    # its write, written_at), and no other, were written; the new pattern has no similar
+    # pattern, so the one list written is its own new description's (itself alone), and
+    # pattern_similar_pairs, a view of the lists, writes nothing
     with duckdb.connect(str(warehouse_copy), read_only=True) as con:
         rewritten = {
-            mart: con.execute(
-                f"select count(distinct pattern_id) from {mart} where written_at > ?",
-                [stamps_before[mart]],
+            table: con.execute(
+                f"select count(distinct {key}) from {table} where written_at > ?",
+                [stamps_before[table]],
             ).fetchone()[0]
-            for mart in STAMPED_MARTS
+            for table, key in STAMPED_TABLES.items()
         }
-    assert rewritten == {"marts.pattern_similar_pairs": 0, "marts.pattern_predictions": 1}
+    assert rewritten == {
+        "intermediate.int_pattern_texts__neighbors": 1,
+        "marts.pattern_predictions": 1,
+    }
+    assert updated.table_changes["intermediate.int_pattern_texts__neighbors"] == "scoped: 1 keys"
     assert updated.table_changes["marts.pattern_similar_pairs"] == "unchanged"
     assert updated.table_changes["marts.pattern_predictions"] == "scoped: 1 keys"
     # predict's evidence per task text: the new event's task text alone

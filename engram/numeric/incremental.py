@@ -51,6 +51,7 @@ __all__ = [
     "BOOKKEEPING",
     "DEFAULT_DRIFT_SHARE",
     "INPUT_DIGEST",
+    "PATTERNS_THROUGH",
     "PLACED_BY_CLUSTERING",
     "PLACED_BY_JOIN",
     "WRITE_STAMP",
@@ -414,7 +415,10 @@ INPUT_DIGEST = "input_digest"
 # columns that say when or from what a row was written, not what it answers: two builds of
 # the same data may differ in them and in nothing else, so a comparison of builds leaves
 # them out by name
-BOOKKEEPING: tuple[str, ...] = (WRITE_STAMP, INPUT_DIGEST)
+# int_pattern_texts__neighbors' newest loaded_at of the patterns a write saw: where the
+# next refresh's changed patterns start
+PATTERNS_THROUGH = "patterns_through"
+BOOKKEEPING: tuple[str, ...] = (WRITE_STAMP, INPUT_DIGEST, PATTERNS_THROUGH)
 
 
 def write_stamp(session: Any, this: object | None, column: str = WRITE_STAMP) -> datetime:
@@ -422,7 +426,7 @@ def write_stamp(session: Any, this: object | None, column: str = WRITE_STAMP) ->
     microsecond), moved just past the newest stamp already in `this` (the model's table;
     None on its first build) should the clock be behind it, so that stamps only grow.
 
-    The models that rewrite some keys and keep the rest (pattern_similar_pairs,
+    The models that rewrite some keys and keep the rest (int_pattern_texts__neighbors,
     pattern_predictions) write every key's rows whole, each write with a stamp of its own,
     on every build, full or not. So a key's rows changed exactly when its (row count,
     newest stamp) did, which two readers rely on instead of comparing every value: the
@@ -439,7 +443,7 @@ def write_stamp(session: Any, this: object | None, column: str = WRITE_STAMP) ->
 
 
 def begin_stamped_write(dbt: Any, session: Any) -> tuple[bool, datetime]:
-    """What a stamped model (pattern_similar_pairs, pattern_predictions) does before it
+    """What a stamped model (int_pattern_texts__neighbors, pattern_predictions) does before it
     writes: (stamped, stamp). `stamped` is True when the model's table exists and its rows
     carry stamps, so the model may rewrite only the keys that changed; False on the first
     build, on `--full-refresh`, and for a table from before its rows were stamped, which is

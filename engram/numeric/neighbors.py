@@ -25,9 +25,11 @@ from engram.numeric.clustering import group_sums, normalize, partition
 
 __all__ = [
     "EXACT_MAX_ROWS",
+    "KeyLists",
     "LeafIndex",
     "Neighbors",
     "expand_duplicates",
+    "key_lists",
     "leaf_index",
     "nearest_neighbors",
     "neighbors_of",
@@ -299,20 +301,29 @@ def _hnsw(x: np.ndarray, k: int, floor: float) -> Neighbors:
     return out
 
 
-def expand_duplicates(
-    key_of_row: np.ndarray, neighbors: Neighbors, k: int, keys: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row neighbours when many rows share one vector (identical texts).
+@dataclass(frozen=True)
+class KeyLists:
+    """Per key (distinct vector), the first k + 1 rows nearest to it, best first: its own
+    rows (similarity 1.0) in row order, then the rows of its neighbouring keys, each key's
+    in row order. Flat arrays grouped by `owner` in list order; `position` is 0-based.
+    A row's own list is its key's minus itself, first k (expand_duplicates), which is why
+    a key keeps k + 1: pattern_similar_pairs is this, per pattern, at read time."""
 
-    `neighbors` is over the distinct keys (key_of_row indexes into it). A row's neighbours
-    are first the other rows with its key (similarity 1.0), then the rows of its key's
-    neighbouring keys, best first, rows of one key in row order; at most k per row.
-    Returns flat arrays (row, neighbour_row, similarity, rank 1..k). With `keys` (a
-    boolean mask over the keys) only the rows of those keys get their lists: a refresh
-    that recomputed some keys' neighbours expands their rows alone.
-    """
+    owner: np.ndarray  # the key whose list this is
+    position: np.ndarray  # 0.. within the owner's list
+    member: np.ndarray  # the listed row
+    similarity: np.ndarray  # float32, the two keys' cosine (1.0 within a key)
+    same_key: np.ndarray  # bool: the member is one of the owner's own rows
+
+
+def key_lists(
+    key_of_row: np.ndarray, neighbors: Neighbors, k: int, keys: np.ndarray | None = None
+) -> KeyLists:
+    """Each key's list of its k + 1 nearest rows (KeyLists). `neighbors` is over the
+    distinct keys (key_of_row indexes into it); with `keys` (a boolean mask over the keys)
+    only those keys' lists are made: a refresh that recomputed some keys' neighbours."""
     key_of_row = np.asarray(key_of_row, dtype=np.int64)
-    n, n_keys = len(key_of_row), len(neighbors.index)
+    n_keys = len(neighbors.index)
     by_key = np.argsort(key_of_row, kind="stable")
     count = np.bincount(key_of_row, minlength=n_keys)
     start = np.concatenate(([0], np.cumsum(count)[:-1]))
@@ -324,6 +335,8 @@ def expand_duplicates(
         [np.ones((n_keys, 1), np.float32), neighbors.similarity.astype(np.float32)], axis=1
     )
     ok = cand >= 0
+    if keys is not None:
+        ok &= np.asarray(keys, dtype=bool)[:, None]
     owner = np.repeat(np.arange(n_keys), ok.sum(axis=1))
     cand, cand_sim = cand[ok], cand_sim[ok]
     # expand each (key, candidate key) into up to `want` rows of the candidate key
@@ -333,23 +346,47 @@ def expand_duplicates(
     member = by_key[start[cand[pair]] + offset]
     member_owner = owner[pair]
     member_sim = cand_sim[pair]
+    same_key = cand[pair] == member_owner
     # first `want` members per owning key (the arrays are grouped by owner, best first)
     per_owner = np.bincount(member_owner, minlength=n_keys)
     owner_start = np.concatenate(([0], np.cumsum(per_owner)[:-1]))
     position = np.arange(len(member)) - owner_start[member_owner]
     keep = position < want
-    member, member_owner, member_sim = member[keep], member_owner[keep], member_sim[keep]
-    kept = np.minimum(per_owner, want)
+    return KeyLists(
+        owner=member_owner[keep],
+        position=position[keep],
+        member=member[keep],
+        similarity=member_sim[keep],
+        same_key=same_key[keep],
+    )
+
+
+def expand_duplicates(
+    key_of_row: np.ndarray, neighbors: Neighbors, k: int, keys: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row neighbours when many rows share one vector (identical texts).
+
+    `neighbors` is over the distinct keys (key_of_row indexes into it). A row's neighbours
+    are first the other rows with its key (similarity 1.0), then the rows of its key's
+    neighbouring keys, best first, rows of one key in row order; at most k per row: its
+    key's list (key_lists) minus itself. Returns flat arrays (row, neighbour_row,
+    similarity, rank 1..k). With `keys` (a boolean mask over the keys) only the rows of
+    those keys get their lists.
+    """
+    key_of_row = np.asarray(key_of_row, dtype=np.int64)
+    n, n_keys = len(key_of_row), len(neighbors.index)
+    lists = key_lists(key_of_row, neighbors, k, keys)
+    kept = np.bincount(lists.owner, minlength=n_keys)
     kept_start = np.concatenate(([0], np.cumsum(kept)[:-1]))
 
     # every row takes its key's list, minus itself, first k
-    row_len = kept[key_of_row] if keys is None else np.where(keys[key_of_row], kept[key_of_row], 0)
+    row_len = kept[key_of_row]
     row = np.repeat(np.arange(n), row_len)
     idx = np.repeat(kept_start[key_of_row], row_len) + (
         np.arange(len(row)) - np.repeat(np.cumsum(row_len) - row_len, row_len)
     )
-    neighbour = member[idx]
-    similarity = member_sim[idx]
+    neighbour = lists.member[idx]
+    similarity = lists.similarity[idx]
     not_self = neighbour != row
     row, neighbour, similarity = row[not_self], neighbour[not_self], similarity[not_self]
     first_of_row = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=n))[:-1]))

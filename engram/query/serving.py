@@ -65,6 +65,8 @@ EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     # what the copy's view marts.pattern_clusters reads (SERVED_VIEWS)
     ("intermediate.int_patterns__clustered", "cluster_id, pattern_id"),
     ("intermediate.int_pattern_texts__described", "description_hash"),
+    # what the copy's view marts.pattern_similar_pairs reads besides int_patterns__clustered
+    ("intermediate.int_pattern_texts__neighbors", "description_hash, list_rank"),
     # what the copy's view marts.pattern_alerts reads besides marts.pattern_themes
     ("intermediate.int_pattern_alerts__found", "priority, pattern_id"),
     ("intermediate.int_theme_recent_use", "theme_id"),
@@ -91,7 +93,6 @@ MART_ORDER: dict[str, str] = {
     "pattern_trend_summary": "pattern_id",
     "pattern_predictions": "context_cluster_id, pattern_id",
     "pattern_project_predictions": "project_id, context_cluster_id, pattern_id",
-    "pattern_similar_pairs": "pattern_id, rank",
     "file_cooccurrence": "project_id, file_a, file_b",
 }
 
@@ -463,24 +464,28 @@ SCOPED: dict[str, Scope] = {
         # the cache adds a text's vector once and never replaces it (ingest/embeddings.py)
         follows=(("embedding", "description"),),
     ),
-    # The two marts a refresh rewrites per pattern (delete+insert on pattern_id), whose
-    # every write stamps the rows it writes (written_at: engram.numeric.incremental.
-    # write_stamp, unique to the write, never null, on full builds too): a pattern's rows
-    # changed exactly when its row count or stamps did, so the digest reads those instead
-    # of hashing every value. Synced whole, the copy hashed all 10M similar pairs and 4M
-    # predictions on both sides (6.5 + 5.7 s of a 10M-event refresh's publish).
+    # The two tables a refresh rewrites per key (delete+insert), whose every write stamps
+    # the rows it writes (written_at: engram.numeric.incremental.write_stamp, unique to
+    # the write, never null, on full builds too): a key's rows changed exactly when its
+    # row count or stamps did, so the digest reads those instead of hashing every value.
+    # Synced whole, the copy hashed all 10M similar pairs (per pattern, as they were
+    # stored then) and 4M predictions on both sides (6.5 + 5.7 s of a 10M-event refresh's
+    # publish).
     **{
-        mart: Scope(
-            key="pattern_id",
+        table: Scope(
+            key=key,
             input=(
-                "select pattern_id, count(*) as n_rows, min(written_at) as first_written, "
-                f"max(written_at) as last_written from {mart} group by pattern_id"
+                f"select {key}, count(*) as n_rows, min(written_at) as first_written, "
+                f"max(written_at) as last_written from {table} group by {key}"
             ),
-            needs=(mart,),
+            needs=(table,),
             views=(),
             needs_columns=("written_at",),
         )
-        for mart in ("marts.pattern_similar_pairs", "marts.pattern_predictions")
+        for table, key in (
+            ("intermediate.int_pattern_texts__neighbors", "description_hash"),
+            ("marts.pattern_predictions", "pattern_id"),
+        )
     },
     # pattern_project_predictions' per-pattern sums: the copy's view of the mart reads them
     # (SERVED_VIEWS); the mart itself, every row moved by each project's prior, was
@@ -527,6 +532,16 @@ SERVED_VIEWS: dict[str, ServedView] = {
         reads=(
             "intermediate.int_patterns__clustered",
             "intermediate.int_pattern_texts__described",
+        ),
+    ),
+    # each pattern's nearest patterns: its description's list (k + 1 per distinct text,
+    # ~270k rows at 1M patterns) minus itself; stored per pattern (10M rows) a pattern
+    # joining a text rewrote the lists of all its members (1.04M rows after +1%)
+    "marts.pattern_similar_pairs": ServedView(
+        macro="marts.pattern_similar_pairs_served",
+        reads=(
+            "intermediate.int_patterns__clustered",
+            "intermediate.int_pattern_texts__neighbors",
         ),
     ),
     # the findings, stored, and what every append moves (a stale finding's weeks unused,
