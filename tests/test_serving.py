@@ -304,6 +304,29 @@ def test_task_text_evidence_is_rewritten_for_the_task_texts_of_new_events_only(
     assert _context_rows(appended.database) == want
     assert publish(warehouse_copy).table_changes["serving.context_patterns"] == "unchanged"
 
+    # a drop touching every task text (past REWRITE_SHARE): still only the appended
+    # events' and the copy's (task text, project, pattern) triples are summed
+    with duckdb.connect(str(warehouse_copy), read_only=True) as con:
+        contexts = [
+            row[0]
+            for row in con.execute(
+                "select distinct context from raw.usage_events where context is not null"
+            ).fetchall()
+        ]
+    everywhere = tmp_path / "everywhere"
+    everywhere.mkdir()
+    (everywhere / "events.jsonl").write_text(
+        "".join(
+            json.dumps({**events[0], "event_id": f"zz-every-{i}", "context": context}) + "\n"
+            for i, context in enumerate(contexts)
+        )
+    )
+    ingest_paths([everywhere], warehouse_copy, embedder=embedder)
+    wide = publish(warehouse_copy)
+    assert wide.table_changes["serving.context_patterns"] == f"appended: {len(contexts)} keys"
+    want = _context_rows(warehouse_copy, context_patterns_query("true"))
+    assert _context_rows(wide.database) == want
+
     # an event loaded "in the past" (a clock set back, a row written by hand): no later
     # loaded_at shows it, the count up to the mark does
     with duckdb.connect(str(warehouse_copy)) as con:
@@ -329,6 +352,68 @@ def test_task_text_evidence_is_rewritten_for_the_task_texts_of_new_events_only(
     assert merged.table_changes["serving.context_patterns"] == "updated"
     want = _context_rows(warehouse_copy, context_patterns_query("true"))
     assert _context_rows(merged.database) == want
+
+
+def test_task_text_evidence_after_an_append_needs_only_the_kept_and_the_new_triples() -> None:
+    """context_patterns_candidates: a (task text, project)'s CONTEXT_EVIDENCE_CAP most-used
+    patterns after an append are found among its most-used before and its new events'
+    patterns. Planted: a pattern just outside the cap overtakes the last one inside, a
+    new pattern enters, another text is untouched; the rows from the candidates equal
+    the query over every event."""
+    from engram.query.serving import (
+        CONTEXT_EVIDENCE_CAP,
+        context_patterns_candidates,
+        context_patterns_query,
+    )
+
+    cap = CONTEXT_EVIDENCE_CAP
+    con = duckdb.connect()
+    con.execute("create schema staging")
+    con.execute(
+        "create table staging.stg_usage_events (context_hash varchar, project_id varchar, "
+        "pattern_id varchar, outcome_quality double, loaded_at timestamp)"
+    )
+    # text t1: pattern i has cap + 5 - i events (i = 0 .. cap + 4), so p{cap} .. p{cap+4}
+    # are outside the cap; text t2 the same, never appended to
+    for text in ("t1", "t2"):
+        con.execute(
+            "insert into staging.stg_usage_events select ?, 'proj', "
+            "'p' || lpad(i::varchar, 4, '0'), 0.5, timestamp '2026-01-01' "
+            "from (select i, unnest(range(? + 5 - i)) from range(?) as r(i))",
+            [text, cap, cap + 5],
+        )
+    con.execute(f"create table copy as {context_patterns_query('true')}")
+    outside = f"p{cap:04d}"  # the first pattern outside the cap: 5 events against 6
+    assert con.execute("select count(*) from copy where pattern_id = ?", [outside]).fetchone() == (
+        0,
+    )
+    # the append: the outsider gets 3 more events, a new pattern 50, both on text t1
+    con.execute(
+        "insert into staging.stg_usage_events select 't1', 'proj', ?, 1.0, "
+        "timestamp '2026-02-01' from range(3)",
+        [outside],
+    )
+    con.execute(
+        "insert into staging.stg_usage_events select 't1', 'proj', 'new', 0.0, "
+        "timestamp '2026-02-01' from range(50)"
+    )
+    appended = "loaded_at > timestamp '2026-01-15'"
+    keys = f"select distinct context_hash from staging.stg_usage_events where {appended}"
+    condition = context_patterns_candidates("copy", keys, appended)
+    got = sorted(con.execute(context_patterns_query(condition)).fetchall())
+    want = sorted(
+        con.execute(
+            f"select * from ({context_patterns_query('true')}) where context_hash = 't1'"
+        ).fetchall()
+    )
+    assert got == want and len(got) == cap
+    listed = {row[2] for row in got}
+    assert outside in listed and "new" in listed
+    # two of the old cap were pushed out (the lowest counts, ties to the larger id)
+    before = {
+        row[2] for row in con.execute("select * from copy where context_hash = 't1'").fetchall()
+    }
+    assert len(before - listed) == 2
 
 
 def _table_rows(database: Path) -> dict[str, list[tuple]]:

@@ -584,6 +584,25 @@ def context_patterns_query(condition: str) -> str:
         """
 
 
+def context_patterns_candidates(copy: str, keys: str, new_events: str) -> str:
+    """The condition (on stg_usage_events' columns) under which context_patterns_query
+    gives the rows of the task texts in `keys` (a query of their hashes) after events were
+    appended, from the copy's rows before (`copy`) and the appended events (`new_events`,
+    a condition): a group's (task text, project) most-used patterns after an append are
+    among its most-used before and the patterns of its new events, since counts only grow
+    (one outside the cap had no more events than any inside it, and ties go to the smaller
+    id either way). So only the events of those (task text, project, pattern) triples are
+    summed, not every event of the touched task texts: with ~1,000 task texts every drop
+    touches most of them (the generator's at 10M events: all 972)."""
+    return (
+        "(context_hash, project_id, pattern_id) in ("
+        f"select context_hash, project_id, pattern_id from {copy} "
+        f"where context_hash in ({keys}) "
+        "union select context_hash, project_id, pattern_id from staging.stg_usage_events "
+        f"where {new_events})"
+    )
+
+
 @dataclass(frozen=True)
 class Appended:
     """How a table of the copy computed from the usage-event log is synced by the keys
@@ -605,11 +624,19 @@ class Appended:
     views: tuple[str, ...]
     settings: str
     query: Callable[[str], str]  # the table's rows for the events meeting a condition
+    # (copy's table, touched keys' query, appended events' condition) -> a condition on
+    # the events whose rows, through `query`, are the touched keys' rows after the append:
+    # when a key's rows after an append follow from its rows before and its new events
+    # (context_patterns_candidates), those events alone are read, and any share of the
+    # keys is rewritten that way instead of the table whole
+    candidates: Callable[[str, str, str], str] | None = None
 
 
 # serving.context_patterns sums 10M events per (task text, project, pattern) and keeps the
-# most used: 4.5-6.2 s of a 10M-event refresh's publish recomputed whole, though a 1% drop
-# touches a fraction of the task texts
+# most used: 4.5-6.2 s of a 10M-event refresh's publish recomputed whole. A 1% drop may
+# touch every task text (the generator has 972), so the touched texts are recomputed from
+# their kept triples and the appended events' (context_patterns_candidates): summing all
+# 10M events took 3.0-3.4 s on B8's refreshed warehouse, those triples' 1.2-1.3 s
 APPENDED: dict[str, Appended] = {
     "serving.context_patterns": Appended(
         key="context_hash",
@@ -618,6 +645,7 @@ APPENDED: dict[str, Appended] = {
         settings="select dropped_pattern_id, kept_pattern_id "
         "from staging.stg_pattern_supersessions order by all",
         query=context_patterns_query,
+        candidates=context_patterns_candidates,
     ),
 }
 _MARKS = "serving.appended_marks"  # (table_name, definition, loaded_through, n_through)
@@ -627,11 +655,12 @@ def sync_appended(
     con: duckdb.DuckDBPyConnection, name: str, target: _Target, scope: Appended
 ) -> str:
     """sync_table for an APPENDED table: only the keys of events loaded since the copy's
-    last publish are deleted and re-read. Falls back to sync_table when the copy has no
-    mark for the table (its first publish with this code), when the definition changed,
-    when events appeared at or before the mark (their count differs from the recorded
-    one) or when more than REWRITE_SHARE of the table's keys are touched. Returns
-    sync_table's word, or "appended: N keys"."""
+    last publish are deleted and re-read (with `scope.candidates`, from the appended
+    events and the copy's rows of those keys alone). Falls back to sync_table when the
+    copy has no mark for the table (its first publish with this code), when the
+    definition changed, when events appeared at or before the mark (their count differs
+    from the recorded one) or, without candidates, when more than REWRITE_SHARE of the
+    table's keys are touched. Returns sync_table's word, or "appended: N keys"."""
     qualified = f"{_ALIAS}.{name}"
     con.execute(
         f"create table if not exists {_ALIAS}.{_MARKS} (table_name varchar, "
@@ -697,18 +726,26 @@ def _sync_appended_keys(
         ).fetchone()  # type: ignore[misc]
         if n_changed == 0:
             return "unchanged"
+        keys = "select key from temp.serving_appended_keys"
+        if scope.candidates is not None:
+            # loaded_through is the log's own timestamp: its literal is no user input
+            appended = f"loaded_at > '{loaded_through.isoformat(sep=' ')}'::timestamp"
+            # materialized before the delete below, which would take the copy's rows away
+            con.execute(
+                "create temp table serving_appended_rows as "
+                + scope.query(scope.candidates(qualified, keys, appended))
+            )
+            con.execute(f"delete from {qualified} where {key} in ({keys})")
+            con.execute(f"insert into {qualified} select * from temp.serving_appended_rows")
+            return f"appended: {n_changed} keys"
         if n_changed > REWRITE_SHARE * max(n_keys, 1):
             return None
-        con.execute(
-            f"delete from {qualified} where {key} in (select key from temp.serving_appended_keys)"
-        )
-        con.execute(
-            f"insert into {qualified} "
-            + scope.query(f"{key} in (select key from temp.serving_appended_keys)")
-        )
+        con.execute(f"delete from {qualified} where {key} in ({keys})")
+        con.execute(f"insert into {qualified} " + scope.query(f"{key} in ({keys})"))
         return f"appended: {n_changed} keys"
     finally:
         con.execute("drop table if exists temp.serving_appended_keys")
+        con.execute("drop table if exists temp.serving_appended_rows")
 
 
 _DIGESTS = "serving.scoped_digests"  # (table_name, key, digest) as of the copy's publish
