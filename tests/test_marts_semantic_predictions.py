@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import numpy as np
@@ -890,8 +891,8 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
     """int_pattern_texts__neighbors' data tests are per description's list, and every
-    write stamps the lists it writes (`written_at`); pattern_similar_pairs' singular
-    check reads the view for the patterns of those lists. With a watermark set (a
+    write stamps the lists it writes (`written_at`), as does the singular check of what
+    pattern_similar_pairs' ranks rely on. With a watermark set (a
     refresh), a broken list with the newest stamp fails both; the same break in a list
     an earlier write stamped is left to the full runs (no watermark), which fail on it."""
 
@@ -933,7 +934,7 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     unique = "unique_combination_int_pattern_texts__neighbors_description_hash__list_rank"
     with pytest.raises(BuildError, match="FAIL") as failed:
         run_dbt(check, db, capture=True, env=watermark)
-    assert "ranks_are_consecutive" in str(failed.value)
+    assert "lists_are_well_formed" in str(failed.value)
     assert unique in str(failed.value)
     with duckdb.connect(str(db)) as con:  # the same break, now in an unstamped list
         con.execute(
@@ -945,8 +946,86 @@ def test_on_a_refresh_the_similar_pairs_tests_check_only_the_lists_it_rewrote(
     run_dbt(check, db, capture=True, env=watermark)  # passes (a failing test raises)
     with pytest.raises(BuildError, match="FAIL") as failed:
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
-    assert "ranks_are_consecutive" in str(failed.value)
+    assert "lists_are_well_formed" in str(failed.value)
     assert unique in str(failed.value)
+
+
+# What pattern_similar_pairs' ranks rely on, planted wrong in the per-description lists
+# (or in which description a pattern has): (reason the check gives, planted statement)
+_A_LIST = "(select min(description_hash) from intermediate.int_pattern_texts__neighbors)"
+# a text whose list holds fewer of its own patterns than k + 1 (the sample's every text)
+_A_SHORT_LIST = (
+    "(select description_hash from intermediate.int_pattern_texts__neighbors "
+    "group by description_hash having count(*) filter (where same_description) < {k1} "
+    "order by 1 limit 1)"
+)
+LIST_PLANTS = (
+    (
+        "the list does not start with an own pattern",
+        "update intermediate.int_pattern_texts__neighbors set same_description = false "
+        f"where description_hash = {_A_LIST} and list_rank = 1",
+    ),
+    (
+        "last_same_description_id is not the highest own id listed",
+        "update intermediate.int_pattern_texts__neighbors "
+        "set last_same_description_id = last_same_description_id || 'z' "
+        f"where description_hash = {_A_LIST}",
+    ),
+    (
+        "fewer own patterns listed than the description has, up to k + 1",
+        # one more pattern of that text (the highest id), left out of its list
+        f"update intermediate.int_patterns__clustered set description_hash = {_A_SHORT_LIST} "
+        "where pattern_id = (select max(pattern_id) from intermediate.int_patterns__clustered)",
+    ),
+    (
+        "an own pattern below last_same_description_id is not listed",
+        # the same with the lowest id: it would stand before the listed ones
+        f"update intermediate.int_patterns__clustered set description_hash = {_A_SHORT_LIST} "
+        "where pattern_id = (select min(pattern_id) from intermediate.int_patterns__clustered)",
+    ),
+)
+
+
+@pytest.mark.parametrize(("reason", "plant"), LIST_PLANTS)
+def test_the_similar_lists_check_catches_a_planted_fault(
+    sample_warehouse: Path, tmp_path: Path, reason: str, plant: str
+) -> None:
+    """pattern_similar_pairs is a view that takes each pattern's list from its
+    description's; the singular check of what its ranks rely on reads the lists. Each
+    fact planted wrong fails it with its reason; the untouched warehouse passes."""
+    import shutil
+
+    from engram.build import BuildError, run_dbt
+
+    check = ["test", "--select", "int_pattern_texts__neighbors_lists_are_well_formed"]
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(sample_warehouse, db)
+    run_dbt(check, db, capture=True)
+    k1 = int(dbt_var("similar_pairs_k")) + 1
+    with duckdb.connect(str(db)) as con:
+        assert con.execute(plant.replace("{k1}", str(k1))).fetchone() == (1,)
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True)
+    # the check's rows, rendered as dbt does for a full run, name the reason
+    import jinja2
+
+    sql = (
+        jinja2.Environment(undefined=jinja2.StrictUndefined)
+        .from_string(
+            (
+                CHECKOUT_ROOT / "tests/dbt/int_pattern_texts__neighbors_lists_are_well_formed.sql"
+            ).read_text()
+        )
+        .render(
+            ref=lambda model: f"intermediate.{model}",
+            refreshed_rows=lambda relation: "true",
+            var=lambda name: int(dbt_var(name)),
+            dbt=SimpleNamespace(type_string=lambda: "varchar"),
+        )
+    )
+    with duckdb.connect(str(db), read_only=True) as con:
+        reasons = {row[-1] for row in con.execute(sql).fetchall()}
+    assert reason in reasons
 
 
 # The group facts pattern_clusters' singular checks read from the two tables under the
