@@ -24,8 +24,11 @@ lists as (
         lag(lists.similar_pattern_id) over by_rank as previous_pattern_id,
         max(case when lists.same_description then lists.similar_pattern_id end)
             over (partition by lists.description_hash) as last_own,
-        count(distinct lists.last_same_description_id)
-            over (partition by lists.description_hash) as n_lasts
+        -- (count(distinct ...) over a window: not on Spark)
+        min(lists.last_same_description_id)
+            over (partition by lists.description_hash) as lowest_last,
+        max(lists.last_same_description_id)
+            over (partition by lists.description_hash) as highest_last
     from {{ ref('int_pattern_texts__neighbors') }} as lists
     where {{ refreshed_rows(ref('int_pattern_texts__neighbors')) }}
     window by_rank as (partition by lists.description_hash order by lists.list_rank)
@@ -57,7 +60,8 @@ row_checks as (
             when lists.same_description and lists.previous_same
                 and lists.similar_pattern_id <= lists.previous_pattern_id
                 then 'own patterns not in id order'
-            when lists.n_lasts <> 1 or lists.last_own is distinct from lists.last_same_description_id
+            when lists.lowest_last <> lists.highest_last
+                or lists.last_own is distinct from lists.last_same_description_id
                 then 'last_same_description_id is not the highest own id listed'
             when lists.same_description
                 <> (patterns.description_hash is not distinct from lists.description_hash)
