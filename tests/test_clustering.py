@@ -24,7 +24,7 @@ from engram.numeric.clustering import (
     summarize,
     two_level_table,
 )
-from engram.numeric.neighbors import expand_duplicates, nearest_neighbors
+from engram.numeric.neighbors import key_lists, nearest_neighbors
 from engram.numeric.posterior import beta_interval
 
 
@@ -201,22 +201,36 @@ def test_min_similarity_keeps_exactly_the_neighbours_above_it() -> None:
     assert np.all(ivf.similarity[ivf.index >= 0] >= 0.7)
 
 
-def test_expand_duplicates_puts_identical_texts_first() -> None:
+def test_key_lists_put_a_texts_own_rows_first_then_its_neighbours_rows() -> None:
+    """Each key's list (what pattern_similar_pairs takes a pattern's list from): its own
+    rows at similarity 1 in row order, then the nearest other key's rows in row order,
+    k + 1 in all; with a mask, only the masked keys' lists."""
     x, _ = blobs(3, 1, noise=0.0)  # three distinct, orthogonal-ish texts
     key_of_row = np.array([0, 1, 1, 2, 2, 2, 0])
     neighbours = nearest_neighbors(x, 2)
-    row, other, similarity, rank = expand_duplicates(key_of_row, neighbours, 3)
-    by_row: dict[int, list[tuple[int, float, int]]] = {}
-    for r, o, s, k in zip(row, other, similarity, rank, strict=True):
-        by_row.setdefault(int(r), []).append((int(o), float(s), int(k)))
-    assert all(o != r for r, items in by_row.items() for o, _, _ in items)
-    assert [k for _, _, k in by_row[3]] == [1, 2, 3]
-    # row 3 (key 2) first meets rows 4 and 5 (same text) at similarity 1
-    assert [(o, s) for o, s, _ in by_row[3][:2]] == [(4, 1.0), (5, 1.0)]
-    assert by_row[0][0] == (6, 1.0, 1)
-    # after the duplicates, the nearest other key's rows follow in row order
+    lists = key_lists(key_of_row, neighbours, 3)
+    by_key: dict[int, list[tuple[int, int, float, bool]]] = {}
+    for owner, position, member, similarity, same in zip(
+        lists.owner, lists.position, lists.member, lists.similarity, lists.same_key, strict=True
+    ):
+        by_key.setdefault(int(owner), []).append(
+            (int(position), int(member), float(similarity), bool(same))
+        )
+    assert all(len(items) == 4 for items in by_key.values())  # k + 1
+    assert [p for p, _, _, _ in by_key[2]] == [0, 1, 2, 3]
+    # key 2 lists its own rows 3, 4, 5 at similarity 1, then the nearest key's first row
+    assert [(m, s, same) for _, m, s, same in by_key[2][:3]] == [
+        (3, 1.0, True),
+        (4, 1.0, True),
+        (5, 1.0, True),
+    ]
     nearest_key = int(neighbours.index[2, 0])
-    assert by_row[3][2][0] == int(np.flatnonzero(key_of_row == nearest_key)[0])
+    assert by_key[2][3][1] == int(np.flatnonzero(key_of_row == nearest_key)[0])
+    assert not by_key[2][3][3]
+    assert [m for _, m, _, _ in by_key[0][:2]] == [0, 6]
+    masked = key_lists(key_of_row, neighbours, 3, keys=np.array([False, True, False]))
+    assert set(masked.owner.tolist()) == {1}
+    assert masked.member.tolist() == [m for _, m, _, _ in by_key[1]]
 
 
 def test_beta_interval_matches_scipy_quantiles() -> None:

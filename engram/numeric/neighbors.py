@@ -28,7 +28,6 @@ __all__ = [
     "KeyLists",
     "LeafIndex",
     "Neighbors",
-    "expand_duplicates",
     "key_lists",
     "leaf_index",
     "nearest_neighbors",
@@ -306,8 +305,9 @@ class KeyLists:
     """Per key (distinct vector), the first k + 1 rows nearest to it, best first: its own
     rows (similarity 1.0) in row order, then the rows of its neighbouring keys, each key's
     in row order. Flat arrays grouped by `owner` in list order; `position` is 0-based.
-    A row's own list is its key's minus itself, first k (expand_duplicates), which is why
-    a key keeps k + 1: pattern_similar_pairs is this, per pattern, at read time."""
+    A row's own list is its key's minus itself, first k, which is why a key keeps k + 1:
+    pattern_similar_pairs takes it so, per pattern, at read time
+    (macros/pattern_similar_pairs_rows.sql)."""
 
     owner: np.ndarray  # the key whose list this is
     position: np.ndarray  # 0.. within the owner's list
@@ -359,37 +359,3 @@ def key_lists(
         similarity=member_sim[keep],
         same_key=same_key[keep],
     )
-
-
-def expand_duplicates(
-    key_of_row: np.ndarray, neighbors: Neighbors, k: int, keys: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row neighbours when many rows share one vector (identical texts).
-
-    `neighbors` is over the distinct keys (key_of_row indexes into it). A row's neighbours
-    are first the other rows with its key (similarity 1.0), then the rows of its key's
-    neighbouring keys, best first, rows of one key in row order; at most k per row: its
-    key's list (key_lists) minus itself. Returns flat arrays (row, neighbour_row,
-    similarity, rank 1..k). With `keys` (a boolean mask over the keys) only the rows of
-    those keys get their lists.
-    """
-    key_of_row = np.asarray(key_of_row, dtype=np.int64)
-    n, n_keys = len(key_of_row), len(neighbors.index)
-    lists = key_lists(key_of_row, neighbors, k, keys)
-    kept = np.bincount(lists.owner, minlength=n_keys)
-    kept_start = np.concatenate(([0], np.cumsum(kept)[:-1]))
-
-    # every row takes its key's list, minus itself, first k
-    row_len = kept[key_of_row]
-    row = np.repeat(np.arange(n), row_len)
-    idx = np.repeat(kept_start[key_of_row], row_len) + (
-        np.arange(len(row)) - np.repeat(np.cumsum(row_len) - row_len, row_len)
-    )
-    neighbour = lists.member[idx]
-    similarity = lists.similarity[idx]
-    not_self = neighbour != row
-    row, neighbour, similarity = row[not_self], neighbour[not_self], similarity[not_self]
-    first_of_row = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=n))[:-1]))
-    rank = np.arange(len(row)) - first_of_row[row] + 1
-    keep = rank <= k
-    return row[keep], neighbour[keep], similarity[keep], rank[keep]

@@ -46,7 +46,6 @@ from engram.numeric.neighbors import (
 )
 
 FLOOR_SLACK = 1e-5  # float32 rounding between two builds' products, with margin
-THROUGH = PATTERNS_THROUGH
 
 SCHEMA = pa.schema(
     [
@@ -56,26 +55,24 @@ SCHEMA = pa.schema(
         ("similarity", pa.float64()),
         ("same_description", pa.bool_()),
         ("last_same_description_id", pa.string()),
-        (THROUGH, pa.timestamp("us")),
+        (PATTERNS_THROUGH, pa.timestamp("us")),
         (WRITE_STAMP, pa.timestamp("us")),
     ]
 )
 
 
 def changed_descriptions(dbt, session):
-    """(the newest loaded_at of stg_patterns, the description hashes whose lists a change
-    can touch): those of the patterns loaded after the previous write's
-    `patterns_through` and those of the lists naming one of them. The set is None when
-    the table must be built whole (it is empty)."""
+    """The description hashes whose lists a change can touch: those of the patterns loaded
+    after the previous write's `patterns_through` and those of the lists naming one of
+    them; None when the table must be built whole (it is empty)."""
     this = dbt.this
-    (mark,) = session.sql(f"select max({THROUGH}) from {this}").fetchall()[0]
+    (mark,) = session.sql(f"select max({PATTERNS_THROUGH}) from {this}").fetchall()[0]
+    if mark is None:
+        return None
     dbt.ref("stg_patterns").project("pattern_id, description_hash, loaded_at").create_view(
         "engram_pairs_patterns", replace=True
     )
     try:
-        (through,) = session.sql("select max(loaded_at) from engram_pairs_patterns").fetchall()[0]
-        if mark is None:
-            return through, None
         changed = session.sql(
             "select pattern_id, description_hash from engram_pairs_patterns where loaded_at > ?",
             params=[mark],
@@ -83,7 +80,7 @@ def changed_descriptions(dbt, session):
     finally:
         session.execute("drop view if exists engram_pairs_patterns")
     if changed.num_rows == 0:
-        return through, set()
+        return set()
     session.register("engram_pairs_changed", changed)
     try:
         listing = session.sql(
@@ -93,10 +90,10 @@ def changed_descriptions(dbt, session):
     finally:
         session.unregister("engram_pairs_changed")
     hashes = {h for h in changed.column("description_hash").to_pylist() if h is not None}
-    return through, hashes | {row[0] for row in listing}
+    return hashes | {row[0] for row in listing}
 
 
-def list_floors(dbt, session, hashes):
+def list_floors(dbt, session, hashes, k):
     """Per description (in the order of `hashes`): the similarity a new neighbour must
     reach to enter its list. A list of k + 1 takes a newcomer only at >= its last
     similarity; a shorter one takes anything over the threshold (floor -inf here). The
@@ -110,8 +107,8 @@ def list_floors(dbt, session, hashes):
         full = session.sql(
             "select keys.key, lists.last from engram_pairs_keys as keys inner join ("
             f"select description_hash, min(similarity) as last from {dbt.this} "
-            "group by description_hash having max(list_rank) > "
-            f"{int(dbt.config.get('similar_pairs_k'))}) as lists using (description_hash)"
+            f"group by description_hash having max(list_rank) > {int(k)}) as lists "
+            "using (description_hash)"
         ).fetchnumpy()
     finally:
         session.unregister("engram_pairs_keys")
@@ -130,11 +127,9 @@ def model(dbt, session):
     k = int(dbt.config.get("similar_pairs_k"))
     threshold = float(dbt.config.get("similarity_threshold"))
     stamped, stamp = begin_stamped_write(dbt, session)
-    if stamped:
-        through, changed = changed_descriptions(dbt, session)
-    else:
-        (through,) = dbt.ref("stg_patterns").aggregate("max(loaded_at)").fetchall()[0]
-        changed = None
+    # read before the changes below, so a pattern loaded meanwhile is looked at next time
+    (through,) = dbt.ref("stg_patterns").aggregate("max(loaded_at)").fetchall()[0]
+    changed = changed_descriptions(dbt, session) if stamped else None
     found = lists(dbt, session, changed, k, threshold, (through, stamp))
     return found if changed is None else lists_that_differ(dbt, session, found)
 
@@ -217,7 +212,7 @@ def lists(dbt, session, changed, k, threshold, stamps):
             np.flatnonzero(touched_keys),
             k,
             min_similarity=threshold,
-            near_floor=list_floors(dbt, session, hashes),
+            near_floor=list_floors(dbt, session, hashes, k),
             leaves=leaves,
         )
         scope = touched_keys | near
@@ -250,7 +245,7 @@ def lists(dbt, session, changed, k, threshold, stamps):
             "similarity": pa.array(np.minimum(listed.similarity[keep], 1.0), type=pa.float64()),
             "same_description": pa.array(same),
             "last_same_description_id": ids.take(pa.array(member[last_own[owner]])),
-            THROUGH: pa.array(np.full(n, np.datetime64(through, "us")), type=pa.timestamp("us")),
+            PATTERNS_THROUGH: stamp_column(n, through),
             WRITE_STAMP: stamp_column(n, stamp),
         },
         schema=SCHEMA,
