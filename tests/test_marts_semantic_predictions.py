@@ -739,7 +739,7 @@ def test_on_a_refresh_the_pattern_vector_check_reads_only_the_patterns_loaded_si
             [since],
         ).fetchone()  # type: ignore[misc]
         con.execute("delete from raw.embeddings where text_hash = ?", [text_hash])
-    check = ["test", "--select", "stg_patterns,test_name:not_null"]
+    check = ["test", "--select", "stg_patterns_columns_are_well_formed_scoped"]
     scoped = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
     run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
     with pytest.raises(BuildError, match="FAIL"):
@@ -752,6 +752,57 @@ def test_on_a_refresh_the_pattern_vector_check_reads_only_the_patterns_loaded_si
         )
     with pytest.raises(BuildError, match="FAIL"):
         run_dbt(check, db, capture=True, env=scoped)
+
+
+def test_the_column_checks_name_each_broken_rule_and_count_its_rows(
+    sample_warehouse: Path, tmp_path: Path
+) -> None:
+    """columns_are_well_formed (one test per model in place of a not_null, accepted_range
+    or accepted_values test per column, macros/tests/columns_are_well_formed.sql): a
+    planted null, a value below its range and a value not accepted each come back as a row
+    naming the column and the rule with how many rows break it, and dbt fails on them;
+    the model passes before the plants."""
+    import shutil
+
+    from engram.build import BuildError, run_dbt
+
+    db = tmp_path / "engram.duckdb"
+    shutil.copyfile(sample_warehouse, db)
+    name = "file_cooccurrence_columns_are_well_formed"
+    check = ["test", "--select", name]
+    target = {"DBT_TARGET_PATH": str(tmp_path / "target")}  # its run_results, compiled SQL
+    run_dbt(check, db, capture=True, env=target)  # passes (a failing test raises)
+    with duckdb.connect(str(db)) as con:
+        rows = [
+            row[0]
+            for row in con.execute(
+                "select rowid from marts.file_cooccurrence order by rowid limit 4"
+            ).fetchall()
+        ]
+        assert len(rows) == 4
+        con.execute(
+            "update marts.file_cooccurrence set avg_quality = null where rowid in (?, ?)",
+            rows[:2],
+        )
+        con.execute(
+            "update marts.file_cooccurrence set co_occurrences = 1 where rowid = ?", [rows[2]]
+        )
+        con.execute(
+            "update marts.file_cooccurrence set direction = 'sideways' where rowid = ?",
+            [rows[3]],
+        )
+    with pytest.raises(BuildError, match="FAIL") as failed:
+        run_dbt(check, db, capture=True, env=target)
+    assert "Got 4 results" in str(failed.value)  # rows broken, summed over the rules
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    (result,) = [r for r in results if r["unique_id"].startswith(f"test.engram.{name}.")]
+    with duckdb.connect(str(db)) as con:
+        found = set(con.execute(result["compiled_code"]).fetchall())
+    assert found == {
+        ("avg_quality", "is null", 2),
+        ("co_occurrences", "outside [5, inf]", 1),
+        ("direction", "not one of improving, declining, stable, insufficient_data", 1),
+    }
 
 
 def test_on_a_refresh_the_slope_check_reads_only_the_changed_patterns(
@@ -877,7 +928,7 @@ def test_on_a_refresh_the_trend_summary_tests_check_only_the_patterns_it_recompu
         )
         mark_recomputed(con, touched)
         con.execute(f"update {mart} set direction = null where pattern_id = ?", [touched])
-    check = ["test", "--select", "not_null_pattern_trend_summary_direction"]
+    check = ["test", "--select", "pattern_trend_summary_columns_are_well_formed"]
     scoped = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
     with pytest.raises(BuildError, match="FAIL"):
         run_dbt(check, db, capture=True, env=scoped)
