@@ -7,17 +7,24 @@
   own description with higher ids: those entries move up one rank. Joins and arithmetic
   only, no window: the whole view (10M rows at 1M patterns) reads in ~0.35 s, one
   pattern's list in a few ms (the filter on pattern_id reaches the patterns' scan).
+  `carry`: more columns to pass through, of `lists` or, named `clustered.<column>`, of
+  `clustered` (int_pattern_alerts__found joins both patterns' evidence to the 1M patterns
+  and the lists' 267k entries instead of to the 10M pairs, and filters in this join).
   The warehouse's pattern_similar_pairs is a view of it; the post-hook makes the table
   macro pattern_similar_pairs_served(), the same query over the two tables named without
   the database, which the serving copy's view is (engram.query.serving.SERVED_VIEWS).
 #}
-{% macro pattern_similar_pairs_rows(clustered, lists) %}
+{% macro pattern_similar_pairs_rows(clustered, lists, carry=[]) %}
 select pattern_id, similar_pattern_id, similarity, rank
+    {%- for column in carry %}, {{ column.split('.')[-1] }}{% endfor %}
 from (
     select
         clustered.pattern_id,
         lists.similar_pattern_id,
         lists.similarity,
+        {%- for column in carry %}
+        {{ column if '.' in column else 'lists.' ~ column }},
+        {%- endfor %}
         lists.list_rank - case
             when lists.same_description and clustered.pattern_id < lists.similar_pattern_id
                 then 1

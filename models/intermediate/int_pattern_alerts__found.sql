@@ -133,11 +133,48 @@ used_since as (
     group by all
 ),
 
+close_entries as (
+    -- the per-description similar lists' entries at least this similar whose pattern is
+    -- not merged away, each with that pattern's evidence and paraphrase group: joined
+    -- once per list entry (~240k at 1M patterns), not per pattern's pair (10M through
+    -- the pattern_similar_pairs view: 1.2 s of a 10M-event refresh's 4.6 s here)
+    select
+        lists.description_hash,
+        lists.list_rank,
+        lists.similar_pattern_id,
+        lists.similarity,
+        lists.same_description,
+        lists.last_same_description_id,
+        keep.usage_count as keep_usage_count,
+        keep.paraphrase_group_id as keep_paraphrase_group_id
+    from {{ ref('int_pattern_texts__neighbors') }} as lists
+    inner join patterns as keep on keep.pattern_id = lists.similar_pattern_id
+    where lists.similarity >= {{ var('near_duplicate_similarity') }}
+),
+
+pattern_texts as (
+    -- each pattern's text (its similar list's key), evidence and paraphrase group
+    select
+        clustered.pattern_id,
+        clustered.description_hash,
+        patterns.usage_count,
+        patterns.paraphrase_group_id
+    from {{ ref('int_patterns__clustered') }} as clustered
+    inner join patterns on patterns.pattern_id = clustered.pattern_id
+),
+
 close_pairs as (
-    -- nearest neighbours (pattern_similar_pairs, k per pattern) at least this similar
-    select pattern_id, similar_pattern_id, similarity
-    from {{ ref('pattern_similar_pairs') }}
-    where similarity >= {{ var('near_duplicate_similarity') }}
+    -- nearest neighbours (pattern_similar_pairs' rows, k per pattern) at least this
+    -- similar, from those entries (macros/pattern_similar_pairs_rows.sql), with both
+    -- patterns' evidence and groups
+    {{ pattern_similar_pairs_rows(
+        'pattern_texts',
+        'close_entries',
+        carry=[
+            'keep_usage_count', 'keep_paraphrase_group_id',
+            'clustered.usage_count', 'clustered.paraphrase_group_id',
+        ],
+    ) | indent(4) }}
 ),
 
 -- per pattern, the close neighbour in its paraphrase group with the most evidence (more
@@ -145,20 +182,19 @@ close_pairs as (
 -- one aggregate instead of a window over every candidate pair (5.4M at 10M events)
 near_duplicate_keeps as (
     select
-        close_pairs.pattern_id,
+        pattern_id,
         min({{ struct_of([
-            ('neg_events', '-keep.usage_count'),
-            ('neg_similarity', '-close_pairs.similarity'),
-            ('keep_id', 'keep.pattern_id'),
+            ('neg_events', '-keep_usage_count'),
+            ('neg_similarity', '-similarity'),
+            ('keep_id', 'similar_pattern_id'),
         ]) }}) as keep
     from close_pairs
-    inner join patterns on patterns.pattern_id = close_pairs.pattern_id
-    inner join patterns as keep
-        on keep.pattern_id = close_pairs.similar_pattern_id
-        and keep.paraphrase_group_id = patterns.paraphrase_group_id
-    where keep.usage_count > patterns.usage_count
-        or (keep.usage_count = patterns.usage_count and keep.pattern_id < patterns.pattern_id)
-    group by close_pairs.pattern_id
+    where keep_paraphrase_group_id = paraphrase_group_id
+        and (
+            keep_usage_count > usage_count
+            or (keep_usage_count = usage_count and similar_pattern_id < pattern_id)
+        )
+    group by pattern_id
 ),
 
 near_duplicate as (
