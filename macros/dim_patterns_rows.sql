@@ -52,7 +52,7 @@ select * from final
   the view's rows for a list of pattern_ids. The serving copy's publish rewrites the
   patterns whose profile or text changed (engram.query.serving.SCOPED) with it: filtering
   the view's output joined all 1M profile rows with stg_patterns' vectors first. Inputs
-  are named without the database, as in create_pattern_trends_for (a copied warehouse
+  are named without the database, as in create_pattern_trends_served (a copied warehouse
   file keeps a macro's text as written).
 #}
 {% macro create_dim_patterns_for() %}

@@ -173,7 +173,7 @@ group by cells.pattern_id
   pattern_ids, and <schema>.int_pattern_predictions__input_digests(), each pattern's input
   digest. pattern_predictions reads both on a refresh (filtering the view instead computes
   every pattern's rows first). Inputs are named without the database, as in
-  create_pattern_trends_for (a copied warehouse file keeps a macro's text as written).
+  create_pattern_trends_served (a copied warehouse file keeps a macro's text as written).
 #}
 {% macro create_pattern_predictions_posterior_for() %}
     {%- if target.type == 'duckdb' -%}

@@ -297,7 +297,7 @@ select * from final
   int_pattern_project_cells' post-hook (DuckDB only): the table macro
   <schema>.int_pattern_project_cells_for(keys), the view's rows for a list of pattern_ids,
   from those patterns' weekly sums alone: the serving copy's scoped sync
-  (engram.query.serving.SCOPED). Named without the database, as create_pattern_trends_for.
+  (engram.query.serving.SCOPED). Named without the database, as create_pattern_trends_served.
 #}
 {% macro create_pattern_project_cells_for() %}
     {%- if target.type == 'duckdb' -%}

@@ -75,19 +75,19 @@ select * from final
 {% endmacro %}
 
 {#
-  pattern_trends' post-hook (DuckDB only): the table macro <schema>.pattern_trends_for(keys),
-  the view's rows for a list of pattern_ids, computed from those patterns' weekly sums
-  alone. The serving copy's publish rewrites the patterns whose weekly sums changed
-  (engram.query.serving.SCOPED) with it: filtering the view's output instead computes all
-  33M rows (10M events) before the filter. Its input is named without the database: DuckDB
-  keeps a macro's text as written, so `engram.intermediate...` would break once the
-  warehouse file is copied under another name (views are stored without it).
+  pattern_trends' post-hook (DuckDB only): the table macro <schema>.pattern_trends_served(),
+  the view's query over the weekly sums named without the database. The serving copy holds
+  pattern_trends as a view of that text over its own copy of int_pattern_weeks__aggregated
+  (engram.query.serving.SERVED_VIEWS), synced per pattern whose weekly sums changed: as a
+  table of the gap-filled rows (33M at 10M events) a refresh's publish deleted and wrote
+  ~1.6M of them for 5% of the patterns, ~5x the weekly rows behind them. DuckDB keeps a
+  macro's text as written, so `engram.intermediate...` would break once the warehouse file
+  is copied under another name (views are stored without it).
 #}
-{% macro create_pattern_trends_for() %}
+{% macro create_pattern_trends_served() %}
     {%- if target.type == 'duckdb' -%}
-        create or replace macro {{ this.schema }}.pattern_trends_for(keys) as table
+        create or replace macro {{ this.schema }}.pattern_trends_served() as table
         {{ pattern_trends_rows(
-            patterns='(select unnest(keys))',
             weekly_sums=ref('int_pattern_weeks__aggregated').include(database=False),
         ) }}
     {%- endif -%}

@@ -56,7 +56,8 @@ def test_a_small_run_times_both_builds_and_reports_each_publish_step(
 ) -> None:
     """The benchmark end to end at a tiny size: a full build + publish, the append, a
     refresh + publish; the report gives per-model seconds, the ratio and the publish's
-    slowest steps with what each sync did (pattern_trends: only the touched patterns), and
+    slowest steps with what each sync did (the weekly sums behind pattern_trends: only the
+    touched patterns), and
     the refresh runs the arguments `engram build` would (no unit tests: the same code)."""
     from bench.refresh import report, run
     from engram.build import UNIT_TESTS_RECORD_ENV
@@ -70,7 +71,9 @@ def test_a_small_run_times_both_builds_and_reports_each_publish_step(
     assert full["n_tests"] - full["n_unit_tests"] == refresh["n_tests"] > 0
     assert "copy previous" not in full["publish_steps"]  # the first publish starts empty
     assert refresh["publish_steps"]["copy previous"][0] >= 0
-    trends_seconds, trends_how = refresh["publish_steps"]["marts.pattern_trends"]
+    trends_seconds, trends_how = refresh["publish_steps"][
+        "intermediate.int_pattern_weeks__aggregated"
+    ]
     assert trends_how.startswith("scoped: ") and trends_seconds >= 0
     # the floor line: the every-row models' nodes and tests found, and taken off
     from bench.refresh import floor_without_every_row

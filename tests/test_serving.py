@@ -86,6 +86,7 @@ def test_build_publishes_a_serving_copy_with_marts_and_index(planted_warehouse: 
     [
         ("pattern_project_predictions", "project_id"),
         ("pattern_clusters", "theme_id"),
+        ("pattern_trends", "pattern_id"),
     ],
 )
 def test_the_copys_served_views_give_the_warehouses_rows(
@@ -96,7 +97,8 @@ def test_the_copys_served_views_give_the_warehouses_rows(
     pattern_project_predictions over the per-pattern sums (int_pattern_project_cells) and
     each project's prior (int_project_priors); pattern_clusters over each pattern's
     assignment (int_patterns__clustered) and each description's group facts
-    (int_pattern_texts__described). Each view must give exactly the warehouse mart's
+    (int_pattern_texts__described); pattern_trends over the weekly sums
+    (int_pattern_weeks__aggregated). Each view must give exactly the warehouse mart's
     rows, bit for bit, on a warehouse with several projects and themes."""
     copy = current(planted_warehouse)
     assert copy is not None
@@ -695,8 +697,10 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
         "index contexts",
     } - {name for name, how in updated.table_changes.items() if how == "dropped"}
     assert all(seconds >= 0 for seconds in updated.step_seconds.values())
-    # the new pattern's weeks, and no other pattern's, were written (sync_scoped)
-    assert updated.table_changes["marts.pattern_trends"] == "scoped: 1 keys"
+    # the new pattern's weekly sums, and no other pattern's, were written (sync_scoped):
+    # pattern_trends is the copy's view of them
+    assert updated.table_changes["intermediate.int_pattern_weeks__aggregated"] == "scoped: 1 keys"
+    assert updated.table_changes["marts.pattern_trends"] == "unchanged"
     # pattern_project_predictions is a view of the per-pattern cells (the new pattern's
     # written) and the project priors (a few rows): no row of the mart itself is written
     assert updated.table_changes["intermediate.int_pattern_project_cells"] == "scoped: 1 keys"

@@ -71,6 +71,8 @@ EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     ("intermediate.int_pattern_alerts__found", "priority, pattern_id"),
     ("intermediate.int_theme_recent_use", "theme_id"),
     ("intermediate.int_theme_replacements", "theme_id, candidate_rank"),
+    # what the copy's view marts.pattern_trends reads
+    ("intermediate.int_pattern_weeks__aggregated", "pattern_id, week"),
 )
 # Marts sorted on their lookup key so DuckDB's zone maps skip most row groups at 1M rows.
 # predict's evidence from one past task text: its CONTEXT_EVIDENCE_CAP most-used patterns.
@@ -89,7 +91,6 @@ POINT_LOOKUPS: dict[str, str] = {
 
 MART_ORDER: dict[str, str] = {
     "dim_patterns": "pattern_id",
-    "pattern_trends": "pattern_id, week",
     "pattern_trend_summary": "pattern_id",
     "pattern_predictions": "context_cluster_id, pattern_id",
     "pattern_project_predictions": "project_id, context_cluster_id, pattern_id",
@@ -420,21 +421,21 @@ class Scope:
     follows: tuple[tuple[str, str], ...] = ()
 
 
-# pattern_trends is a view of 33M gap-filled rows at 10M events whose full read and hash
-# took 21 s of a 90 s refresh publish, though a 1% drop touches ~5% of the patterns; its
-# rows per pattern come from the pattern's weekly sums alone (macros/pattern_trends_rows.sql,
-# which also makes the table macro marts.pattern_trends_for). dim_patterns is a view of
+# The weekly sums behind the copy's pattern_trends (a view, SERVED_VIEWS): a 1% drop
+# touches ~5% of the patterns, whose weeks alone are rewritten. (As a table of the
+# gap-filled rows, 33M at 10M events, the view was first hashed whole, 21 s of a 90 s
+# refresh publish, then rewritten per pattern: ~1.6M rows deleted and written per drop.)
+# dim_patterns is a view of
 # the profile row and the pattern's text and embedding: staging it whole (1M rows with
 # FLOAT[384] vectors, 1.5 GB) took 15-19 s of a refresh publish. Its embedding is
 # the cached vector of the description's hash under the active model, so the digest reads
 # the hash, whether a vector is there, and the active model (a setting) instead.
 SCOPED: dict[str, Scope] = {
-    "marts.pattern_trends": Scope(
+    "intermediate.int_pattern_weeks__aggregated": Scope(
         key="pattern_id",
         input="intermediate.int_pattern_weeks__aggregated",
         needs=("intermediate.int_pattern_weeks__aggregated",),
-        views=("marts.pattern_trends",),
-        rows_for="marts.pattern_trends_for",
+        views=(),
     ),
     "marts.dim_patterns": Scope(
         key="pattern_id",
@@ -519,6 +520,12 @@ class ServedView:
 
 
 SERVED_VIEWS: dict[str, ServedView] = {
+    # each pattern's weeks, gap-filled, with moving averages: computed at read time from
+    # the pattern's weekly sums (a question reads one pattern), which are ~1/7 of the rows
+    "marts.pattern_trends": ServedView(
+        macro="marts.pattern_trends_served",
+        reads=("intermediate.int_pattern_weeks__aggregated",),
+    ),
     "marts.pattern_project_predictions": ServedView(
         macro="marts.pattern_project_predictions_served",
         reads=(

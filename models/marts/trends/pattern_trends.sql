@@ -2,10 +2,11 @@
 -- its last, empty weeks filled in. Deterministic: no now()-relative window; the span is the
 -- data's own. A view (issue 18): the gap-filled rows are most of its 33M rows at 10M events
 -- and took 286 MiB of the warehouse, re-derived from int_pattern_weeks__aggregated (a
--- full read took 15 s at 10M events on a loaded machine); the serving copy stores it as a table, sorted for lookups by pattern
--- (engram.query.serving), so questions read a table. Its column checks run in one pass
--- (tests/dbt/pattern_trends_is_well_formed.sql). The post-hook also makes the table macro
--- pattern_trends_for(keys): these rows for some patterns only (the copy's scoped sync).
-{{ config(materialized='view', post_hook="{{ create_pattern_trends_for() }}") }}
+-- full read took 15 s at 10M events on a loaded machine). The serving copy holds it as the
+-- same view over its copy of the weekly sums: the post-hook makes the table macro
+-- pattern_trends_served(), this query named without the database, which the copy's view
+-- is (engram.query.serving.SERVED_VIEWS); a question reads one pattern's weeks. Its
+-- column checks run in one pass (tests/dbt/pattern_trends_is_well_formed.sql).
+{{ config(materialized='view', post_hook="{{ create_pattern_trends_served() }}") }}
 
 {{ pattern_trends_rows() }}
