@@ -757,11 +757,11 @@ def test_on_a_refresh_the_pattern_vector_check_reads_only_the_patterns_loaded_si
 def test_the_column_checks_name_each_broken_rule_and_count_its_rows(
     sample_warehouse: Path, tmp_path: Path
 ) -> None:
-    """columns_are_well_formed (one test per model in place of a not_null, accepted_range
-    or accepted_values test per column, macros/tests/columns_are_well_formed.sql): a
-    planted null, a value below its range and a value not accepted each come back as a row
-    naming the column and the rule with how many rows break it, and dbt fails on them;
-    the model passes before the plants."""
+    """columns_are_well_formed (one test per model in place of a not_null, unique,
+    accepted_range or accepted_values test per column, macros/tests/columns_are_well_formed.sql):
+    a planted null, a value below its range, a value not accepted and a duplicated key
+    each come back as a row naming the column and the rule with how many rows break it,
+    and dbt fails on them; each model passes before its plants."""
     import shutil
 
     from engram.build import BuildError, run_dbt
@@ -803,6 +803,24 @@ def test_the_column_checks_name_each_broken_rule_and_count_its_rows(
         ("co_occurrences", "outside [5, inf]", 1),
         ("direction", "not one of improving, declining, stable, insufficient_data", 1),
     }
+    # a key's duplicates: the rows beyond the first of each value
+    name = "int_pattern_texts__described_columns_are_well_formed"
+    check = ["test", "--select", name]
+    run_dbt(check, db, capture=True, env=target)
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "insert into intermediate.int_pattern_texts__described "
+            "select * from intermediate.int_pattern_texts__described limit 1"
+        )
+    with pytest.raises(BuildError, match="FAIL") as failed:
+        run_dbt(check, db, capture=True, env=target)
+    assert "Got 1 result" in str(failed.value)
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    (result,) = [r for r in results if r["unique_id"].startswith(f"test.engram.{name}.")]
+    with duckdb.connect(str(db)) as con:
+        assert con.execute(result["compiled_code"]).fetchall() == [
+            ("description_hash", "duplicate values", 1)
+        ]
 
 
 def test_on_a_refresh_the_slope_check_reads_only_the_changed_patterns(

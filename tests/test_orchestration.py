@@ -106,8 +106,9 @@ def test_dbt_tests_and_python_checks_are_asset_checks(graph: Graph) -> None:
     names = {key.name for key in graph.defs.resolve_asset_graph().asset_check_keys}
     assert {"rejected_rate_below_threshold", "unknown_pattern_ids_below_threshold"} <= names
     assert "fresh" in names
-    assert "source_unique_raw_patterns_pattern_id" in names  # a dbt source test
-    assert any(name.startswith("unique_stg_patterns") for name in names)  # a dbt model test
+    assert "raw_patterns_columns_are_well_formed" in names  # a dbt source test
+    assert "stg_patterns_columns_are_well_formed" in names  # a dbt model test
+    assert any(name.startswith("relationships_stg_usage_events") for name in names)
 
 
 def test_ingest_metadata_counts_rows_and_rejects(graph: Graph) -> None:
