@@ -642,6 +642,9 @@ def test_a_writer_killed_at_any_point_leaves_no_partial_folder_without_its_owner
 STAMPED_TABLES = {
     "intermediate.int_pattern_texts__neighbors": "description_hash",
     "marts.pattern_predictions": "pattern_id",
+    # the SQL models' stamps (macros/write_stamp.sql), which the copy's digests read
+    "intermediate.int_pattern_weeks__aggregated": "pattern_id",
+    "intermediate.int_pattern_context_weeks__aggregated": "pattern_id",
 }
 
 
@@ -727,6 +730,8 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     assert rewritten == {
         "intermediate.int_pattern_texts__neighbors": 1,
         "marts.pattern_predictions": 1,
+        "intermediate.int_pattern_weeks__aggregated": 1,
+        "intermediate.int_pattern_context_weeks__aggregated": 1,
     }
     assert updated.table_changes["intermediate.int_pattern_texts__neighbors"] == "scoped: 1 keys"
     assert updated.table_changes["marts.pattern_similar_pairs"] == "unchanged"
@@ -750,6 +755,55 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
         assert np.array_equal(got_rows, want_rows)
     with Memory(warehouse_copy, embedder=embedder, search_mode="ann") as memory:
         assert memory.find_similar(NEW_PATTERN, k=1)["pattern_id"].tolist() == ["zz-new-pattern"]
+
+
+def test_weekly_sums_from_before_their_stamps_are_published_then_stamped_by_the_next_build(
+    warehouse_copy: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    """The two weekly-sum tables are stamped per written row (written_at,
+    macros/write_stamp.sql), which the copy's digests read. A warehouse built before the
+    column: a publish syncs what they feed whole (the stamps' digest query does not bind),
+    the next build adds the column (old rows null, the rewritten rows stamped, the stamps
+    growing), and the publish after it ends equal to a full publish."""
+    from engram.build import build
+
+    weekly = (
+        "intermediate.int_pattern_weeks__aggregated",
+        "intermediate.int_pattern_context_weeks__aggregated",
+    )
+    with duckdb.connect(str(warehouse_copy)) as con:
+        for table in weekly:
+            con.execute(f"alter table {table} drop column written_at")
+        (pattern_id,) = con.execute("select min(pattern_id) from raw.patterns").fetchone()  # type: ignore[misc]
+    before = publish(warehouse_copy)
+    assert before.table_changes["intermediate.int_pattern_weeks__aggregated"] == "created"
+    assert before.table_changes["intermediate.int_pattern_project_cells"] == "created"
+    again = publish(warehouse_copy)  # no stamps to read: every row compared, none changed
+    assert again.table_changes["intermediate.int_pattern_project_cells"] == "unchanged"
+
+    new = tmp_path / "new"
+    new.mkdir()
+    event = {
+        "event_id": "zz-late-event",
+        "pattern_id": pattern_id,
+        "session_id": "zz-session",
+        "timestamp": "2025-12-29T10:00:00Z",
+        "outcome_quality": 0.9,
+        "context": "make the zebra scheduler's cache deterministic",
+    }
+    (new / "events.jsonl").write_text(json.dumps(event) + "\n")
+    ingest_paths([new], warehouse_copy, embedder=embedder)
+    build(warehouse_copy, capture=True, publish=False)
+    with duckdb.connect(str(warehouse_copy), read_only=True) as con:
+        for table in weekly:
+            stamped, unstamped = con.execute(
+                f"select count(distinct pattern_id) filter (where written_at is not null), "
+                f"count(*) filter (where written_at is null) from {table}"
+            ).fetchone()  # type: ignore[misc]
+            assert stamped == 1 and unstamped > 0, table  # the late event's pattern alone
+    updated = publish(warehouse_copy)
+    full = publish(warehouse_copy, incremental=False)
+    assert _table_rows(updated.database) == _table_rows(full.database)
 
 
 def full_fp(copy: object, name: str) -> str:

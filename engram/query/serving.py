@@ -419,6 +419,10 @@ class Scope:
     # dim_patterns' vectors (FLOAT[384]) made DuckDB read the copy's whole column, 1.5 GB
     # at 1M patterns, to update none (1.9 s alone, 5.3 s of a 10M-event refresh's publish)
     follows: tuple[tuple[str, str], ...] = ()
+    # `input` has one row per key (a key's digest is then its row's hash, without the
+    # group-by over the input that most of a digest's time was: 0.6 of 1.0-1.1 s for the
+    # 5.8M context-week rows at 10M events, ~0.3 s more to group a 1M-row input again)
+    one_row_per_key: bool = False
 
 
 # The weekly sums behind the copy's pattern_trends (a view, SERVED_VIEWS): a 1% drop
@@ -431,12 +435,6 @@ class Scope:
 # the cached vector of the description's hash under the active model, so the digest reads
 # the hash, whether a vector is there, and the active model (a setting) instead.
 SCOPED: dict[str, Scope] = {
-    "intermediate.int_pattern_weeks__aggregated": Scope(
-        key="pattern_id",
-        input="intermediate.int_pattern_weeks__aggregated",
-        needs=("intermediate.int_pattern_weeks__aggregated",),
-        views=(),
-    ),
     "marts.dim_patterns": Scope(
         key="pattern_id",
         # stg_patterns' columns are raw.patterns' renamed (its SQL is in `views`, so the
@@ -466,6 +464,7 @@ SCOPED: dict[str, Scope] = {
         settings="select embedding_model from staging.stg_embedding_model",
         rows_for="marts.dim_patterns_for",
         unique=True,
+        one_row_per_key=True,  # profiled and raw.patterns: one row per pattern (tested)
         # the cached vector of the description's hash under the active model (a setting):
         # the cache adds a text's vector once and never replaces it (ingest/embeddings.py)
         follows=(("embedding", "description"),),
@@ -487,21 +486,34 @@ SCOPED: dict[str, Scope] = {
             needs=(table,),
             views=(),
             needs_columns=("written_at",),
+            one_row_per_key=True,
         )
         for table, key in (
             ("intermediate.int_pattern_texts__neighbors", "description_hash"),
             ("marts.pattern_predictions", "pattern_id"),
+            # the weekly sums behind the copy's pattern_trends (SERVED_VIEWS), stamped per
+            # written row too (macros/write_stamp.sql): hashing their 4.9M rows at 10M
+            # events took 0.5-0.7 s of every refresh's publish
+            ("intermediate.int_pattern_weeks__aggregated", "pattern_id"),
         )
     },
     # pattern_project_predictions' per-pattern sums: the copy's view of the mart reads them
     # (SERVED_VIEWS); the mart itself, every row moved by each project's prior, was
     # rewritten whole by every publish (4M rows, 23.6 s of a 10M-event refresh's publish)
+    # A pattern's cells come from its rows of int_pattern_context_weeks__aggregated alone,
+    # which every write stamps (macros/write_stamp.sql), so the digest reads their count
+    # and stamps instead of hashing the 5.8M rows (~1 s of a 10M-event refresh's publish)
     "intermediate.int_pattern_project_cells": Scope(
         key="pattern_id",
-        input="intermediate.int_pattern_context_weeks__aggregated",
+        input=(
+            "select pattern_id, count(*) as n_rows, min(written_at) as first_written, "
+            "max(written_at) as last_written "
+            "from intermediate.int_pattern_context_weeks__aggregated group by pattern_id"
+        ),
         needs=("intermediate.int_pattern_context_weeks__aggregated",),
         views=("intermediate.int_pattern_project_cells",),
         rows_for="intermediate.int_pattern_project_cells_for",
+        one_row_per_key=True,
     ),
 }
 
@@ -788,12 +800,14 @@ def _definition(
     """What, besides the input's rows, decides a scoped table's rows: the views' SQL, the
     input's columns, the settings' rows, the rows_for macro and `columns`, those of the
     synced table itself (a column added to a stamped table changes no stamp; a view whose
-    SQL is the same but whose output types changed upstream reads differently). None when
-    one of the views is not a view of this warehouse (a table made some other way is
-    synced whole)."""
+    SQL is the same but whose output types changed upstream reads differently), and how
+    the digests are made (one row per key or not: digests made the other way compare
+    unequal). None when one of the views is not a view of this warehouse (a table made
+    some other way is synced whole)."""
     source = f"({scope.input})" if " " in scope.input else scope.input
     rows_for = _catalog_text(con, scope.rows_for, "table_macro")
-    return _definition_text(con, scope.views, source, scope.settings, rows_for, columns)
+    digests = "one row per key" if scope.one_row_per_key else "rows per key"
+    return _definition_text(con, scope.views, source, scope.settings, rows_for, columns, digests)
 
 
 def _definition_text(
@@ -822,7 +836,8 @@ def sync_scoped(con: duckdb.DuckDBPyConnection, name: str, target: _Target, scop
     copy was published are deleted and re-read from the source. Falls back to sync_table
     (every row compared) when the copy has no digests for it (its first publish with this
     code), when the definition changed (see Scope), when the table lacks a column of
-    `scope.needs_columns`, or when more than REWRITE_SHARE of the keys changed. Returns
+    `scope.needs_columns` or the input does not bind (a warehouse from before a column it
+    reads), or when more than REWRITE_SHARE of the keys changed. Returns
     sync_table's word, or "scoped: N keys" when only N keys were rewritten. Once the
     table has those columns, the copy's digests end equal to the input's: only the changed
     keys' digests are written after a scoped sync, all of them after a whole one."""
@@ -834,26 +849,31 @@ def sync_scoped(con: duckdb.DuckDBPyConnection, name: str, target: _Target, scop
         con.execute(f"create table if not exists {_ALIAS}.{table} ({layout})")
     columns = _columns(con, name)
     have = {column for column, _ in columns}
-    if not all(column in have for column in scope.needs_columns):
+    source = f"({scope.input})" if " " in scope.input else scope.input
+    try:
+        con.execute(f"describe select * from {source}")
+        binds = True
+    except duckdb.BinderException:
+        binds = False  # an input reading a column its table has not got yet (written_at)
+    if not binds or not all(column in have for column in scope.needs_columns):
         # a warehouse built before a column the input reads (written_at) is synced whole,
         # its definition forgotten: once it has the column, one more whole sync, and the
         # digests kept from then on
         con.execute(f"delete from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name])
         return sync_table(con, name, target)
     definition = _definition(con, scope, columns)
-    source = f"({scope.input})" if " " in scope.input else scope.input
     con.execute("drop table if exists temp.serving_digests")
-    con.execute(
-        f"""
-        create temp table serving_digests as
-        select {scope.key}::varchar as key,
-               -- rows per key, and two order-free sums of their hashes (as sync_table)
-               hash(count(*), bit_xor(hash({_ROW})), sum(hash({_ROW})::hugeint))::hugeint
-                   as digest
-        from {source} as {_ROW}
-        group by {scope.key}
-        """
-    )
+    if scope.one_row_per_key:
+        digests = f"select {scope.key}::varchar as key, hash({_ROW})::hugeint as digest"
+    else:
+        # rows per key, and two order-free sums of their hashes (as sync_table)
+        digests = (
+            f"select {scope.key}::varchar as key, "
+            f"hash(count(*), bit_xor(hash({_ROW})), sum(hash({_ROW})::hugeint))::hugeint "
+            "as digest"
+        )
+    group = "" if scope.one_row_per_key else f" group by {scope.key}"
+    con.execute(f"create temp table serving_digests as {digests} from {source} as {_ROW}{group}")
     try:
         stored = con.execute(
             f"select definition from {_ALIAS}.{_DEFINITIONS} where table_name = ?", [name]

@@ -10,6 +10,7 @@
         materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['pattern_id', 'week'],
+        on_schema_change='append_new_columns',
         pre_hook="{% if is_incremental() and context_weeks_recompute_all() %}delete from {{ this }}{% endif %}",
         post_hook=[
             "{{ save_context_weeks_state('watermark') }}",
@@ -92,4 +93,5 @@ aggregated as (
     group by project_id, context_cluster_id, pattern_id, week
 )
 
-select * from aggregated
+-- every row this run writes carries its stamp (macros/write_stamp.sql)
+select *, {{ write_stamp_sql() }} as written_at from aggregated

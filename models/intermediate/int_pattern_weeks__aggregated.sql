@@ -9,6 +9,7 @@
         materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key=['pattern_id', 'week'],
+        on_schema_change='append_new_columns',
         pre_hook="{% if supersessions_changed() %}delete from {{ this }}{% endif %}",
     )
 }}
@@ -47,4 +48,5 @@ aggregated as (
     {{ weekly_sums('scoped', ['pattern_id']) }}
 )
 
-select * from aggregated
+-- every row this run writes carries its stamp (macros/write_stamp.sql)
+select *, {{ write_stamp_sql() }} as written_at from aggregated
