@@ -425,6 +425,16 @@ class Scope:
     one_row_per_key: bool = False
 
 
+def _stamps(table: str, key: str) -> str:
+    """A Scope's input from a table whose every write stamps its rows (written_at): per
+    key, its row count and oldest and newest stamp, which change exactly when its rows
+    do (engram.numeric.incremental.write_stamp, macros/write_stamp.sql)."""
+    return (
+        f"select {key}, count(*) as n_rows, min(written_at) as first_written, "
+        f"max(written_at) as last_written from {table} group by {key}"
+    )
+
+
 # The weekly sums behind the copy's pattern_trends (a view, SERVED_VIEWS): a 1% drop
 # touches ~5% of the patterns, whose weeks alone are rewritten. (As a table of the
 # gap-filled rows, 33M at 10M events, the view was first hashed whole, 21 s of a 90 s
@@ -479,10 +489,7 @@ SCOPED: dict[str, Scope] = {
     **{
         table: Scope(
             key=key,
-            input=(
-                f"select {key}, count(*) as n_rows, min(written_at) as first_written, "
-                f"max(written_at) as last_written from {table} group by {key}"
-            ),
+            input=_stamps(table, key),
             needs=(table,),
             views=(),
             needs_columns=("written_at",),
@@ -505,11 +512,7 @@ SCOPED: dict[str, Scope] = {
     # and stamps instead of hashing the 5.8M rows (~1 s of a 10M-event refresh's publish)
     "intermediate.int_pattern_project_cells": Scope(
         key="pattern_id",
-        input=(
-            "select pattern_id, count(*) as n_rows, min(written_at) as first_written, "
-            "max(written_at) as last_written "
-            "from intermediate.int_pattern_context_weeks__aggregated group by pattern_id"
-        ),
+        input=_stamps("intermediate.int_pattern_context_weeks__aggregated", "pattern_id"),
         needs=("intermediate.int_pattern_context_weeks__aggregated",),
         views=("intermediate.int_pattern_project_cells",),
         rows_for="intermediate.int_pattern_project_cells_for",
