@@ -38,7 +38,10 @@ cells as (
 {%- if from_week %}
 
 -- the weeks before from_week in one sum per cell: the running sums below start from it
--- (exact decimals, so the same values as running over every week)
+-- (exact decimals, so the same values as running over every week); only the patterns
+-- with rows from from_week on, the only ones it is joined to (after a drop of recent
+-- events ~5% of them: summing every pattern's cells, 4M groups, was most of a 10M-event
+-- refresh's recomputation of one week)
 cells_before as (
     select
         context_cluster_id,
@@ -47,9 +50,7 @@ cells_before as (
         sum({{ exact_decimal('sum_quality') }}) as sum_quality
     from {{ ref('int_pattern_context_weeks__aggregated') }}
     where week < {{ from_week }}
-    {%- if patterns %}
-        and pattern_id in {{ patterns }}
-    {%- endif %}
+        and pattern_id in (select pattern_id from cells)
     group by context_cluster_id, pattern_id
 ),
 

@@ -406,6 +406,7 @@ def _render_check(check_name: str, relations: dict[str, str]) -> str:
         config=lambda **_: "",
         weeks_between=lambda start, stop: f"(date_diff('day', {start}, {stop}) // 7)",
         changed_patterns=lambda: None,
+        prediction_backtest_checked_from=lambda: None,
     )
 
 
@@ -562,7 +563,8 @@ def test_a_refresh_recomputes_the_backtest_from_the_first_week_whose_input_chang
     week's input and the weeks' before it, so a build recomputes the weeks from the first
     whose input changed and keeps the rows before it (macros/prediction_backtest_refresh.sql).
     Planted: every row marked (brier_model -1, which the model never gives). A run with
-    the input unchanged recomputes nothing; after one input row of a late week changes,
+    the input unchanged recomputes nothing; after one input row of a late week is
+    rewritten (new values and a newer write stamp, as the model writes them),
     the rows before that week keep the mark and the rows from it on equal a
     --full-refresh's on the same input; a changed var recomputes every week."""
     import shutil
@@ -585,7 +587,12 @@ def test_a_refresh_recomputes_the_backtest_from_the_first_week_whose_input_chang
             """
             update intermediate.int_pattern_context_weeks__aggregated
             set n_events = n_events + 1, sum_quality = sum_quality + 1,
-                sum_sq_quality = sum_sq_quality + 1
+                sum_sq_quality = sum_sq_quality + 1,
+                -- as the model's own write would: a stamp newer than any in the table
+                written_at = (
+                    select max(written_at) + interval 1 second
+                    from intermediate.int_pattern_context_weeks__aggregated
+                )
             where week = ? and pattern_id = (
                 select min(pattern_id) from intermediate.int_pattern_context_weeks__aggregated
                 where week = ?
@@ -720,6 +727,45 @@ def test_on_a_refresh_the_trends_check_reads_only_the_changed_patterns(
     run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: since.isoformat(sep=" ")})
     with pytest.raises(BuildError, match="FAIL"):
         run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+
+
+def test_on_a_refresh_the_backtest_check_reads_only_the_weeks_from_the_first_changed(
+    sample_warehouse: Path, tmp_path: Path
+) -> None:
+    """On a refresh int_prediction_backtest__predicted_is_well_formed checks the view's rows
+    from the first week whose input changed since prediction_backtest's last run (the
+    digests of int_pattern_context_weeks__aggregated: row count and newest write stamp per
+    week), the rows that run will recompute. Planted: one cell of an early week with a
+    quality sum above its events, so every later prediction of its pattern leaves [0, 1].
+    Unstamped, as if no build wrote it, the scoped check passes (no week changed) and the
+    full run fails on it; stamped as a write of the model, the scoped check starts at that
+    week and fails too."""
+    from engram.build import CHANGED_SINCE_ENV, BuildError, run_dbt
+
+    db, since = refresh_copy(sample_warehouse, tmp_path)
+    cells = "intermediate.int_pattern_context_weeks__aggregated"
+    with duckdb.connect(str(db)) as con:
+        pattern, week = con.execute(
+            f"select pattern_id, min(week) from {cells} group by pattern_id "
+            "order by count(distinct week) desc, pattern_id limit 1"
+        ).fetchone()
+        con.execute(
+            f"update {cells} set sum_quality = n_events * 1000 where pattern_id = ? and week = ?",
+            [pattern, week],
+        )
+    check = ["test", "--select", "int_prediction_backtest__predicted_is_well_formed"]
+    scoped = {CHANGED_SINCE_ENV: since.isoformat(sep=" ")}
+    run_dbt(check, db, capture=True, env=scoped)  # passes (a failing test raises)
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env={CHANGED_SINCE_ENV: ""})
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            f"update {cells} set written_at = (select max(written_at) from {cells}) "
+            "+ interval 1 second where pattern_id = ? and week = ?",
+            [pattern, week],
+        )
+    with pytest.raises(BuildError, match="FAIL"):
+        run_dbt(check, db, capture=True, env=scoped)
 
 
 def test_on_a_refresh_the_pattern_vector_check_reads_only_the_patterns_loaded_since(

@@ -2,19 +2,23 @@
 -- tests re-ran the walk-forward query thirteen times, 2 minutes of a 10M-event build):
 -- one row per (context cluster, pattern, week), no column null, and the model's prediction
 -- and both baselines within [0, 1]. Each row returned is a violation, with the reason.
--- On an incremental `engram build` it checks only the patterns whose sums that build
--- recomputed (changed_patterns(), macros/changed_rows.sql), from the view's own query scoped
--- to them (macros/prediction_backtest_rows.sql); a plain `dbt build`, the daily schedule and
--- --full-refresh check every pattern.
+-- On an incremental `engram build` it checks only the weeks from the first whose input
+-- changed since prediction_backtest's last run (prediction_backtest_checked_from(),
+-- macros/prediction_backtest_refresh.sql): every row of those weeks, all patterns', since
+-- the global mean so far moves them all; the weeks before are unchanged. It runs the
+-- view's own query from that week (macros/prediction_backtest_rows.sql, from_week), as
+-- the backtest's refresh does. A plain `dbt build`, the daily schedule and --full-refresh
+-- check every row.
 -- depends_on: {{ ref('int_prediction_backtest__predicted') }}
-{%- set changed = changed_patterns() %}
+-- depends_on: {{ ref('int_pattern_context_weeks__aggregated') }}
+{%- set from_week = prediction_backtest_checked_from() %}
 with
 
 predicted as (
     select
         *,
         count(*) over (partition by context_cluster_id, pattern_id, week) as copies
-    from {% if changed %}({{ prediction_backtest_rows(changed) }}) as scoped{% else %}{{ ref('int_prediction_backtest__predicted') }}{% endif %}
+    from {% if from_week %}({{ prediction_backtest_rows(from_week=from_week) }}) as scoped{% else %}{{ ref('int_prediction_backtest__predicted') }}{% endif %}
 ),
 
 checked as (
