@@ -672,6 +672,68 @@ def test_a_refresh_recomputes_the_trend_summary_of_the_patterns_past_its_own_wat
         assert con.execute(f"select recomputed_all from {side}").fetchall() == [(True,)]
 
 
+def test_a_refresh_recomputes_the_profiles_of_patterns_with_new_events_or_placed_anew(
+    builds: dict, tmp_path: Path
+) -> None:
+    """int_patterns__profiled (the stored part of dim_patterns) keeps its own watermark: a
+    run recomputes the patterns with a week of events loaded after it, and a pattern whose
+    stored cluster columns differ from its clustering now, to the values they had, and
+    leaves every other row as stored; without the watermark (as after a merge) every row
+    is recomputed, and the watermark says so."""
+    db = tmp_path / "engram.duckdb"
+    shutil.copy(builds["inc"], db)
+    profiled = "intermediate.int_patterns__profiled"
+    side = "intermediate.int_patterns__profiled__watermark"
+    run = ["run", "--select", "int_patterns__profiled"]
+    expected = table(db, "int_patterns__profiled").set_index("pattern_id").sort_index()
+    with duckdb.connect(str(db)) as con:
+        newest, first_load = con.execute(
+            "select max(max_loaded_at), min(max_loaded_at) "
+            "from intermediate.int_pattern_weeks__aggregated"
+        ).fetchone()
+        saved = con.execute(f"select processed_through, recomputed_all from {side}").fetchall()
+        late = {
+            row[0]
+            for row in con.execute(
+                "select distinct pattern_id from intermediate.int_pattern_weeks__aggregated "
+                "where max_loaded_at > ?",
+                [first_load],
+            ).fetchall()
+        }
+        placed = expected.index[expected["cluster_label"].notna()].difference(sorted(late))
+        relabelled = str(placed[0])
+        con.execute(f"update {profiled} set usage_count = -1")
+        con.execute(
+            f"update {profiled} set cluster_label = 'a label it no longer has' "
+            "where pattern_id = ?",
+            [relabelled],
+        )
+        # behind: as if the second batch's refresh never committed this model
+        con.execute(f"update {side} set processed_through = ?", [first_load])
+    assert saved == [(newest, False)]  # the refresh took in everything, scoped
+    assert 0 < len(late) < len(expected) - 1
+
+    run_dbt(run, db, capture=True)
+    now = table(db, "int_patterns__profiled").set_index("pattern_id").sort_index()
+    assert set(now.index) == set(expected.index)
+    recomputed = sorted(late | {relabelled})
+    assert set(now.index[now["usage_count"] != -1]) == set(recomputed)
+    pd.testing.assert_frame_equal(now.loc[recomputed], expected.loc[recomputed])
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"select processed_through, recomputed_all from {side}").fetchall() == [
+            (newest, False)
+        ]
+
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"drop table {side}")
+    run_dbt(run, db, capture=True)
+    pd.testing.assert_frame_equal(
+        table(db, "int_patterns__profiled").set_index("pattern_id").sort_index(), expected
+    )
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"select recomputed_all from {side}").fetchall() == [(True,)]
+
+
 @pytest.mark.slow
 def test_a_warehouse_from_before_the_stamp_gains_it_on_its_next_refresh(
     builds: dict, embedder: Embedder, tmp_path: Path
