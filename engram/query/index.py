@@ -285,22 +285,11 @@ def update_index(
     n_kept = len(kept_rows)
     all_ids = np.concatenate([old_ids[kept_rows], added_ids])
     all_hashes = np.concatenate([old_hashes[kept_rows], added_hashes])
-    old_matrix = np.load(old_paths["vectors"], mmap_mode="r")
-    out = np.lib.format.open_memmap(
-        paths["vectors"], mode="w+", dtype=np.float32, shape=(len(order), EMBEDDING_DIM)
-    )
-    for lo in range(0, len(order), ASSIGN_BATCH):  # rows in leaf order, a block at a time
-        chunk = order[lo : lo + ASSIGN_BATCH]
-        from_old = chunk < n_kept
-        block = np.empty((len(chunk), EMBEDDING_DIM), dtype=np.float32)
-        block[from_old] = old_matrix[kept_rows[chunk[from_old]]]
-        if new_vectors is not None:
-            block[~from_old] = new_vectors[chunk[~from_old] - n_kept]
-        out[lo : lo + len(chunk)] = block
-    out.flush()
-    del out
     offsets = np.zeros(n_leaves + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(np.bincount(leaf, minlength=n_leaves))
+    _write_leaf_ordered(
+        old_paths["vectors"], ivf.offsets, paths["vectors"], offsets, order, kept_rows, new_vectors
+    )
     np.savez(paths["ann"], centroids=ivf.centroids, offsets=offsets)
     np.save(paths["ids"], all_ids[order])
     np.save(paths["hashes"], all_hashes[order])
@@ -318,6 +307,73 @@ def update_index(
     )
     _atomic_write_text(paths["manifest"], manifest.to_json())
     return IndexUpdate(manifest, "updated", n_kept, len(added_ids), removed)
+
+
+def _write_leaf_ordered(
+    old_path: Path,
+    old_offsets: np.ndarray,
+    path: Path,
+    offsets: np.ndarray,
+    order: np.ndarray,
+    kept_rows: np.ndarray,
+    new_vectors: np.ndarray | None,
+) -> None:
+    """Write the updated index's vectors file: row i is the kept old row kept_rows[order[i]]
+    or new row order[i] - len(kept_rows), in leaf order (`offsets`). A kept row stays in its
+    leaf, so the rows of a run of leaves come from the same leaves' contiguous rows of the
+    old file (`old_offsets`): read with one sequential read per run of leaves, and the new
+    file written with write(). Gathering them from a memory map of the old file and
+    filling one of the new faulted both in 4 KiB pages: ~3 s of a 1M-row update's ~4 s."""
+    n_kept = len(kept_rows)
+    header = np.load(old_path, mmap_mode="r")
+    if header.shape[1:] != (EMBEDDING_DIM,) or header.dtype != np.float32:
+        raise ValueError(f"{old_path}: not a float32 matrix of width {EMBEDDING_DIM}")
+    data_start, row_bytes = header.offset, EMBEDDING_DIM * 4
+    del header
+    with old_path.open("rb") as old, path.open("wb") as out:
+        np.lib.format.write_array_header_1_0(
+            out,
+            {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                "fortran_order": False,
+                "shape": (len(order), EMBEDDING_DIM),
+            },
+        )
+        runs = []  # (first leaf, last leaf + 1): runs of leaves of about ASSIGN_BATCH rows
+        first = 0
+        while first < len(offsets) - 1:
+            last = int(np.searchsorted(offsets, offsets[first] + ASSIGN_BATCH, side="right"))
+            last = min(max(last - 1, first + 1), len(offsets) - 1)
+            runs.append((first, last))
+            first = last
+        # buffers allocated once (a fresh 100 MB array per run was faulted in page by
+        # page), and each block one gather (np.take) from the run's old rows with its new
+        # rows placed after them: a boolean-mask assignment copied every block twice
+        n_added = 0 if new_vectors is None else len(new_vectors)
+        most_old = max(int(old_offsets[b] - old_offsets[a]) for a, b in runs)
+        most_new = max(int(offsets[b] - offsets[a]) for a, b in runs)
+        source_buffer = np.empty((most_old + min(most_new, n_added), EMBEDDING_DIM), np.float32)
+        block_buffer = np.empty((most_new, EMBEDDING_DIM), dtype=np.float32)
+        for first, last in runs:
+            lo, hi = int(old_offsets[first]), int(old_offsets[last])
+            old.seek(data_start + lo * row_bytes)
+            if (
+                old.readinto(memoryview(source_buffer[: hi - lo]).cast("B"))
+                != (hi - lo) * row_bytes
+            ):
+                raise ValueError(f"{old_path} is shorter than its index says")
+            chunk = order[offsets[first] : offsets[last]]
+            block = block_buffer[: len(chunk)]
+            from_old = chunk < n_kept
+            rows = np.empty(len(chunk), dtype=np.int64)  # of source_buffer, per block row
+            rows[from_old] = kept_rows[chunk[from_old]] - lo
+            added = np.flatnonzero(~from_old)
+            if len(added):
+                assert new_vectors is not None
+                rows[added] = hi - lo + np.arange(len(added))
+                source_buffer[hi - lo : hi - lo + len(added)] = new_vectors[chunk[added] - n_kept]
+            np.take(source_buffer[: hi - lo + len(added)], rows, axis=0, out=block)
+            out.write(memoryview(block).cast("B"))
 
 
 def n_leaves_for(n: int) -> int:
