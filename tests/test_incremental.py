@@ -611,6 +611,32 @@ def test_the_predictions_digest_covers_the_code_that_computes_the_interval(build
     assert not {pattern for pattern in stored if stored[pattern] == other[pattern]}
 
 
+def weekly_loads(db: Path) -> tuple[object, object, set[str]]:
+    """For the tests of a model with its own watermark (macros/own_watermark.sql): the
+    newest and oldest load among the weekly sums' groups, and the patterns with a group
+    loaded after the oldest (the second batch's, in the `builds` warehouses)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        newest, first_load = con.execute(
+            "select max(max_loaded_at), min(max_loaded_at) "
+            "from intermediate.int_pattern_weeks__aggregated"
+        ).fetchone()
+        late = {
+            row[0]
+            for row in con.execute(
+                "select distinct pattern_id from intermediate.int_pattern_weeks__aggregated "
+                "where max_loaded_at > ?",
+                [first_load],
+            ).fetchall()
+        }
+    return newest, first_load, late
+
+
+def saved_watermark(db: Path, side: str) -> list[tuple]:
+    """A model's own watermark row: (processed_through, recomputed_all)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(f"select processed_through, recomputed_all from {side}").fetchall()
+
+
 @pytest.mark.slow
 def test_a_refresh_recomputes_the_trend_summary_of_the_patterns_past_its_own_watermark(
     builds: dict, tmp_path: Path
@@ -626,26 +652,13 @@ def test_a_refresh_recomputes_the_trend_summary_of_the_patterns_past_its_own_wat
     side = "intermediate.pattern_trend_summary__watermark"  # not in marts: not served
     run = ["run", "--select", "pattern_trend_summary"]
     full = table(builds["full"], "pattern_trend_summary").set_index("pattern_id").sort_index()
-    with duckdb.connect(str(db), read_only=True) as con:
-        saved = con.execute(f"select processed_through, recomputed_all from {side}").fetchall()
-        newest, first_load = con.execute(
-            "select max(max_loaded_at), min(max_loaded_at) "
-            "from intermediate.int_pattern_weeks__aggregated"
-        ).fetchone()
-    assert saved == [(newest, False)]  # the refresh took in everything, scoped
+    newest, first_load, late = weekly_loads(db)
+    assert saved_watermark(db, side) == [(newest, False)]  # the refresh took in all, scoped
 
     with duckdb.connect(str(db)) as con:
         con.execute(f"update {mart} set avg_quality = -1")
         # behind: as if the second batch's refresh never committed this model
         con.execute(f"update {side} set processed_through = ?", [first_load])
-        late = {
-            row[0]
-            for row in con.execute(
-                "select distinct pattern_id from intermediate.int_pattern_weeks__aggregated "
-                "where max_loaded_at > ?",
-                [first_load],
-            ).fetchall()
-        }
     assert 0 < len(late) < len(full)
     run_dbt(run, db, capture=True)
     now = table(db, "pattern_trend_summary").set_index("pattern_id").sort_index()
@@ -654,10 +667,7 @@ def test_a_refresh_recomputes_the_trend_summary_of_the_patterns_past_its_own_wat
     pd.testing.assert_frame_equal(
         now.loc[sorted(late)], full.loc[sorted(late)], check_exact=False, rtol=1e-9
     )
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute(f"select processed_through, recomputed_all from {side}").fetchall() == [
-            (newest, False)
-        ]
+    assert saved_watermark(db, side) == [(newest, False)]
 
     with duckdb.connect(str(db)) as con:
         con.execute(f"drop table {side}")
@@ -668,8 +678,7 @@ def test_a_refresh_recomputes_the_trend_summary_of_the_patterns_past_its_own_wat
         check_exact=False,
         rtol=1e-9,
     )
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute(f"select recomputed_all from {side}").fetchall() == [(True,)]
+    assert [recomputed for _, recomputed in saved_watermark(db, side)] == [True]
 
 
 def test_a_refresh_recomputes_the_profiles_of_patterns_with_new_events_or_placed_anew(
@@ -686,22 +695,11 @@ def test_a_refresh_recomputes_the_profiles_of_patterns_with_new_events_or_placed
     side = "intermediate.int_patterns__profiled__watermark"
     run = ["run", "--select", "int_patterns__profiled"]
     expected = table(db, "int_patterns__profiled").set_index("pattern_id").sort_index()
+    newest, first_load, late = weekly_loads(db)
+    assert saved_watermark(db, side) == [(newest, False)]  # the refresh took in all, scoped
+    placed = expected.index[expected["cluster_label"].notna()].difference(sorted(late))
+    relabelled = str(placed[0])
     with duckdb.connect(str(db)) as con:
-        newest, first_load = con.execute(
-            "select max(max_loaded_at), min(max_loaded_at) "
-            "from intermediate.int_pattern_weeks__aggregated"
-        ).fetchone()
-        saved = con.execute(f"select processed_through, recomputed_all from {side}").fetchall()
-        late = {
-            row[0]
-            for row in con.execute(
-                "select distinct pattern_id from intermediate.int_pattern_weeks__aggregated "
-                "where max_loaded_at > ?",
-                [first_load],
-            ).fetchall()
-        }
-        placed = expected.index[expected["cluster_label"].notna()].difference(sorted(late))
-        relabelled = str(placed[0])
         con.execute(f"update {profiled} set usage_count = -1")
         con.execute(
             f"update {profiled} set cluster_label = 'a label it no longer has' "
@@ -710,7 +708,6 @@ def test_a_refresh_recomputes_the_profiles_of_patterns_with_new_events_or_placed
         )
         # behind: as if the second batch's refresh never committed this model
         con.execute(f"update {side} set processed_through = ?", [first_load])
-    assert saved == [(newest, False)]  # the refresh took in everything, scoped
     assert 0 < len(late) < len(expected) - 1
 
     run_dbt(run, db, capture=True)
@@ -719,10 +716,7 @@ def test_a_refresh_recomputes_the_profiles_of_patterns_with_new_events_or_placed
     recomputed = sorted(late | {relabelled})
     assert set(now.index[now["usage_count"] != -1]) == set(recomputed)
     pd.testing.assert_frame_equal(now.loc[recomputed], expected.loc[recomputed])
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute(f"select processed_through, recomputed_all from {side}").fetchall() == [
-            (newest, False)
-        ]
+    assert saved_watermark(db, side) == [(newest, False)]
 
     with duckdb.connect(str(db)) as con:
         con.execute(f"drop table {side}")
@@ -730,8 +724,7 @@ def test_a_refresh_recomputes_the_profiles_of_patterns_with_new_events_or_placed
     pd.testing.assert_frame_equal(
         table(db, "int_patterns__profiled").set_index("pattern_id").sort_index(), expected
     )
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute(f"select recomputed_all from {side}").fetchall() == [(True,)]
+    assert [recomputed for _, recomputed in saved_watermark(db, side)] == [True]
 
 
 @pytest.mark.slow
