@@ -288,6 +288,79 @@ def test_cli_bad_input_is_one_clear_line(
     assert phrase in lines[0] and "Traceback" not in done.stderr
 
 
+def test_updates_of_an_updated_index_answer_as_exact_search_and_keep_its_base_linked(
+    tmp_path: Path,
+) -> None:
+    """Each update of a tailed index carries its tail's kept rows over, drops tail rows
+    and base rows that went, and still links the base first fitted: after four rounds of
+    drops, changes (in the base and in the tail) and additions, exact search over the
+    index equals brute force over the data, ANN search finds every added row, and a
+    damaged tail makes the reader fall back instead of answering from half the rows."""
+    from engram.query.index import update_index
+
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((30, 384))
+
+    def vectors_near(n: int) -> np.ndarray:
+        return normalize(centres[rng.integers(0, 30, n)] + rng.standard_normal((n, 384)) * 0.05)
+
+    ids = np.asarray([f"v{i:05d}" for i in range(4000)])
+    vectors, hashes = vectors_near(4000), np.arange(4000, dtype=np.uint64)
+    build_index(tmp_path / "fit", "patterns", ids, vectors, "b0", hashes=hashes, hash_kind="t")
+    previous = tmp_path / "fit"
+    for round_ in range(1, 5):
+        keep = np.ones(len(ids), dtype=bool)
+        keep[rng.choice(len(ids), 40, replace=False)] = False
+        ids, vectors, hashes = ids[keep], vectors[keep].copy(), hashes[keep].copy()
+        changed = rng.choice(len(ids), 20, replace=False)  # base and earlier tail rows
+        vectors[changed] = vectors_near(20)
+        hashes[changed] += np.uint64(1_000_000 * round_)
+        added_ids = np.asarray([f"r{round_}-{i}" for i in range(60)])
+        added = vectors_near(60)
+        ids = np.concatenate([ids, added_ids])
+        vectors = np.concatenate([vectors, added])
+        hashes = np.concatenate(
+            [hashes, np.arange(60, dtype=np.uint64) + np.uint64(10**9 * round_)]
+        )
+        row_of = {i: row for row, i in enumerate(ids.tolist())}
+        now = tmp_path / f"round{round_}"
+        update = update_index(
+            previous,
+            now,
+            "patterns",
+            ids,
+            hashes,
+            lambda wanted, v=vectors, r=row_of: v[[r[i] for i in wanted.tolist()]],
+            f"b{round_}",
+            hash_kind="t",
+        )
+        assert update is not None and update.how == "updated"
+        assert (update.added, update.removed) == (80, 60)
+        assert (now / "patterns.base.vectors.npy").stat().st_ino == (
+            tmp_path / "fit" / "patterns.vectors.npy"
+        ).stat().st_ino
+        index = open_index(now, "patterns", expected_fingerprint=fingerprint(ids))
+        assert len(index) == len(ids) and set(index.ids.tolist()) == set(ids.tolist())
+        matrix = np.asarray(index.matrix)
+        assert np.allclose(matrix, vectors[[row_of[i] for i in index.ids.tolist()]], atol=1e-6)
+        for query in vectors_near(15):
+            exact = index.search(query, 10, "exact")
+            assert np.allclose(exact.similarities, np.sort(vectors @ query)[::-1][:10], atol=1e-5)
+            assert np.allclose(matrix[exact.rows] @ query, exact.similarities, atol=1e-5)
+        for i, vector in zip(added_ids.tolist(), added, strict=True):
+            assert index.search(vector, 1, "ann").ids[0] == i
+        previous = now
+    (previous / "patterns.dead.npy").unlink()
+    with pytest.warns(StaleIndexWarning, match="lacks patterns.dead.npy"):
+        fallback = open_index(
+            previous,
+            "patterns",
+            expected_fingerprint=fingerprint(ids),
+            fallback=lambda: (ids, vectors),
+        )
+    assert fallback.ann is None and len(fallback) == len(ids)
+
+
 def test_cli_missing_warehouse_is_one_clear_line(tmp_path: Path) -> None:
     done = _engram("similar", "anything", "--db", str(tmp_path / "none.duckdb"))
     assert done.returncode == 1
@@ -338,21 +411,39 @@ def test_index_update_adds_changes_and_drops_rows_and_refits_past_the_drift_boun
     matrix = np.asarray(index.matrix)
     for i, row in lookup.items():
         assert np.allclose(matrix[got[i]], all_vectors[row], atol=1e-6)
-    # a new row sits in the leaf of its nearest centroid, and ANN search finds it
-    leaf_of_row = np.repeat(np.arange(len(index.ann.centroids)), np.diff(index.ann.offsets))
+    # the fitted rows are not rewritten: the new index links them and adds a tail of the
+    # 35 new or changed rows and the 15 dropped or changed base rows (dead); no
+    # patterns.vectors.npy, which an engram from before tails would take for all the rows
+    assert (new / "patterns.base.vectors.npy").stat().st_ino == (
+        old / "patterns.vectors.npy"
+    ).stat().st_ino
+    assert not (new / "patterns.vectors.npy").exists()
+    assert (update.manifest.tail_n, update.manifest.dead_n) == (35, 15)
+    assert index.tail is not None and len(index.tail.ids) == 35
+    # a new row sits in its tail's part of the leaf of its nearest centroid, and ANN
+    # search finds it; exact search over the live rows equals brute force over the data
+    tail_leaf = np.repeat(np.arange(len(index.ann.centroids)), np.diff(index.tail.offsets))
+    tail_row = {i: row for row, i in enumerate(index.tail.ids.tolist())}
     for k in range(30):
-        row = got[f"w{k:05d}"]
-        assert leaf_of_row[row] == np.argmax(index.ann.centroids @ new_vectors[k])
+        assert tail_leaf[tail_row[f"w{k:05d}"]] == np.argmax(index.ann.centroids @ new_vectors[k])
         assert index.search(new_vectors[k], 1, "ann").ids[0] == f"w{k:05d}"
+    for k in range(10):
+        query = all_vectors[k * 7]
+        exact = index.search(query, 5, "exact")
+        assert np.allclose(exact.similarities, np.sort(all_vectors @ query)[::-1][:5], atol=1e-5)
+        ann = index.search(query, 5, "ann")
+        assert np.array_equal(index.ids[ann.rows], ann.ids)
+        assert not set(ann.ids.tolist()) & {f"v{i:05d}" for i in range(10)}  # dropped
     # the previous index is untouched, and unchanged data is linked, not rewritten
     assert len(np.load(old / "patterns.ids.npy")) == 3000
     same = update_index(
         new, tmp_path / "same", "patterns", all_ids, all_hashes, fetch, "b3", hash_kind="test"
     )
     assert same is not None and same.how == "linked" and asked == [35]
-    assert (tmp_path / "same" / "patterns.vectors.npy").stat().st_ino == (
-        new / "patterns.vectors.npy"
-    ).stat().st_ino
+    for part in ("base.vectors", "tail.vectors", "dead"):
+        assert (tmp_path / "same" / f"patterns.{part}.npy").stat().st_ino == (
+            new / f"patterns.{part}.npy"
+        ).stat().st_ino
     # past the drift bound, or with hashes of another kind, the caller must refit
     many = int(REFIT_SHARE * 3000) + 1
     grown_ids = np.concatenate([all_ids, [f"x{i:05d}" for i in range(many)]])

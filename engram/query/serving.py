@@ -1244,9 +1244,10 @@ def publish(
             prepared = None
         # The vector indexes are written on a thread of their own from the start: an update
         # reads the warehouse's relations (_INDEXES), so neither the copy of the previous
-        # file nor the tables' syncs hold it up, and writing the index (a 1.5 GB vectors
-        # file at 1M patterns, mostly memory copies and disk writes) and the copy and the
-        # syncs (mostly one core each: a file copy, updates, checkpoints) share the cores
+        # file nor the tables' syncs hold it up, and writing the index (an update reads 1M
+        # ids and hashes and writes a tail of the rows changed since the fit; it rewrote
+        # the 1.5 GB vectors file before engram.query.index kept a tail) and the syncs
+        # (mostly one core each: a file copy, updates, checkpoints) share the cores
         # instead of taking turns. Started only once the copy's dim_patterns was synced,
         # a 10M-event refresh's publish took 35.4 s (mean of 4 replays, bench.refresh
         # --keep-before-refresh), and 33.6 s started here (4 replays alternating with
