@@ -814,11 +814,15 @@ def full_fp(copy: object, name: str) -> str:
         con.close()
 
 
-def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(tmp_path: Path) -> None:
-    """sync_table reads its source once (a view re-runs its query per read) and decides from
-    the row hashes: equal count and hash sums -> unchanged, a few rows differ -> only
-    those deleted/appended, most differ or duplicate rows among changes -> rewritten; the
-    copy always ends with exactly the source's rows."""
+@pytest.mark.parametrize("source", ["source_view", "main.base"])
+def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(
+    tmp_path: Path, source: str
+) -> None:
+    """sync_table reads a view once (it re-runs its query per read), a table by its row
+    hashes and then only the rows to append, and decides from the row hashes: equal count
+    and hash sums -> unchanged, a few rows differ -> only those deleted/appended, most
+    differ or duplicate rows among changes -> rewritten; the copy always ends with
+    exactly the source's rows."""
     from engram.query.serving import _ALIAS, sync_table
 
     con = duckdb.connect(str(tmp_path / "source.duckdb"))
@@ -828,7 +832,7 @@ def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(tmp_path: Pa
         "create table base as select i as k, i * 0.5 as v, 'x' || i as s from range(1000) t(i)"
     )
     con.execute("create view source_view as select k, v * 2 as v, s from base")
-    target = ("source_view", "k", None)
+    target = (source, "k", None)
 
     def rows(relation: str) -> list[tuple]:
         return con.execute(f"select * from {relation} order by all").fetchall()
@@ -838,20 +842,20 @@ def test_sync_table_keeps_updates_or_rewrites_and_always_ends_equal(tmp_path: Pa
     con.execute("update base set v = v + 1 where k < 10")  # 1% of the rows
     con.execute("insert into base values (5000, 1.0, 'new')")
     assert sync_table(con, "marts.t", target) == "updated"
-    assert rows(f"{_ALIAS}.marts.t") == rows("source_view")
+    assert rows(f"{_ALIAS}.marts.t") == rows(source)
     assert sync_table(con, "marts.t", target) == "unchanged"
     con.execute("update base set v = v + 1 where k < 900")  # most rows
     assert sync_table(con, "marts.t", target) == "rewritten"
-    assert rows(f"{_ALIAS}.marts.t") == rows("source_view")
+    assert rows(f"{_ALIAS}.marts.t") == rows(source)
     con.execute("insert into base select * from base where k = 1")  # a duplicate row
     assert sync_table(con, "marts.t", target) == "rewritten"
-    assert rows(f"{_ALIAS}.marts.t") == rows("source_view")
+    assert rows(f"{_ALIAS}.marts.t") == rows(source)
     # the same rows, duplicate included: nothing to write (the distinct count is taken
     # only where rows would be deleted and appended one by one)
     assert sync_table(con, "marts.t", target) == "unchanged"
     con.execute("delete from base where k >= 500")
     assert sync_table(con, "marts.t", target) in ("updated", "rewritten")
-    assert rows(f"{_ALIAS}.marts.t") == rows("source_view")
+    assert rows(f"{_ALIAS}.marts.t") == rows(source)
     con.close()
 
 
