@@ -359,6 +359,21 @@ def test_updates_of_an_updated_index_answer_as_exact_search_and_keep_its_base_li
             fallback=lambda: (ids, vectors),
         )
     assert fallback.ann is None and len(fallback) == len(ids)
+    # nor does an update trust it: a dead row past the base means refit (None)
+    np.save(previous / "patterns.dead.npy", np.asarray([10**9], dtype=np.int64))
+    assert (
+        update_index(
+            previous,
+            tmp_path / "after-damage",
+            "patterns",
+            ids,
+            hashes,
+            lambda wanted: vectors[: len(wanted)],
+            "b9",
+            hash_kind="t",
+        )
+        is None
+    )
 
 
 def test_cli_missing_warehouse_is_one_clear_line(tmp_path: Path) -> None:

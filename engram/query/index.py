@@ -286,7 +286,7 @@ def update_index(
         or (tailed and not all(path.exists() for path in old_tail.values()))
     ):
         return None
-    ids = np.asarray(ids)
+    ids = np.asarray(ids, dtype=str)  # saved as text: an object array would be pickled
     hashes = np.asarray(hashes, dtype=np.uint64)
     base_ids = np.load(old_base["ids"])
     base_hashes = np.load(old_base["hashes"])
@@ -304,8 +304,9 @@ def update_index(
             len(tail_hashes) != len(tail_ids)
             or len(tail_offsets) != n_leaves + 1
             or int(tail_offsets[-1]) != len(tail_ids)
+            or (len(dead) and (int(dead.min()) < 0 or int(dead.max()) >= n_base))
         ):
-            return None
+            return None  # not what this code writes: refitted rather than trusted
     else:
         tail_ids = np.zeros(0, dtype=base_ids.dtype)
         tail_hashes = np.zeros(0, dtype=np.uint64)
