@@ -207,6 +207,9 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
                 f"{ref_pub.get('mode', 'full')}; {_share(ref['publish_ratio'])} of the full one",
             ]
         )
+        steps = sorted(ref_pub.get("steps", {}).items(), key=lambda kv: -kv[1][0])
+        for step, (seconds, how) in steps[:5]:
+            out.append(["incremental", f"  publish: {step}", f"{seconds:.1f} s", how])
         out.append(
             [
                 "incremental",

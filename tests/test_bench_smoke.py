@@ -162,6 +162,40 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
         assert set(base["marts_seconds"]) == set(MARTS), name
 
 
+def test_the_baselines_dbt_run_leaves_the_measured_warehouse_alone(
+    bench_run: dict[str, Any],
+) -> None:
+    """The compared marts' `dbt run --full-refresh` runs on a copy (bench.runner.compare_copy):
+    none of its writes is in the warehouse the refresh was timed on. In the warehouse
+    itself it had rewritten the weekly cells with new stamps, and the refresh then
+    recomputed every week of the backtest and the alerts as if all had changed."""
+    db: Path = bench_run["db"]
+    copy = db.parent / "compared" / db.name
+    assert copy.exists()
+    table = "intermediate.int_pattern_context_weeks__aggregated"
+    stamps = {}
+    for name, path in (("measured", db), ("copy", copy)):
+        with duckdb.connect(str(path), read_only=True) as con:
+            stamps[name] = {r[0] for r in con.execute(f"select written_at from {table}").fetchall()}
+    assert stamps["copy"] and stamps["measured"]
+    assert not stamps["copy"] & stamps["measured"]
+    # the copy's rebuild is newer than the full build it was copied from
+    assert min(stamps["copy"]) > min(stamps["measured"])
+
+
+def test_the_refresh_publish_is_timed_per_step_from_the_copy_made_beside_dbt(
+    bench_run: dict[str, Any],
+) -> None:
+    """As `engram build` runs a refresh: the previous copy's file is copied while dbt runs
+    (prepare_publish), and each table's sync is timed, with what it did."""
+    pub = bench_run["results"]["refresh_publish"]
+    steps = pub["steps"]
+    assert "copy previous, during the build" in steps
+    assert steps["marts.dim_patterns"][1] == pub["tables"]["marts.dim_patterns"]
+    assert all(seconds >= 0 for seconds, _ in steps.values())
+    assert "  publish: " in bench_run["stdout"]
+
+
 def test_the_live_bytes_are_the_file_less_its_free_blocks(bench_run: dict[str, Any]) -> None:
     """The run's last disk figure, read again from the kept warehouse by bench.storage
     (pragma_storage_info per column segment): the free blocks agree, and the tables'
