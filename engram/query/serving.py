@@ -64,6 +64,8 @@ EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     ("intermediate.int_project_priors", "project_id"),
     # what the copy's view marts.pattern_clusters reads (SERVED_VIEWS)
     ("intermediate.int_patterns__clustered", "cluster_id, pattern_id"),
+    # what the copy's view marts.dim_patterns reads besides int_pattern_texts__described
+    ("intermediate.int_patterns__unlabelled", "pattern_id"),
     ("intermediate.int_pattern_texts__described", "description_hash"),
     # what the copy's view marts.pattern_similar_pairs reads besides int_patterns__clustered
     ("intermediate.int_pattern_texts__neighbors", "description_hash, list_rank"),
@@ -86,6 +88,10 @@ CONTEXT_EVIDENCE_CAP = 200
 POINT_LOOKUPS: dict[str, str] = {
     "staging.stg_contexts": "context_hash",
     "intermediate.int_contexts__clustered": "context_hash",
+    # the copy's marts.dim_patterns is a view of this table (SERVED_VIEWS)
+    "intermediate.int_patterns__unlabelled": "pattern_id",
+    # a table in a copy of a warehouse built before int_patterns__unlabelled; the key the
+    # vector index of the patterns reads it by either way (_INDEXES)
     "marts.dim_patterns": "pattern_id",
 }
 
@@ -237,7 +243,7 @@ def context_vectors_sql(schema_prefix: str = "") -> str:
 
 # The copy's layout version: a publish reuses the previous copy only when it has the same
 # (otherwise it starts from an empty file, as the first publish does).
-SERVING_FORMAT = 2
+SERVING_FORMAT = 3  # 3: marts.dim_patterns a view of intermediate.int_patterns__unlabelled
 # A table whose rows changed by more than this share is rewritten whole (sorted again for
 # its zone maps) instead of having rows deleted and appended.
 REWRITE_SHARE = 0.5
@@ -463,13 +469,14 @@ def _stamps(table: str, key: str) -> str:
 # touches ~5% of the patterns, whose weeks alone are rewritten. (As a table of the
 # gap-filled rows, 33M at 10M events, the view was first hashed whole, 21 s of a 90 s
 # refresh publish, then rewritten per pattern: ~1.6M rows deleted and written per drop.)
-# dim_patterns is a view of
-# the profile row and the pattern's text and embedding: staging it whole (1M rows with
-# FLOAT[384] vectors, 1.5 GB) took 15-19 s of a refresh publish. Its embedding is
-# the cached vector of the description's hash under the active model, so the digest reads
-# the hash, whether a vector is there, and the active model (a setting) instead.
+# int_patterns__unlabelled (dim_patterns but the label; the copy's dim_patterns is a view
+# of it, SERVED_VIEWS) is a view of the profile row and the pattern's text and embedding:
+# staging it whole (1M rows with FLOAT[384] vectors, 1.5 GB) took 15-19 s of a refresh
+# publish. Its embedding is the cached vector of the description's hash under the active
+# model, so the digest reads the hash, whether a vector is there, and the active model (a
+# setting) instead.
 SCOPED: dict[str, Scope] = {
-    "marts.dim_patterns": Scope(
+    "intermediate.int_patterns__unlabelled": Scope(
         key="pattern_id",
         # stg_patterns' columns are raw.patterns' renamed (its SQL is in `views`, so the
         # definition), read from the table: through the view, which joins the vectors, and
@@ -494,9 +501,9 @@ SCOPED: dict[str, Scope] = {
             "raw.patterns",
             "raw.embeddings",
         ),
-        views=("marts.dim_patterns", "staging.stg_patterns"),
+        views=("intermediate.int_patterns__unlabelled", "staging.stg_patterns"),
         settings="select embedding_model from staging.stg_embedding_model",
-        rows_for="marts.dim_patterns_for",
+        rows_for="intermediate.int_patterns__unlabelled_for",
         unique=True,
         one_row_per_key=True,  # profiled and raw.patterns: one row per pattern (tested)
         # the cached vector of the description's hash under the active model (a setting):
@@ -599,6 +606,18 @@ SERVED_VIEWS: dict[str, ServedView] = {
     # a replacement's numbers, a theme's recent use), a few rows per theme, joined with
     # them and worded at read time: as a table the mart's copy rewrote 590k of its 1.39M
     # rows after a +1% refresh at 10M events
+    # every pattern's row and its group's label: the label is its group's most central
+    # description, which one new text can move for every member (25k patterns a group in
+    # the generator's data), so the copy stores the rows without it (synced per pattern,
+    # SCOPED) and joins it from the descriptions' table at read time; as a table, 10,000
+    # new texts at 1M patterns relabelled and rewrote more than half of it
+    "marts.dim_patterns": ServedView(
+        macro="marts.dim_patterns_served",
+        reads=(
+            "intermediate.int_patterns__unlabelled",
+            "intermediate.int_pattern_texts__described",
+        ),
+    ),
     "marts.pattern_alerts": ServedView(
         macro="marts.pattern_alerts_served",
         reads=(
@@ -1277,7 +1296,7 @@ def publish(
         # --keep-before-refresh), and 33.6 s started here (4 replays alternating with
         # those). Syncing two tables at once gained nothing (each sync ran 2-3x slower
         # beside another). An index built from scratch waits for the syncs (memory).
-        tables_done = threading.Event()  # set once every table is synced
+        tables_done = threading.Event()  # set once every table and view is synced
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="engram-index") as pool:
             indexing: Future[dict[str, Manifest]] = pool.submit(
                 _publish_indexes,
@@ -1341,12 +1360,13 @@ def publish(
                     result.table_changes[name] = how
                     result.step_seconds[name] = time.perf_counter() - synced
                     result.tables.append(name)
-                tables_done.set()
                 for name, text in views.items():
                     synced = time.perf_counter()
                     result.table_changes[name] = _sync_view(con, name, text)
                     result.step_seconds[name] = time.perf_counter() - synced
                     result.tables.append(name)
+                # an index built from scratch reads the copy's marts.dim_patterns, a view
+                tables_done.set()
                 for schema, table in con.execute(
                     "select schema_name, table_name from duckdb_tables() where database_name = ?",
                     [_ALIAS],

@@ -1,6 +1,8 @@
 -- One row per pattern: when it was first seen, how often and how well it was used, its
 -- cluster: all of dim_patterns but what stg_patterns already holds (the text, type,
--- metadata and embedding), which dim_patterns (a view) joins by pattern_id. Stored here
+-- metadata and embedding), which int_patterns__unlabelled (a view) joins by pattern_id,
+-- and the group's label, which dim_patterns joins by description (a new text can move
+-- it for every member of its group: macros/dim_patterns_rows.sql). Stored here
 -- without them: 1M patterns' FLOAT[384] copies took 1.5 GB, a third of the warehouse, for
 -- about 25k distinct descriptions, and the copy of the texts 47 MiB (issue 18).
 -- Events come from stg_usage_events, where a merged-away pattern's events already count
@@ -8,7 +10,7 @@
 -- Incremental (delete+insert on pattern_id, README "Incremental builds"): a refresh
 -- recomputes the patterns with a week of events newer than this model's own watermark
 -- (macros/own_watermark.sql), from all their events, and the patterns whose other columns
--- (cluster, its label, theme, paraphrase group, first sighting) differ from the stored
+-- (cluster, theme, paraphrase group, merge, first sighting) differ from the stored
 -- row or that have none; summing every pattern's 10M events took 2.4-3.0 s of a +1%
 -- refresh. A merge or unmerge since that watermark, or no watermark yet, recomputes every
 -- row (the pre-hook empties the table).
@@ -18,6 +20,7 @@
         materialized=incremental_materialization(),
         incremental_strategy='delete+insert',
         unique_key='pattern_id',
+        on_schema_change='sync_all_columns',
         pre_hook="{% if is_incremental() and own_watermark_recompute_all() %}delete from {{ this }}{% endif %}",
         post_hook="{{ save_own_watermark(not is_incremental() or own_watermark_recompute_all()) }}",
     )
@@ -32,16 +35,9 @@ patterns as (
 ),
 
 clusters as (
-    -- the assignment per pattern, the group's label per distinct description
-    select
-        clustered.pattern_id,
-        clustered.cluster_id,
-        described.cluster_label,
-        clustered.theme_id,
-        clustered.paraphrase_group_id
-    from {{ ref('int_patterns__clustered') }} as clustered
-    inner join {{ ref('int_pattern_texts__described') }} as described
-        on described.description_hash = clustered.description_hash
+    -- the assignment per pattern
+    select pattern_id, cluster_id, theme_id, paraphrase_group_id
+    from {{ ref('int_patterns__clustered') }}
 ),
 
 merges as (
@@ -54,7 +50,6 @@ placed as (
         patterns.pattern_id,
         patterns.first_seen_at as declared_first_seen_at,
         clusters.cluster_id,
-        clusters.cluster_label,
         clusters.theme_id,
         clusters.paraphrase_group_id,
         merges.kept_pattern_id as superseded_by
@@ -65,7 +60,7 @@ placed as (
 {%- if scoped %}
 
 -- the patterns this refresh recomputes: events loaded since the watermark, or a stored
--- row whose other columns differ (a label, a new cluster), or none stored
+-- row whose other columns differ (a new cluster, a merge), or none stored
 scope as (
     select pattern_id from {{ ref('int_pattern_weeks__aggregated') }}
     where max_loaded_at > {{ own_watermark() }}
@@ -75,7 +70,6 @@ scope as (
     left join {{ this }} as stored on stored.pattern_id = placed.pattern_id
     where stored.pattern_id is null
         or stored.cluster_id is distinct from placed.cluster_id
-        or stored.cluster_label is distinct from placed.cluster_label
         or stored.theme_id is distinct from placed.theme_id
         or stored.paraphrase_group_id is distinct from placed.paraphrase_group_id
         or stored.superseded_by is distinct from placed.superseded_by
@@ -118,7 +112,6 @@ final as (
         coalesce(usage.usage_count, 0) as usage_count,
         usage.success_rate,
         placed.cluster_id,
-        placed.cluster_label,
         placed.theme_id,
         placed.paraphrase_group_id,
         placed.superseded_by
