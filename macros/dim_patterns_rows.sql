@@ -1,24 +1,20 @@
 {#
-  dim_patterns' rows, in two parts: every column but the group's label
-  (int_patterns__unlabelled, a view of dim_patterns_rows()), and the label joined by the
-  description's hash (dim_patterns, a view of dim_patterns_labelled()).
+  dim_patterns' query (models/marts/semantic/dim_patterns.sql is this macro and nothing
+  else), optionally for some patterns only: `patterns` is a subquery of pattern_ids. A
+  pattern's row comes from its own profile row, its own stg_patterns row and its
+  description's row of int_pattern_texts__described (the label of its group) alone, so
+  the rows of a scoped call are exactly the view's rows for those patterns.
 
-  Why the label is joined, not stored per pattern: a group's label is its most central
-  description, which one new text can move for every member at once. Stored in
-  int_patterns__profiled and in the serving copy's table, a refresh adding 10,000 new
-  texts at 1M patterns (the generator's 41 groups of ~25k patterns) relabelled more than
-  half of them: their profiles were recomputed from all their events and the copy's
-  dim_patterns, vectors and all, rewritten (issue 18, `python -m bench --size full`).
-  Joined at read time, a relabelled group costs one row of int_pattern_texts__described.
+  The label is joined here, not stored in int_patterns__profiled: a group's label is its
+  most central description, which one new text can move for every member at once. Stored
+  there, a refresh adding 10,000 new texts at 1M patterns (the generator's 41 groups of
+  ~25k patterns) relabelled more than half of them, recomputed their profiles from all
+  their events, and the serving copy's digests of dim_patterns' input changed for all of
+  them, so the copy's dim_patterns was rewritten whole, vectors and all (24.0 s of a 35.1
+  s publish; issue 18, `python -m bench --size full`). The copy now updates the label
+  column alone where a description's label moved (engram.query.serving.sync_labels).
 #}
-
-{#
-  The rows without the label, optionally for some patterns only: `patterns` is a subquery
-  of pattern_ids. A pattern's row comes from its own profile row and its own stg_patterns
-  row alone, so the rows of a scoped call are exactly the view's rows for those patterns.
-  The description's hash comes last: what the label is joined by.
-#}
-{% macro dim_patterns_rows(patterns=none, profiled=none, staged=none) %}
+{% macro dim_patterns_rows(patterns=none, profiled=none, staged=none, described=none) %}
 
 with
 
@@ -37,6 +33,11 @@ patterns as (
     {%- endif %}
 ),
 
+labels as (
+    select description_hash, cluster_label
+    from {{ described or ref('int_pattern_texts__described') }}
+),
+
 final as (
     select
         profiled.pattern_id,
@@ -50,76 +51,37 @@ final as (
         profiled.usage_count,
         profiled.success_rate,
         profiled.cluster_id,
+        labels.cluster_label,
         profiled.theme_id,
         profiled.paraphrase_group_id,
-        profiled.superseded_by,
-        patterns.description_hash
+        profiled.superseded_by
     from profiled
     inner join patterns on patterns.pattern_id = profiled.pattern_id
+    -- a clustered pattern's description is the one it was clustered by (a build refreshes
+    -- the clustering of a changed description); an unclustered pattern has no label
+    left join labels
+        on labels.description_hash = patterns.description_hash
+        and profiled.cluster_id is not null
 )
 
 select * from final
 {% endmacro %}
 
 {#
-  dim_patterns: the rows of `unlabelled` (int_patterns__unlabelled or the serving copy's
-  table of it) with their group's label from `described` (int_pattern_texts__described).
-  A clustered pattern's description is the one it was clustered by (a build refreshes the
-  clustering of a changed description); an unclustered pattern has no label.
+  dim_patterns' post-hook (DuckDB only): the table macro <schema>.dim_patterns_for(keys),
+  the view's rows for a list of pattern_ids. The serving copy's publish rewrites the
+  patterns whose profile or text changed (engram.query.serving.SCOPED) with it: filtering
+  the view's output joined all 1M profile rows with stg_patterns' vectors first. Inputs
+  are named without the database, as in create_pattern_trends_served (a copied warehouse
+  file keeps a macro's text as written).
 #}
-{% macro dim_patterns_labelled(unlabelled=none, described=none) %}
-select
-    unlabelled.pattern_id,
-    unlabelled.description,
-    unlabelled.pattern_type,
-    unlabelled.metadata,
-    unlabelled.embedding,
-    unlabelled.first_seen_at,
-    unlabelled.first_used_at,
-    unlabelled.last_used_at,
-    unlabelled.usage_count,
-    unlabelled.success_rate,
-    unlabelled.cluster_id,
-    labels.cluster_label,
-    unlabelled.theme_id,
-    unlabelled.paraphrase_group_id,
-    unlabelled.superseded_by
-from {{ unlabelled or ref('int_patterns__unlabelled') }} as unlabelled
-left join {{ described or ref('int_pattern_texts__described') }} as labels
-    on labels.description_hash = unlabelled.description_hash
-    and unlabelled.cluster_id is not null
-{% endmacro %}
-
-{#
-  int_patterns__unlabelled's post-hook (DuckDB only): the table macro
-  <schema>.int_patterns__unlabelled_for(keys), the view's rows for a list of pattern_ids.
-  The serving copy stores the view as a table, and its publish rewrites the patterns
-  whose profile or text changed (engram.query.serving.SCOPED) with it: filtering the
-  view's output joined all 1M profile rows with stg_patterns' vectors first. Inputs are
-  named without the database, as in create_pattern_trends_served (a copied warehouse file
-  keeps a macro's text as written).
-#}
-{% macro create_int_patterns__unlabelled_for() %}
+{% macro create_dim_patterns_for() %}
     {%- if target.type == 'duckdb' -%}
-        create or replace macro {{ this.schema }}.int_patterns__unlabelled_for(keys) as table
+        create or replace macro {{ this.schema }}.dim_patterns_for(keys) as table
         {{ dim_patterns_rows(
             patterns='(select unnest(keys))',
             profiled=ref('int_patterns__profiled').include(database=False),
             staged=ref('stg_patterns').include(database=False),
-        ) }}
-    {%- endif -%}
-{% endmacro %}
-
-{#
-  dim_patterns' post-hook (DuckDB only): the table macro <schema>.dim_patterns_served(),
-  the same query over the two tables named without the database, which the serving copy's
-  view marts.dim_patterns is (engram.query.serving.SERVED_VIEWS).
-#}
-{% macro create_dim_patterns_served() %}
-    {%- if target.type == 'duckdb' -%}
-        create or replace macro {{ this.schema }}.dim_patterns_served() as table
-        {{ dim_patterns_labelled(
-            unlabelled=ref('int_patterns__unlabelled').include(database=False),
             described=ref('int_pattern_texts__described').include(database=False),
         ) }}
     {%- endif -%}

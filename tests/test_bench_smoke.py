@@ -122,7 +122,7 @@ def test_results_have_every_figure(bench_run: dict[str, Any]) -> None:
     assert r["publish"]["mode"] == "full" and r["refresh_publish"]["mode"] == "incremental"
     assert ", 2 added, 0 removed" in r["refresh_publish"]["indexes"]["patterns"]
     # dim_patterns synced per pattern: the 2 new ones and those with new events, not all
-    how = r["refresh_publish"]["tables"]["intermediate.int_patterns__unlabelled"]
+    how = r["refresh_publish"]["tables"]["marts.dim_patterns"]
     assert how.startswith("scoped: ") and how.endswith(" keys"), how
     assert 2 <= int(how.split()[1]) < meta["n_patterns"]
     refresh = r["refresh"]
@@ -191,8 +191,7 @@ def test_the_refresh_publish_is_timed_per_step_from_the_copy_made_beside_dbt(
     pub = bench_run["results"]["refresh_publish"]
     steps = pub["steps"]
     assert "copy previous, during the build" in steps
-    rows = "intermediate.int_patterns__unlabelled"
-    assert steps[rows][1] == pub["tables"][rows]
+    assert steps["marts.dim_patterns"][1] == pub["tables"]["marts.dim_patterns"]
     assert all(seconds >= 0 for seconds, _ in steps.values())
     assert "  publish: " in bench_run["stdout"]
 

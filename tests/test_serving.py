@@ -19,7 +19,14 @@ import pytest
 from engram.query.errors import MissingMart, QueryError
 from engram.query.index import fingerprint
 from engram.query.memory import Memory
-from engram.query.serving import KEEP_BUILDS, SERVED_VIEWS, current, publish, serving_root
+from engram.query.serving import (
+    KEEP_BUILDS,
+    LABELS_STEP,
+    SERVED_VIEWS,
+    current,
+    publish,
+    serving_root,
+)
 from ingest.embedder import Embedder
 from ingest.loader import ingest_paths
 
@@ -87,7 +94,6 @@ def test_build_publishes_a_serving_copy_with_marts_and_index(planted_warehouse: 
         ("pattern_project_predictions", "project_id"),
         ("pattern_clusters", "theme_id"),
         ("pattern_trends", "pattern_id"),
-        ("dim_patterns", "cluster_label"),
     ],
 )
 def test_the_copys_served_views_give_the_warehouses_rows(
@@ -99,10 +105,8 @@ def test_the_copys_served_views_give_the_warehouses_rows(
     each project's prior (int_project_priors); pattern_clusters over each pattern's
     assignment (int_patterns__clustered) and each description's group facts
     (int_pattern_texts__described); pattern_trends over the weekly sums
-    (int_pattern_weeks__aggregated); dim_patterns over its rows without the group's label
-    (int_patterns__unlabelled) and the descriptions' labels. Each view must give exactly
-    the warehouse mart's rows, bit for bit, on a warehouse with several projects and
-    themes."""
+    (int_pattern_weeks__aggregated). Each view must give exactly the warehouse mart's
+    rows, bit for bit, on a warehouse with several projects and themes."""
     copy = current(planted_warehouse)
     assert copy is not None
     assert f"marts.{mart}" in SERVED_VIEWS
@@ -693,10 +697,8 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
     assert _file_digests(unchanged.directory) == before
     full = publish(warehouse_copy, incremental=False)
     assert updated.mode == "incremental" and full.mode == "full"
-    # dim_patterns' rows: only the new pattern's row was read and written (its vectors
-    # unhashed); the mart itself a view of them, unchanged
-    assert updated.table_changes["intermediate.int_patterns__unlabelled"] == "scoped: 1 keys"
-    assert updated.table_changes["marts.dim_patterns"] == "unchanged"
+    # dim_patterns: only the new pattern's row was read and written (its vectors unhashed)
+    assert updated.table_changes["marts.dim_patterns"] == "scoped: 1 keys"
     # every table, index and the file copy timed (what bench.refresh reports)
     assert set(updated.step_seconds) == {
         *updated.table_changes,
@@ -762,15 +764,14 @@ def test_incremental_publish_writes_only_what_changed_and_equals_a_full_publish(
         assert memory.find_similar(NEW_PATTERN, k=1)["pattern_id"].tolist() == ["zz-new-pattern"]
 
 
-def test_a_relabelled_group_rewrites_no_pattern_row_of_the_copy(warehouse_copy: Path) -> None:
+def test_a_relabelled_group_updates_only_the_copys_label_column(warehouse_copy: Path) -> None:
     """A group's label is its most central description, which one new text can move for
-    every member. The copy stores dim_patterns' rows without it and joins it from the
-    descriptions' table, so a relabelled group rewrites that table's rows alone, and
-    every member reads the new label."""
-    first = publish(warehouse_copy, incremental=False)
-    assert first.table_changes["marts.dim_patterns"] == "view"
+    every member. The copy's dim_patterns rows are not rewritten for it (the scoped sync's
+    digests leave the label out): the label column alone is updated, for exactly the
+    members whose description's label moved, and the copy ends equal to the warehouse."""
+    publish(warehouse_copy, incremental=False)
+    described = "intermediate.int_pattern_texts__described"
     with duckdb.connect(str(warehouse_copy)) as con:
-        described = "intermediate.int_pattern_texts__described"
         (label, n_members) = con.execute(
             "select any_value(cluster_label), count(*) from marts.dim_patterns "
             "where cluster_id = (select cluster_id from marts.dim_patterns "
@@ -782,18 +783,18 @@ def test_a_relabelled_group_rewrites_no_pattern_row_of_the_copy(warehouse_copy: 
             [label],
         )
     updated = publish(warehouse_copy)
-    assert updated.table_changes["intermediate.int_patterns__unlabelled"] == "unchanged"
+    assert updated.table_changes["marts.dim_patterns"] == "unchanged"
+    assert updated.table_changes[LABELS_STEP] == f"relabelled: {n_members} patterns"
     assert updated.table_changes[described] in ("updated", "rewritten")
-    assert updated.table_changes["marts.dim_patterns"] == "unchanged"  # the view as it was
     query = "select * from marts.dim_patterns order by pattern_id"
     with duckdb.connect(str(updated.database), read_only=True) as con:
         served = con.execute(query).fetchall()
-        (relabelled,) = con.execute(
-            "select count(*) from marts.dim_patterns where cluster_label = 'a new central text'"
-        ).fetchone()  # type: ignore[misc]
     with duckdb.connect(str(warehouse_copy), read_only=True) as con:
         assert served == con.execute(query).fetchall()
-    assert relabelled == n_members
+    assert sum(row[11] == "a new central text" for row in served) == n_members
+    # and the next publish has nothing left to relabel
+    again = publish(warehouse_copy)
+    assert again.table_changes[LABELS_STEP] == "unchanged"
 
 
 def test_weekly_sums_from_before_their_stamps_are_published_then_stamped_by_the_next_build(

@@ -64,8 +64,6 @@ EXTRA_TABLES: tuple[tuple[str, str], ...] = (
     ("intermediate.int_project_priors", "project_id"),
     # what the copy's view marts.pattern_clusters reads (SERVED_VIEWS)
     ("intermediate.int_patterns__clustered", "cluster_id, pattern_id"),
-    # what the copy's view marts.dim_patterns reads besides int_pattern_texts__described
-    ("intermediate.int_patterns__unlabelled", "pattern_id"),
     ("intermediate.int_pattern_texts__described", "description_hash"),
     # what the copy's view marts.pattern_similar_pairs reads besides int_patterns__clustered
     ("intermediate.int_pattern_texts__neighbors", "description_hash, list_rank"),
@@ -88,10 +86,6 @@ CONTEXT_EVIDENCE_CAP = 200
 POINT_LOOKUPS: dict[str, str] = {
     "staging.stg_contexts": "context_hash",
     "intermediate.int_contexts__clustered": "context_hash",
-    # the copy's marts.dim_patterns is a view of this table (SERVED_VIEWS)
-    "intermediate.int_patterns__unlabelled": "pattern_id",
-    # a table in a copy of a warehouse built before int_patterns__unlabelled; the key the
-    # vector index of the patterns reads it by either way (_INDEXES)
     "marts.dim_patterns": "pattern_id",
 }
 
@@ -243,7 +237,7 @@ def context_vectors_sql(schema_prefix: str = "") -> str:
 
 # The copy's layout version: a publish reuses the previous copy only when it has the same
 # (otherwise it starts from an empty file, as the first publish does).
-SERVING_FORMAT = 3  # 3: marts.dim_patterns a view of intermediate.int_patterns__unlabelled
+SERVING_FORMAT = 2
 # A table whose rows changed by more than this share is rewritten whole (sorted again for
 # its zone maps) instead of having rows deleted and appended.
 REWRITE_SHARE = 0.5
@@ -469,14 +463,14 @@ def _stamps(table: str, key: str) -> str:
 # touches ~5% of the patterns, whose weeks alone are rewritten. (As a table of the
 # gap-filled rows, 33M at 10M events, the view was first hashed whole, 21 s of a 90 s
 # refresh publish, then rewritten per pattern: ~1.6M rows deleted and written per drop.)
-# int_patterns__unlabelled (dim_patterns but the label; the copy's dim_patterns is a view
-# of it, SERVED_VIEWS) is a view of the profile row and the pattern's text and embedding:
-# staging it whole (1M rows with FLOAT[384] vectors, 1.5 GB) took 15-19 s of a refresh
-# publish. Its embedding is the cached vector of the description's hash under the active
-# model, so the digest reads the hash, whether a vector is there, and the active model (a
-# setting) instead.
+# dim_patterns is a view of
+# the profile row, the pattern's text and embedding and its description's label (whose
+# moves sync_labels updates; the digest leaves it out): staging it whole (1M rows with
+# FLOAT[384] vectors, 1.5 GB) took 15-19 s of a refresh publish. Its embedding is
+# the cached vector of the description's hash under the active model, so the digest reads
+# the hash, whether a vector is there, and the active model (a setting) instead.
 SCOPED: dict[str, Scope] = {
-    "intermediate.int_patterns__unlabelled": Scope(
+    "marts.dim_patterns": Scope(
         key="pattern_id",
         # stg_patterns' columns are raw.patterns' renamed (its SQL is in `views`, so the
         # definition), read from the table: through the view, which joins the vectors, and
@@ -496,14 +490,15 @@ SCOPED: dict[str, Scope] = {
         ),
         needs=(
             "intermediate.int_patterns__profiled",
+            "intermediate.int_pattern_texts__described",  # the label (dim_patterns_for)
             "staging.stg_patterns",
             "staging.stg_embedding_model",  # the settings query reads it
             "raw.patterns",
             "raw.embeddings",
         ),
-        views=("intermediate.int_patterns__unlabelled", "staging.stg_patterns"),
+        views=("marts.dim_patterns", "staging.stg_patterns"),
         settings="select embedding_model from staging.stg_embedding_model",
-        rows_for="intermediate.int_patterns__unlabelled_for",
+        rows_for="marts.dim_patterns_for",
         unique=True,
         one_row_per_key=True,  # profiled and raw.patterns: one row per pattern (tested)
         # the cached vector of the description's hash under the active model (a setting):
@@ -606,18 +601,6 @@ SERVED_VIEWS: dict[str, ServedView] = {
     # a replacement's numbers, a theme's recent use), a few rows per theme, joined with
     # them and worded at read time: as a table the mart's copy rewrote 590k of its 1.39M
     # rows after a +1% refresh at 10M events
-    # every pattern's row and its group's label: the label is its group's most central
-    # description, which one new text can move for every member (25k patterns a group in
-    # the generator's data), so the copy stores the rows without it (synced per pattern,
-    # SCOPED) and joins it from the descriptions' table at read time; as a table, 10,000
-    # new texts at 1M patterns relabelled and rewrote more than half of it
-    "marts.dim_patterns": ServedView(
-        macro="marts.dim_patterns_served",
-        reads=(
-            "intermediate.int_patterns__unlabelled",
-            "intermediate.int_pattern_texts__described",
-        ),
-    ),
     "marts.pattern_alerts": ServedView(
         macro="marts.pattern_alerts_served",
         reads=(
@@ -1041,6 +1024,68 @@ def _drop_view(con: duckdb.DuckDBPyConnection, name: str) -> None:
         con.execute(f"drop view {_ALIAS}.{name}")
 
 
+# dim_patterns' cluster_label is its group's label, per description
+# (int_pattern_texts__described): the group's most central description, which one new
+# text can move for every member. The scoped sync's digests leave it out
+# (int_patterns__profiled has no label), so a pattern's row is rewritten only when its own
+# input changed, and a moved label is updated in place, that column alone: with the
+# label in the digests, 10,000 new texts at 1M patterns (41 groups of ~25k) changed more
+# than half of them, and the copy's dim_patterns was rewritten whole, vectors and all
+# (24.0 s of a 35.1 s refresh publish, `python -m bench --size full`, 2026-12-07).
+LABELLED = "marts.dim_patterns"
+LABELS = "intermediate.int_pattern_texts__described"  # description_hash -> cluster_label
+LABELS_STEP = "marts.dim_patterns labels"  # its PublishResult step
+
+
+def moved_labels(
+    con: duckdb.DuckDBPyConnection, targets: dict[str, _Target], relations: dict[str, str]
+) -> bool:
+    """Before the copy's tables are synced: keep in temp.serving_moved_labels the
+    descriptions whose label in the warehouse differs from the copy's (its
+    int_pattern_texts__described, which its dim_patterns' labels were written from) or
+    that the copy has not got. False when the copy or the warehouse lacks either table:
+    then dim_patterns is synced whole or not at all, with the warehouse's labels."""
+    have = all(name in targets and _exists(con, f"{_ALIAS}.{name}") for name in (LABELLED, LABELS))
+    if not have or "raw.patterns" not in relations:
+        return False
+    con.execute(
+        f"""
+        create or replace temp table serving_moved_labels as
+        select now.description_hash, now.cluster_label
+        from {LABELS} as now
+        left join {_ALIAS}.{LABELS} as before on before.description_hash = now.description_hash
+        where before.cluster_label is distinct from now.cluster_label
+        """
+    )
+    return True
+
+
+def sync_labels(con: duckdb.DuckDBPyConnection) -> str:
+    """After the copy's dim_patterns is synced: set cluster_label where its description's
+    label moved (moved_labels) and the row's differs (a row the sync rewrote has the new
+    one already); a pattern without a cluster keeps none. Returns "unchanged" or
+    "relabelled: N patterns"."""
+    try:
+        row = con.execute(
+            f"""
+            update {_ALIAS}.{LABELLED} as stored set cluster_label = moved.cluster_label
+            from (
+                select patterns.pattern_id, labels.cluster_label
+                from raw.patterns as patterns
+                inner join temp.serving_moved_labels as labels
+                    on labels.description_hash = patterns.description_hash
+            ) as moved
+            where stored.pattern_id = moved.pattern_id
+                and stored.cluster_id is not null
+                and stored.cluster_label is distinct from moved.cluster_label
+            """
+        ).fetchone()
+    finally:
+        con.execute("drop table if exists temp.serving_moved_labels")
+    n = int(row[0]) if row else 0
+    return f"relabelled: {n} patterns" if n else "unchanged"
+
+
 def _sync_view(con: duckdb.DuckDBPyConnection, name: str, text: str) -> str:
     """Make the copy's `name` a view of the query `text` (SERVED_VIEWS); returns
     "unchanged" when it already was (the text is kept in scoped_definitions), else "view"."""
@@ -1296,7 +1341,7 @@ def publish(
         # --keep-before-refresh), and 33.6 s started here (4 replays alternating with
         # those). Syncing two tables at once gained nothing (each sync ran 2-3x slower
         # beside another). An index built from scratch waits for the syncs (memory).
-        tables_done = threading.Event()  # set once every table and view is synced
+        tables_done = threading.Event()  # set once every table is synced
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="engram-index") as pool:
             indexing: Future[dict[str, Manifest]] = pool.submit(
                 _publish_indexes,
@@ -1342,6 +1387,8 @@ def publish(
                     and all(read in targets for read in served.reads)
                     and (text := _catalog_text(con, served.macro, "table_macro")) is not None
                 }
+                # before the copy's descriptions are synced: whose label moved since
+                relabelling = previous is not None and moved_labels(con, targets, relations)
                 for name in sorted(targets):
                     if name in views:
                         continue  # written below, once the tables it reads are
@@ -1360,13 +1407,16 @@ def publish(
                     result.table_changes[name] = how
                     result.step_seconds[name] = time.perf_counter() - synced
                     result.tables.append(name)
+                if relabelling:
+                    synced = time.perf_counter()
+                    result.table_changes[LABELS_STEP] = sync_labels(con)
+                    result.step_seconds[LABELS_STEP] = time.perf_counter() - synced
+                tables_done.set()
                 for name, text in views.items():
                     synced = time.perf_counter()
                     result.table_changes[name] = _sync_view(con, name, text)
                     result.step_seconds[name] = time.perf_counter() - synced
                     result.tables.append(name)
-                # an index built from scratch reads the copy's marts.dim_patterns, a view
-                tables_done.set()
                 for schema, table in con.execute(
                     "select schema_name, table_name from duckdb_tables() where database_name = ?",
                     [_ALIAS],

@@ -1,8 +1,8 @@
 -- One row per pattern: when it was first seen, how often and how well it was used, its
 -- cluster: all of dim_patterns but what stg_patterns already holds (the text, type,
--- metadata and embedding), which int_patterns__unlabelled (a view) joins by pattern_id,
--- and the group's label, which dim_patterns joins by description (a new text can move
--- it for every member of its group: macros/dim_patterns_rows.sql). Stored here
+-- metadata and embedding), which dim_patterns (a view) joins by pattern_id, and the
+-- group's label, which dim_patterns joins by description (a new text can move it for
+-- every member of its group: macros/dim_patterns_rows.sql). Stored here
 -- without them: 1M patterns' FLOAT[384] copies took 1.5 GB, a third of the warehouse, for
 -- about 25k distinct descriptions, and the copy of the texts 47 MiB (issue 18).
 -- Events come from stg_usage_events, where a merged-away pattern's events already count
