@@ -41,11 +41,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bench.memory import RssSampler, peak_by_node, unix_seconds, wait_with_peak_rss
+
+if TYPE_CHECKING:
+    from engram.query.serving import PublishResult
 
 SPLITS = ("recent", "scattered")
 
@@ -310,15 +313,7 @@ def timed_build(
         "build_seconds": build_seconds,
         "publish_seconds": published.seconds,
         # per table / index / file copy, and what each table's sync did
-        "publish_steps": {
-            step: [
-                seconds,
-                published.table_changes.get(
-                    step, published.index_changes.get(step.removeprefix("index "), "")
-                ),
-            ]
-            for step, seconds in published.step_seconds.items()
-        },
+        "publish_steps": publish_steps(published),
         "total_seconds": build_seconds + published.seconds,
         "peak_rss_bytes": peak_rss,
         "models": models,
@@ -327,6 +322,20 @@ def timed_build(
         "n_unit_tests": n_unit_tests,
         "node_times": node_times(results, manifest),
         "tests_by_model": tests_by_model(results, manifest),
+    }
+
+
+def publish_steps(published: PublishResult) -> dict[str, list[Any]]:
+    """A publish's seconds per step (each table, index and file copy), with what each
+    table's sync or index update did: [seconds, how]."""
+    return {
+        step: [
+            seconds,
+            published.table_changes.get(
+                step, published.index_changes.get(step.removeprefix("index "), "")
+            ),
+        ]
+        for step, seconds in published.step_seconds.items()
     }
 
 

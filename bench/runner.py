@@ -513,6 +513,7 @@ def stage_publish(db: Path, prepared: PreparedCopy | None = None) -> dict[str, A
     the file copy `prepared` started while dbt ran (engram.query.serving.prepare_publish)
     when there is one. Steps: seconds per table, index and file copy, with what each
     table's sync did."""
+    from bench.refresh import publish_steps
     from engram.query.serving import publish
 
     result = publish(db, prepared=prepared)
@@ -524,15 +525,7 @@ def stage_publish(db: Path, prepared: PreparedCopy | None = None) -> dict[str, A
         "mode": result.mode,
         "tables": result.table_changes,
         "indexes": result.index_changes,
-        "steps": {
-            step: [
-                seconds,
-                result.table_changes.get(
-                    step, result.index_changes.get(step.removeprefix("index "), "")
-                ),
-            ]
-            for step, seconds in result.step_seconds.items()
-        },
+        "steps": publish_steps(result),
     }
 
 
