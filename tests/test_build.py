@@ -199,6 +199,49 @@ def test_a_warehouse_with_every_record_rejected_builds_and_answers_with_no_rows(
     assert build(db, capture=True).returncode == 0  # and again, incrementally
 
 
+@pytest.mark.parametrize("name", ["full", "select"])
+def test_a_warehouse_named_after_an_sql_keyword_builds_refreshes_and_answers(
+    tmp_path: Path, embedder: Embedder, name: str
+) -> None:
+    """dbt-duckdb names the database after the warehouse's file, so every name the
+    models write into SQL must be quoted: full.duckdb once failed pattern_predictions with
+    a syntax error."""
+    from engram.query.memory import Memory
+
+    db = tmp_path / f"{name}.duckdb"
+    ingest_paths([small_fixture(tmp_path / "in")], db, embedder=embedder)
+    first = build(db, capture=True)
+    assert first.returncode == 0, first.stdout[-3000:]
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "events.jsonl").write_text(
+        json.dumps(
+            {
+                "event_id": "e-late",
+                "pattern_id": "p1",
+                "session_id": "s-late",
+                "timestamp": "2025-02-01T08:00:00Z",
+                "outcome_quality": 1.0,
+                "files_involved": ["src/a.py"],
+                "tools_used": ["pytest"],
+                "context": "tests fail on CI",
+            }
+        )
+        + "\n"
+    )
+    ingest_paths([more], db, embedder=embedder)
+    refresh = build(db, capture=True)
+    assert refresh.returncode == 0, refresh.stdout[-3000:]
+
+    with Memory(db, embedder=embedder) as memory:
+        predicted = memory.predict("tests fail on CI").patterns
+        used = memory.sql(
+            "select usage_count as n from marts.dim_patterns where pattern_id = 'p1'"
+        )["n"].item()
+    assert len(predicted) > 0
+    assert used == 8 + 1  # the fixture's events n % 3 == 1, and the late one
+
+
 def _kinds_run(target: Path) -> dict[str, int]:
     """How many nodes of each kind (model, test, unit_test) dbt's last command ran."""
     results = json.loads((target / "run_results.json").read_text())["results"]

@@ -69,24 +69,29 @@ DIGESTS_MACRO = "int_pattern_predictions__input_digests"
 ROWS_MACRO = "int_pattern_predictions__posterior_for"
 
 
+def quoted(*parts: str) -> str:
+    """`parts` as one qualified SQL name, each part quoted: the database is named after
+    the warehouse's file, which may be an SQL keyword (a warehouse full.duckdb failed here
+    with a syntax error when the name was not quoted)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
+
+
 def posterior_macros(session) -> tuple[str, str] | None:
     """The schema-qualified table macros the posterior view's post-hooks make
     (macros/pattern_predictions_posterior_rows.sql): (input digests, rows for some
     patterns); None where they are missing (the Spark path's DuckDB session)."""
-    found = dict(
-        session.execute(
-            "select macros.function_name, macros.database_name || '.' || macros.schema_name "
-            "|| '.' || macros.function_name "
-            "from duckdb_functions() as macros "
-            # the schema of the posterior view whose post-hooks made them
-            "inner join duckdb_views() as views on views.database_name = macros.database_name "
-            "and views.schema_name = macros.schema_name "
-            "and views.view_name = 'int_pattern_predictions__posterior' "
-            "where macros.database_name = current_database() "
-            "and macros.function_type = 'table_macro' and macros.function_name in (?, ?)",
-            [DIGESTS_MACRO, ROWS_MACRO],
-        ).fetchall()
-    )
+    rows = session.execute(
+        "select macros.database_name, macros.schema_name, macros.function_name "
+        "from duckdb_functions() as macros "
+        # the schema of the posterior view whose post-hooks made them
+        "inner join duckdb_views() as views on views.database_name = macros.database_name "
+        "and views.schema_name = macros.schema_name "
+        "and views.view_name = 'int_pattern_predictions__posterior' "
+        "where macros.database_name = current_database() "
+        "and macros.function_type = 'table_macro' and macros.function_name in (?, ?)",
+        [DIGESTS_MACRO, ROWS_MACRO],
+    ).fetchall()
+    found = {name: quoted(database, schema, name) for database, schema, name in rows}
     if DIGESTS_MACRO in found and ROWS_MACRO in found:
         return found[DIGESTS_MACRO], found[ROWS_MACRO]
     return None
