@@ -281,14 +281,24 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, s
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    _, schema, table = qualified.split(".")
+def _has_table(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, database: str | None = None
+) -> bool:
+    """Whether `database` (None: the connection's own) has a table, not a view,
+    `schema.table`."""
     row = con.execute(
         "select count(*) from duckdb_tables() "
-        "where database_name = ? and schema_name = ? and table_name = ?",
-        [_ALIAS, schema, table],
+        "where database_name = coalesce(?, current_database()) and schema_name = ? "
+        "and table_name = ?",
+        [database, schema, table],
     ).fetchone()
     return bool(row and row[0])
+
+
+def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    """Whether the copy being written has the table `alias.schema.name`."""
+    _, schema, table = qualified.split(".")
+    return _has_table(con, schema, table, _ALIAS)
 
 
 def _is_table(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
@@ -296,12 +306,7 @@ def _is_table(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
     if relation.count(".") != 1:
         return False
     schema, table = relation.split(".")
-    row = con.execute(
-        "select count(*) from duckdb_tables() "
-        "where database_name = current_database() and schema_name = ? and table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return bool(row and row[0])
+    return _has_table(con, schema, table)
 
 
 def _create(con: duckdb.DuckDBPyConnection, qualified: str, source: str, target: _Target) -> None:
