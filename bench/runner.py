@@ -55,6 +55,7 @@ from bench.memory import (
     wait_with_peak_rss,
 )
 from bench.paths import PROJECT_ROOT
+from bench.refresh import publish_steps
 
 if TYPE_CHECKING:
     from engram.query.serving import PreparedCopy
@@ -513,7 +514,6 @@ def stage_publish(db: Path, prepared: PreparedCopy | None = None) -> dict[str, A
     the file copy `prepared` started while dbt ran (engram.query.serving.prepare_publish)
     when there is one. Steps: seconds per table, index and file copy, with what each
     table's sync did."""
-    from bench.refresh import publish_steps
     from engram.query.serving import publish
 
     result = publish(db, prepared=prepared)
